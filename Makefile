@@ -1,0 +1,32 @@
+# grokkit: two commands on a fresh machine, `make fit` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/default.yaml
+
+.PHONY: fit test lint tensorboard bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	# torch first and pinned: an unpinned torch would pull several GB of CUDA packages.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+fit: $(VENV)/.installed
+	$(VENV)/bin/grokkit fit --config $(CONFIG)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check grokkit plugins tests bench
+	$(VENV)/bin/ruff format --check grokkit plugins tests bench
+
+tensorboard: $(VENV)/.installed
+	$(VENV)/bin/tensorboard --logdir runs
+
+bench: $(VENV)/.installed
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf $(VENV) runs data .pytest_cache

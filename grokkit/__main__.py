@@ -1,0 +1,3 @@
+from grokkit.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""``grokkit fit|validate|test --config ...``: LightningCLI with grokkit's links, defaults and error messages."""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+
+from grokkit.checkpointing import AtomicCheckpointIO, TrajectoryCheckpoint
+from grokkit.data import TwoHopDataModule
+from grokkit.errors import ConfigError
+from grokkit.module import GrokModule
+
+TRAINER_DEFAULTS = {
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": "runs", "name": "default", "default_hp_metric": False},
+    },
+    "check_val_every_n_epoch": None,
+    "val_check_interval": 200,
+    "log_every_n_steps": 50,
+    "num_sanity_val_steps": 0,
+}
+PROGRESS_NAMES = {"train/loss": "loss", "val/train/acc": "train", "val/test_inferred_iid/acc": "iid", "val/test_inferred_ood/acc": "ood"}
+
+
+class GrokProgressBar(RichProgressBar):
+    """The step and the few numbers that tell the grokking story, under short names."""
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        return {short: metrics[name] for name, short in PROGRESS_NAMES.items() if name in metrics}
+
+
+class GrokkitCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.item_len", "model.item_len", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.every_n_train_steps": 1000})
+        parser.add_lightning_class_args(TrajectoryCheckpoint, "trajectory")
+
+    def instantiate_trainer(self, **kwargs):
+        """Atomic checkpoint writes, a progress bar, and learning-rate and weight-decay curves, always."""
+        kwargs["plugins"] = [*(kwargs.get("plugins") or []), AtomicCheckpointIO()]
+        callbacks = kwargs.setdefault("callbacks", [])
+        if not any(isinstance(c, RichProgressBar) for c in callbacks):
+            callbacks.append(GrokProgressBar(refresh_rate=50))
+        if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
+            callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
+        return super().instantiate_trainer(**kwargs)
+
+
+def main(args: ArgsType = None) -> None:
+    try:
+        GrokkitCLI(
+            GrokModule,
+            TwoHopDataModule,
+            trainer_defaults=TRAINER_DEFAULTS,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=args,
+        )
+    except ConfigError as error:
+        print(f"grokkit: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

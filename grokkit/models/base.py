@@ -1,0 +1,80 @@
+"""What every grokkit model offers the trainer and the probes.
+
+A model reads token items ``h r1 r2 t </a>`` (atomic: ``h r t </a> <pad>``), turns them into its own inputs
+and targets, and exposes its residual stream as a list of *stages* (stage 0 = input embedding, then one per
+layer or recursion step). ``forward`` can return every stage at every position in one pass, and can run
+with one state replaced (a :class:`Patch`) while recomputing everything downstream of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from grokkit.data.kg import EOS, PAD
+
+IGNORE = -100
+
+
+@dataclass
+class Patch:
+    """Overwrite the state at ``stage`` and per-example ``position`` with ``value`` (B, d_model)."""
+
+    stage: int
+    position: torch.Tensor  # (B,) long
+    value: torch.Tensor  # (B, d_model)
+
+    def apply(self, state: torch.Tensor) -> torch.Tensor:
+        patched = state.clone()
+        patched[torch.arange(len(state), device=state.device), self.position] = self.value.to(state.dtype)
+        return patched
+
+
+def query_length(items: torch.Tensor) -> torch.Tensor:
+    """3 for two-hop items (h r1 r2), 2 for atomic ones (h r)."""
+    return 2 + (items[:, 4] == EOS).long()
+
+
+class TwoHopModel(nn.Module):
+    """Base class: the stage bookkeeping shared by the decoder and the recursive model."""
+
+    n_stages: int
+    d_model: int
+    n_prefix: int = 0  # extra positions a model keeps before the tokens; hidden from states and patches
+
+    def inputs_and_targets(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model inputs (B, T) and targets (B, T) with ``IGNORE`` where no loss is taken."""
+        raise NotImplementedError
+
+    def answer_position(self, items: torch.Tensor) -> torch.Tensor:
+        """Per item, the input position whose output predicts the answer entity ``t``."""
+        raise NotImplementedError
+
+    def unembed(self, state: torch.Tensor) -> torch.Tensor:
+        """Logit lens: project a residual state (..., d_model) to vocabulary logits."""
+        raise NotImplementedError
+
+    def forward(
+        self, inputs: torch.Tensor, patch: Patch | None = None, return_states: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, T, V); with ``return_states`` also the stack of states (n_stages, B, T, d_model)."""
+        states: list[torch.Tensor] | None = [] if return_states else None
+        logits = self.run(inputs, patch, states)
+        return (logits, torch.stack(states)[:, :, self.n_prefix :]) if states is not None else logits
+
+    def run(self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def visit(self, stage: int, state: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None) -> torch.Tensor:
+        """Every stage passes through here: it is patched if asked, then recorded if asked."""
+        if patch is not None and patch.stage == stage:
+            state = Patch(stage, patch.position + self.n_prefix, patch.value).apply(state)
+        if states is not None:
+            states.append(state)
+        return state
+
+
+def pad_mask_targets(targets: torch.Tensor) -> torch.Tensor:
+    return targets.masked_fill(targets == PAD, IGNORE)

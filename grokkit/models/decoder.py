@@ -1,0 +1,135 @@
+"""GPT-2-style decoder whose layers can share weights (Wang et al. 2024).
+
+Pre-LayerNorm blocks, learned positions, causal attention, tied input/output embeddings. ``n_layers`` block
+applications run over ``n_unique_layers`` weight sets: application ``i`` uses weights ``i % n_unique_layers``,
+so ``n_layers=8, n_unique_layers=4`` is Wang et al.'s 4-layer stack looped twice.
+
+    tokens ─ wte + wpe ─► S[0] ─ block 0 ─► S[1] ─ ... ─ block (n_layers-1) % n_unique ─► S[n_layers] ─ ln_f ─ wteᵀ
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grokkit.errors import ConfigError
+from grokkit.models.base import IGNORE, Patch, TwoHopModel, query_length
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, implementation: str) -> None:
+        super().__init__()
+        self.n_heads, self.dropout, self.implementation = n_heads, dropout, implementation
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
+        dropout = self.dropout if self.training else 0.0
+        # At sequence length 4 an explicit softmax beats the fused kernel on CPU; on GPU the fused one wins.
+        if self.implementation == "sdpa" or (self.implementation == "auto" and x.is_cuda):
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+        else:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, T, T)
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+            weights = F.dropout(scores.masked_fill(causal, float("-inf")).softmax(dim=-1), dropout, self.training)
+            y = weights @ v  # (B, nh, T, hd)
+        return F.dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)), dropout, self.training)
+
+
+class MLP(nn.Module):
+    def __init__(self, d_model: int, d_mlp: int, dropout: float) -> None:
+        super().__init__()
+        self.fc, self.proj, self.dropout = nn.Linear(d_model, d_mlp), nn.Linear(d_mlp, d_model), nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_mlp: int, dropout: float, attention: str) -> None:
+        super().__init__()
+        self.ln_1, self.attn = nn.LayerNorm(d_model), CausalSelfAttention(d_model, n_heads, dropout, attention)
+        self.ln_2, self.mlp = nn.LayerNorm(d_model), MLP(d_model, d_mlp, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class Decoder(TwoHopModel):
+    """GPT-2-style causal decoder; the loss is on the answer ``t`` and ``</a>`` only.
+
+    Args:
+        vocab_size: Linked from the data.
+        item_len: Linked from the data (the decoder reads ``item_len - 1`` tokens).
+        d_model: Residual width.
+        n_heads: Attention heads.
+        n_layers: Block applications (the depth of the computation).
+        n_unique_layers: Distinct weight sets; ``None`` means no sharing (= n_layers).
+        d_mlp: MLP width; ``None`` means 4 x d_model.
+        dropout: On embeddings, attention and residual branches (GPT-2: 0.1).
+        attention: ``manual`` (explicit softmax), ``sdpa`` (fused kernel) or ``auto`` (sdpa on GPU only).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        item_len: int,
+        d_model: int = 128,
+        n_heads: int = 4,
+        n_layers: int = 4,
+        n_unique_layers: int | None = None,
+        d_mlp: int | None = None,
+        dropout: float = 0.0,
+        attention: Literal["auto", "manual", "sdpa"] = "auto",
+    ) -> None:
+        super().__init__()
+        n_unique_layers = n_unique_layers or n_layers
+        if min(d_model, n_heads, n_layers, n_unique_layers) < 1 or d_model % n_heads:
+            raise ConfigError(f"model: need positive sizes and d_model ({d_model}) divisible by n_heads ({n_heads})")
+        if n_layers % n_unique_layers:
+            raise ConfigError(f"model.n_layers={n_layers} must be a multiple of model.n_unique_layers={n_unique_layers}")
+        self.d_model, self.n_layers, self.n_stages = d_model, n_layers, n_layers + 1
+        self.wte = nn.Embedding(vocab_size, d_model)
+        self.wpe = nn.Embedding(item_len - 1, d_model)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_heads, d_mlp or 4 * d_model, dropout, attention) for _ in range(n_unique_layers)
+        )
+        self.ln_f = nn.LayerNorm(d_model)
+        self.apply(self._init_weights)
+        for name, param in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith("proj.weight"):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def inputs_and_targets(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = items[:, :-1], items[:, 1:]
+        position = torch.arange(targets.size(1), device=items.device)
+        prompt = position[None, :] < (query_length(items) - 1)[:, None]  # predicting the prompt: no loss
+        return inputs, targets.masked_fill(prompt | (targets == 0), IGNORE)
+
+    def answer_position(self, items: torch.Tensor) -> torch.Tensor:
+        return query_length(items) - 1
+
+    def unembed(self, state: torch.Tensor) -> torch.Tensor:
+        return self.ln_f(state) @ self.wte.weight.T
+
+    def run(self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None) -> torch.Tensor:
+        position = torch.arange(inputs.size(1), device=inputs.device)
+        x = self.visit(0, self.drop(self.wte(inputs) + self.wpe(position)), patch, states)  # (B, T, d)
+        for layer in range(self.n_layers):
+            x = self.visit(layer + 1, self.blocks[layer % len(self.blocks)](x), patch, states)
+        return self.unembed(x)  # (B, T, vocab)

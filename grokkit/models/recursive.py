@@ -1,0 +1,169 @@
+"""Recursive two-block model in the style of the Tiny Recursive Model, as used by He et al. 2026.
+
+One "level" is ``n_blocks`` distinct post-norm blocks. It is applied recursively::
+
+    for h in range(H_cycles):                 # only the last H cycle carries gradients
+        for l in range(L_cycles):
+            z_L = level(z_L + z_H + x)        # one stage each
+        z_H = level(z_H + z_L)                # one stage
+    logits = lm_head(z_H)                     # every output position at once: h r1 r2 t </a>
+
+Stage 0 is the input embedding ``x``; there are ``1 + H_cycles * (L_cycles + 1)`` stages (15 at 2 x 6).
+Token mixing is an MLP across the sequence (no attention, no positions) or bidirectional attention with
+learned positions. ``n_prefix`` learned scratch positions (the paper's 16 puzzle-embedding slots) may be
+prepended; they are hidden from states and patches.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grokkit.data.kg import PAD
+from grokkit.errors import ConfigError
+from grokkit.models.base import Patch, TwoHopModel, pad_mask_targets, query_length
+
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, (x.size(-1),), eps=1e-5)
+
+
+class SwiGLU(nn.Module):
+    """Gated MLP over the last dimension, without biases."""
+
+    def __init__(self, width: int, inner: int) -> None:
+        super().__init__()
+        self.gate_up, self.down = nn.Linear(width, 2 * inner, bias=False), nn.Linear(inner, width, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class SequenceMixer(nn.Module):
+    """MLP-Mixer token mixing: a SwiGLU across positions, one per channel (position-specific weights)."""
+
+    def __init__(self, seq_len: int, expansion: float) -> None:
+        super().__init__()
+        self.mlp = SwiGLU(seq_len, max(8, round(expansion * seq_len)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x.transpose(1, 2)).transpose(1, 2)  # mix over T for each of the d channels
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional attention: every output slot sees the whole query."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv, self.proj = nn.Linear(d_model, 3 * d_model, bias=False), nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, T, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class PostNormBlock(nn.Module):
+    def __init__(self, token_mixer: nn.Module, d_model: int, expansion: float) -> None:
+        super().__init__()
+        self.token_mixer = token_mixer
+        self.channel_mlp = SwiGLU(d_model, 8 * math.ceil(expansion * d_model * 2 / 3 / 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = rms_norm(x + self.token_mixer(x))
+        return rms_norm(x + self.channel_mlp(x))
+
+
+class Recursive(TwoHopModel):
+    """Two blocks of weights applied ``H_cycles x (L_cycles + 1)`` times; the loss is on the whole sequence.
+
+    Args:
+        vocab_size: Linked from the data.
+        item_len: Linked from the data (the model reads and writes all ``item_len`` slots).
+        d_model: Hidden size (paper: 1536).
+        n_blocks: Distinct blocks in one level (paper: 2).
+        H_cycles: Outer cycles (paper: 2).
+        L_cycles: Inner cycles per outer cycle (paper: 6).
+        token_mixing: ``mlp`` (paper) or ``attention``.
+        n_heads: Heads, for ``token_mixing: attention``.
+        expansion: Width factor of the channel SwiGLU (and of the sequence MLP).
+        n_prefix: Learned scratch positions prepended to the sequence (paper: 16).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        item_len: int,
+        d_model: int = 128,
+        n_blocks: int = 2,
+        H_cycles: int = 2,
+        L_cycles: int = 6,
+        token_mixing: Literal["mlp", "attention"] = "mlp",
+        n_heads: int = 4,
+        expansion: float = 4.0,
+        n_prefix: int = 0,
+    ) -> None:
+        super().__init__()
+        if min(d_model, n_blocks, H_cycles, L_cycles, n_heads) < 1 or n_prefix < 0:
+            raise ConfigError("model: d_model, n_blocks, H_cycles, L_cycles and n_heads must be at least 1")
+        if token_mixing == "attention" and d_model % n_heads:
+            raise ConfigError(f"model.d_model={d_model} must be divisible by model.n_heads={n_heads}")
+        self.d_model, self.H_cycles, self.L_cycles, self.n_prefix = d_model, H_cycles, L_cycles, n_prefix
+        self.n_stages = 1 + H_cycles * (L_cycles + 1)
+        seq_len = n_prefix + item_len
+
+        def mixer() -> nn.Module:
+            return SequenceMixer(seq_len, expansion) if token_mixing == "mlp" else SelfAttention(d_model, n_heads)
+
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.positions = nn.Parameter(torch.zeros(seq_len, d_model)) if token_mixing == "attention" else None
+        self.prefix = nn.Parameter(torch.zeros(n_prefix, d_model))
+        self.level = nn.ModuleList(PostNormBlock(mixer(), d_model, expansion) for _ in range(n_blocks))
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.register_buffer("z_H_init", nn.init.trunc_normal_(torch.empty(d_model), std=1.0))
+        self.register_buffer("z_L_init", nn.init.trunc_normal_(torch.empty(d_model), std=1.0))
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=1.0 / math.sqrt(module.in_features))
+        nn.init.trunc_normal_(self.embed.weight, std=1.0 / math.sqrt(d_model))
+
+    def inputs_and_targets(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        position = torch.arange(items.size(1), device=items.device)
+        prompt = position[None, :] < query_length(items)[:, None]
+        return items.masked_fill(~prompt, PAD), pad_mask_targets(items)
+
+    def answer_position(self, items: torch.Tensor) -> torch.Tensor:
+        return query_length(items)
+
+    def unembed(self, state: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(state)  # post-norm: every stage is already normalized
+
+    def apply_level(self, z: torch.Tensor) -> torch.Tensor:
+        for block in self.level:
+            z = block(z)
+        return z
+
+    def run(self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None) -> torch.Tensor:
+        B = inputs.size(0)
+        x = math.sqrt(self.d_model) * self.embed(inputs)  # (B, T, d)
+        x = torch.cat([self.prefix.expand(B, -1, -1), x], dim=1)
+        if self.positions is not None:
+            x = x + self.positions
+        x = self.visit(0, x, patch, states)
+        z_H, z_L = self.z_H_init.expand_as(x), self.z_L_init.expand_as(x)
+        stage = 0
+        for h in range(self.H_cycles):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and h == self.H_cycles - 1):
+                for _ in range(self.L_cycles):
+                    stage += 1
+                    z_L = self.visit(stage, self.apply_level(z_L + z_H + x), patch, states)
+                stage += 1
+                z_H = self.visit(stage, self.apply_level(z_H + z_L), patch, states)
+        return self.unembed(z_H)[:, self.n_prefix :]  # (B, item_len, vocab)

@@ -1,0 +1,72 @@
+"""Schedules: log-spaced step sets, and hyperparameter switches triggered by a metric.
+
+The switch makes the memorize-then-generalize recipe first-class config: e.g. train with weight decay 0.1
+until training accuracy reaches 0.99, then raise it to 0.5 (see ``configs/default.yaml``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+
+def is_log_spaced(step: int, per_decade: int) -> bool:
+    """True for the steps ``round(10 ** (k / per_decade))``, k = 0, 1, 2, ... (1, 2, 3, 6, 10, 18, ...)."""
+    if step < 1:
+        return False
+    k = round(per_decade * math.log10(step))
+    return round(10 ** (k / per_decade)) == step
+
+
+class SwitchHyperparameters(Callback):
+    """Once ``monitor`` reaches ``threshold`` at a validation, change weight decay and/or learning rate.
+
+    Args:
+        monitor: A logged metric, read after each validation.
+        threshold: The switch fires the first time ``monitor >= threshold``.
+        weight_decay: New weight decay of the decayed parameter group (``None``: unchanged).
+        lr_scale: Multiply the learning rate by this factor (``None``: unchanged).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val/train/acc",
+        threshold: float = 0.99,
+        weight_decay: float | None = None,
+        lr_scale: float | None = None,
+    ) -> None:
+        self.monitor, self.threshold = monitor, threshold
+        self.weight_decay, self.lr_scale = weight_decay, lr_scale
+        self.fired_at_step: int | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, threshold=self.threshold)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.fired_at_step is not None:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or float(value) < self.threshold:
+            return
+        self.fired_at_step = trainer.global_step
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                if self.weight_decay is not None and group.get("name") == "decay":
+                    group["weight_decay"] = self.weight_decay
+                if self.lr_scale is not None:
+                    group["lr"] *= self.lr_scale
+        if self.lr_scale is not None:
+            for config in trainer.lr_scheduler_configs:
+                config.scheduler.base_lrs = [lr * self.lr_scale for lr in config.scheduler.base_lrs]
+        for logger in trainer.loggers:
+            logger.log_metrics({"schedule/switch": 1.0}, step=trainer.global_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fired_at_step": self.fired_at_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.fired_at_step = state_dict["fired_at_step"]

@@ -1,0 +1,13 @@
+import numpy as np
+import pytest
+
+from grokkit.data.kg import SplitSpec, build_splits, generate_graph
+
+
+@pytest.fixture(scope="session")
+def small_graph():
+    return generate_graph(60, 12, 6, np.random.default_rng(0))
+
+
+def small_splits(graph, **spec):
+    return build_splits(graph, SplitSpec(**{"phi": 3.0, "ood_fraction": 0.2, "eval_size": 1000, **spec}), np.random.default_rng(1))

@@ -1,0 +1,96 @@
+"""The states/patch interface of both models against their plain forward."""
+
+import pytest
+import torch
+
+from grokkit.models import IGNORE, Decoder, Patch, Recursive
+
+VOCAB = 30
+ITEMS = torch.tensor([[2, 20, 21, 5, 1], [3, 22, 23, 7, 1], [4, 20, 6, 1, 0], [8, 24, 25, 9, 1]])
+
+MODELS = {
+    "decoder": lambda: Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=4),
+    "decoder_shared": lambda: Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=4, n_unique_layers=2),
+    "decoder_sdpa": lambda: Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=2, attention="sdpa"),
+    "recursive_mlp": lambda: Recursive(VOCAB, 5, d_model=32, H_cycles=2, L_cycles=2),
+    "recursive_attention": lambda: Recursive(VOCAB, 5, d_model=32, H_cycles=2, L_cycles=2, token_mixing="attention"),
+    "recursive_prefix": lambda: Recursive(VOCAB, 5, d_model=32, H_cycles=1, L_cycles=3, n_prefix=4),
+}
+
+
+@pytest.fixture(params=sorted(MODELS))
+def model(request):
+    torch.manual_seed(0)
+    return MODELS[request.param]().eval()
+
+
+def test_states_do_not_change_the_output_and_reproduce_it_through_the_lens(model):
+    inputs, _ = model.inputs_and_targets(ITEMS)
+    logits, states = model(inputs, return_states=True)
+    assert torch.equal(logits, model(inputs))
+    assert states.shape == (model.n_stages, len(ITEMS), inputs.size(1), model.d_model)
+    torch.testing.assert_close(model.unembed(states[-1]), logits)
+
+
+def test_patching_a_state_with_itself_changes_nothing(model):
+    inputs, _ = model.inputs_and_targets(ITEMS)
+    logits, states = model(inputs, return_states=True)
+    position = torch.tensor([0, 1, 2, 1])
+    for stage in range(model.n_stages):
+        patch = Patch(stage, position, states[stage, torch.arange(len(ITEMS)), position])
+        torch.testing.assert_close(model(inputs, patch=patch), logits)
+
+
+def test_patching_the_embedding_equals_running_the_counterfactual_token(model):
+    inputs, _ = model.inputs_and_targets(ITEMS)
+    counterfactual = inputs.clone()
+    counterfactual[:, 1] = 27
+    _, counterfactual_states = model(counterfactual, return_states=True)
+    position = torch.ones(len(ITEMS), dtype=torch.long)
+    patch = Patch(0, position, counterfactual_states[0, :, 1])
+    torch.testing.assert_close(model(inputs, patch=patch), model(counterfactual))
+    assert not torch.allclose(model(inputs, patch=patch), model(inputs))
+
+
+def test_patching_a_late_state_only_changes_what_depends_on_it():
+    torch.manual_seed(0)
+    decoder = Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=4).eval()
+    inputs, _ = decoder.inputs_and_targets(ITEMS)
+    logits = decoder(inputs)
+    patch = Patch(4, torch.full((len(ITEMS),), 2), torch.randn(len(ITEMS), 32))  # last stage, position r2
+    patched = decoder(inputs, patch=patch)
+    torch.testing.assert_close(patched[:, [0, 1, 3]], logits[:, [0, 1, 3]])  # causal, and no layer above
+    assert not torch.allclose(patched[:, 2], logits[:, 2])
+
+
+def test_targets_supervise_the_answer_only_for_the_decoder_and_everything_for_the_recursive_model():
+    decoder_inputs, decoder_targets = Decoder(VOCAB, 5).inputs_and_targets(ITEMS)
+    assert decoder_inputs.tolist()[0] == [2, 20, 21, 5]
+    assert decoder_targets.tolist()[0] == [IGNORE, IGNORE, 5, 1]
+    assert decoder_targets.tolist()[2] == [IGNORE, 6, 1, IGNORE]  # atomic: h r -> t </a>
+    recursive_inputs, recursive_targets = Recursive(VOCAB, 5).inputs_and_targets(ITEMS)
+    assert recursive_inputs.tolist()[0] == [2, 20, 21, 0, 0] and recursive_targets.tolist()[0] == [2, 20, 21, 5, 1]
+    assert recursive_inputs.tolist()[2] == [4, 20, 0, 0, 0] and recursive_targets.tolist()[2] == [4, 20, 6, 1, IGNORE]
+
+
+def test_answer_position_reads_the_answer_slot():
+    assert Decoder(VOCAB, 5).answer_position(ITEMS).tolist() == [2, 2, 1, 2]
+    assert Recursive(VOCAB, 5).answer_position(ITEMS).tolist() == [3, 3, 2, 3]
+
+
+def test_shared_layers_have_fewer_weights_and_the_same_depth():
+    shared, unshared = Decoder(VOCAB, 5, n_layers=8, n_unique_layers=4), Decoder(VOCAB, 5, n_layers=8)
+    assert shared.n_stages == unshared.n_stages == 9
+    assert sum(p.numel() for p in shared.parameters()) < sum(p.numel() for p in unshared.parameters())
+
+
+def test_recursive_gradients_flow_through_the_last_cycle_only():
+    torch.manual_seed(0)
+    model = Recursive(VOCAB, 5, d_model=16, H_cycles=2, L_cycles=1)
+    inputs, _ = model.inputs_and_targets(ITEMS)
+    seen = []
+    hook = model.level[0].register_forward_hook(lambda module, args, out: seen.append(out.requires_grad))
+    model(inputs).sum().backward()
+    hook.remove()
+    assert seen == [False, False, True, True]
+    assert model.embed.weight.grad is not None
