@@ -32,7 +32,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made atomic (temporary file + rename)."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
         atomic_torch_save(checkpoint, path)
 
 
@@ -47,7 +49,9 @@ class TrajectoryCheckpoint(Callback):
     def __init__(self, per_decade: int = 10, min_step: int = 100) -> None:
         self.per_decade, self.min_step = per_decade, min_step
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx
+    ) -> None:
         step = trainer.global_step
         if step >= self.min_step and is_log_spaced(step, self.per_decade):
             directory = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints" / "trajectory"

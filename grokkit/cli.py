@@ -22,7 +22,12 @@ TRAINER_DEFAULTS = {
     "log_every_n_steps": 50,
     "num_sanity_val_steps": 0,
 }
-PROGRESS_NAMES = {"train/loss": "loss", "val/train/acc": "train", "val/test_inferred_iid/acc": "iid", "val/test_inferred_ood/acc": "ood"}
+PROGRESS_NAMES = {
+    "train/loss": "loss",
+    "val/train/acc": "train",
+    "val/test_inferred_iid/acc": "iid",
+    "val/test_inferred_ood/acc": "ood",
+}
 
 
 class GrokProgressBar(RichProgressBar):
@@ -33,12 +38,25 @@ class GrokProgressBar(RichProgressBar):
         return {short: metrics[name] for name, short in PROGRESS_NAMES.items() if name in metrics}
 
 
+class GrokkitParser(LightningArgumentParser):
+    """Config errors in one line (jsonargparse would print the whole usage first)."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:  # jsonargparse probing alternatives internally
+            return super().error(message, ex)
+        command = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"grokkit: error: {' '.join(message.split())} (see `{command} --help`)\n")
+        sys.exit(2)
+
+
 class GrokkitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.item_len", "model.item_len", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.every_n_train_steps": 1000})
+        parser.set_defaults(
+            {"checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.every_n_train_steps": 1000}
+        )
         parser.add_lightning_class_args(TrajectoryCheckpoint, "trajectory")
 
     def instantiate_trainer(self, **kwargs):
@@ -60,6 +78,7 @@ def main(args: ArgsType = None) -> None:
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
+            parser_class=GrokkitParser,
             args=args,
         )
     except ConfigError as error:

@@ -62,7 +62,11 @@ class GrokModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = network(vocab_size, item_len)
-        self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True) if ema_decay else None
+        self.ema = (
+            AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            if ema_decay
+            else None
+        )
         self.val_acc = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.val_loss = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
 
@@ -99,7 +103,12 @@ class GrokModule(L.LightningModule):
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):  # the grokking picture: every split on one chart
                 logger.experiment.add_custom_scalars(
-                    {"grokking": {"accuracy": ["Multiline", [r"val/.*/acc"]], "loss": ["Multiline", [r"val/.*/loss"]]}}
+                    {
+                        "grokking": {
+                            "accuracy": ["Multiline", [r"val/.*/acc"]],
+                            "loss": ["Multiline", [r"val/.*/loss"]],
+                        }
+                    }
                 )
 
     # ----- evaluation: one batched forward per chunk, argmax, no generation loop -----

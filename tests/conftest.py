@@ -10,4 +10,8 @@ def small_graph():
 
 
 def small_splits(graph, **spec):
-    return build_splits(graph, SplitSpec(**{"phi": 3.0, "ood_fraction": 0.2, "eval_size": 1000, **spec}), np.random.default_rng(1))
+    return build_splits(
+        graph,
+        SplitSpec(**{"phi": 3.0, "ood_fraction": 0.2, "eval_size": 1000, **spec}),
+        np.random.default_rng(1),
+    )

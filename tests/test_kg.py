@@ -44,7 +44,9 @@ def test_splits_are_disjoint_and_counted(small_graph):
     train = set(query_keys(splits.train).tolist())
     for split in ("test_inferred_iid", "test_inferred_ood"):
         assert not train & set(query_keys(splits.evals[split]).tolist())
-    assert (splits.train[: counts["atomic"], 3] == EOS).all() and (splits.train[: counts["atomic"], 4] == PAD).all()
+    assert (splits.train[: counts["atomic"], 3] == EOS).all() and (
+        splits.train[: counts["atomic"], 4] == PAD
+    ).all()
     assert (splits.train[counts["atomic"] :, 4] == EOS).all()
 
 
@@ -52,7 +54,9 @@ def test_answers_and_bridges_follow_the_graph(small_graph):
     splits = small_splits(small_graph)
     tail = {(h, r): t for h, r, t in splits.facts.tolist()}
     for name in ("train_inferred", "test_inferred_iid", "test_inferred_ood"):
-        for (h, r1, r2, t, _), b in zip(splits.evals[name].tolist(), splits.eval_bridges[name].tolist(), strict=True):
+        for (h, r1, r2, t, _), b in zip(
+            splits.evals[name].tolist(), splits.eval_bridges[name].tolist(), strict=True
+        ):
             assert tail[(h, r1)] == b and tail[(b, r2)] == t
     ood = {tuple(f) for f in splits.facts[splits.fact_is_ood].tolist()}
     for h, r1, r2, t, _ in splits.evals["test_inferred_ood"].tolist():
@@ -114,7 +118,9 @@ def test_paper_scale_counts():
     """Wang et al. / He et al.: 40,000 atomic, 800,000 two-hop, ~2,000 OOD queries, 724,000 items at phi 18."""
     rng = np.random.default_rng(0)
     graph = generate_graph(2000, 200, 20, rng)
-    counts = build_splits(graph, SplitSpec(phi=18.0, hop1_ratio=1.0, hop1_k=18, hop2_ratio=1.0, hop2_k=18), rng).counts
+    counts = build_splits(
+        graph, SplitSpec(phi=18.0, hop1_ratio=1.0, hop1_k=18, hop2_ratio=1.0, hop2_k=18), rng
+    ).counts
     assert counts["atomic"] == 40_000 and counts["atomic_ood"] == 2_000
     assert counts["two_hop"] == 800_000
     assert 1_850 <= counts["test_inferred_ood_all"] <= 2_150

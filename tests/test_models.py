@@ -13,7 +13,9 @@ MODELS = {
     "decoder_shared": lambda: Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=4, n_unique_layers=2),
     "decoder_sdpa": lambda: Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=2, attention="sdpa"),
     "recursive_mlp": lambda: Recursive(VOCAB, 5, d_model=32, H_cycles=2, L_cycles=2),
-    "recursive_attention": lambda: Recursive(VOCAB, 5, d_model=32, H_cycles=2, L_cycles=2, token_mixing="attention"),
+    "recursive_attention": lambda: Recursive(
+        VOCAB, 5, d_model=32, H_cycles=2, L_cycles=2, token_mixing="attention"
+    ),
     "recursive_prefix": lambda: Recursive(VOCAB, 5, d_model=32, H_cycles=1, L_cycles=3, n_prefix=4),
 }
 
@@ -69,8 +71,20 @@ def test_targets_supervise_the_answer_only_for_the_decoder_and_everything_for_th
     assert decoder_targets.tolist()[0] == [IGNORE, IGNORE, 5, 1]
     assert decoder_targets.tolist()[2] == [IGNORE, 6, 1, IGNORE]  # atomic: h r -> t </a>
     recursive_inputs, recursive_targets = Recursive(VOCAB, 5).inputs_and_targets(ITEMS)
-    assert recursive_inputs.tolist()[0] == [2, 20, 21, 0, 0] and recursive_targets.tolist()[0] == [2, 20, 21, 5, 1]
-    assert recursive_inputs.tolist()[2] == [4, 20, 0, 0, 0] and recursive_targets.tolist()[2] == [4, 20, 6, 1, IGNORE]
+    assert recursive_inputs.tolist()[0] == [2, 20, 21, 0, 0] and recursive_targets.tolist()[0] == [
+        2,
+        20,
+        21,
+        5,
+        1,
+    ]
+    assert recursive_inputs.tolist()[2] == [4, 20, 0, 0, 0] and recursive_targets.tolist()[2] == [
+        4,
+        20,
+        6,
+        1,
+        IGNORE,
+    ]
 
 
 def test_answer_position_reads_the_answer_slot():

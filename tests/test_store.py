@@ -84,12 +84,19 @@ def test_bad_parameters_are_refused_at_construction(tmp_path, overrides, message
 
 def test_facts_file_is_read_and_malformed_lines_named(tmp_path):
     facts = tmp_path / "facts.tsv"
-    rows = [f"p{i}\tparent\tp{(i + 1) % 20}" for i in range(20)] + [f"p{i}\tfriend\tp{(i * 7) % 20}" for i in range(20)]
+    rows = [f"p{i}\tparent\tp{(i + 1) % 20}" for i in range(20)] + [
+        f"p{i}\tfriend\tp{(i * 7) % 20}" for i in range(20)
+    ]
     facts.write_text("\n".join(rows) + "\n")
-    data = TwoHopDataModule(data_dir=str(tmp_path), facts_file=str(facts), phi=1.0, ood_fraction=0.1, eval_size=20, batch_size=8)
+    data = TwoHopDataModule(
+        data_dir=str(tmp_path), facts_file=str(facts), phi=1.0, ood_fraction=0.1, eval_size=20, batch_size=8
+    )
     assert data.vocab_size == 2 + 20 + 2
     data.setup()
-    assert data.manifest["counts"]["atomic"] == 40 and data.manifest["vocab"]["relations"] == ["friend", "parent"]
+    assert data.manifest["counts"]["atomic"] == 40 and data.manifest["vocab"]["relations"] == [
+        "friend",
+        "parent",
+    ]
     facts.write_text("a\tr\tb\nbroken line\n")
     with pytest.raises(ConfigError, match="facts.tsv:2: malformed fact"):
         TwoHopDataModule(data_dir=str(tmp_path), facts_file=str(facts)).vocab_size

@@ -64,10 +64,14 @@ class TwoHopModel(nn.Module):
         logits = self.run(inputs, patch, states)
         return (logits, torch.stack(states)[:, :, self.n_prefix :]) if states is not None else logits
 
-    def run(self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None) -> torch.Tensor:
+    def run(
+        self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
-    def visit(self, stage: int, state: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None) -> torch.Tensor:
+    def visit(
+        self, stage: int, state: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None
+    ) -> torch.Tensor:
         """Every stage passes through here: it is patched if asked, then recorded if asked."""
         if patch is not None and patch.stage == stage:
             state = Patch(stage, patch.position + self.n_prefix, patch.value).apply(state)

@@ -29,7 +29,9 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
+        q, k, v = (
+            t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(C, dim=2)
+        )
         dropout = self.dropout if self.training else 0.0
         # At sequence length 4 an explicit softmax beats the fused kernel on CPU; on GPU the fused one wins.
         if self.implementation == "sdpa" or (self.implementation == "auto" and x.is_cuda):
@@ -37,7 +39,9 @@ class CausalSelfAttention(nn.Module):
         else:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, T, T)
             causal = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-            weights = F.dropout(scores.masked_fill(causal, float("-inf")).softmax(dim=-1), dropout, self.training)
+            weights = F.dropout(
+                scores.masked_fill(causal, float("-inf")).softmax(dim=-1), dropout, self.training
+            )
             y = weights @ v  # (B, nh, T, hd)
         return F.dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)), dropout, self.training)
 
@@ -45,7 +49,11 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, d_model: int, d_mlp: int, dropout: float) -> None:
         super().__init__()
-        self.fc, self.proj, self.dropout = nn.Linear(d_model, d_mlp), nn.Linear(d_mlp, d_model), nn.Dropout(dropout)
+        self.fc, self.proj, self.dropout = (
+            nn.Linear(d_model, d_mlp),
+            nn.Linear(d_mlp, d_model),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.proj(F.gelu(self.fc(x), approximate="tanh")))
@@ -54,7 +62,10 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_mlp: int, dropout: float, attention: str) -> None:
         super().__init__()
-        self.ln_1, self.attn = nn.LayerNorm(d_model), CausalSelfAttention(d_model, n_heads, dropout, attention)
+        self.ln_1, self.attn = (
+            nn.LayerNorm(d_model),
+            CausalSelfAttention(d_model, n_heads, dropout, attention),
+        )
         self.ln_2, self.mlp = nn.LayerNorm(d_model), MLP(d_model, d_mlp, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,9 +103,13 @@ class Decoder(TwoHopModel):
         super().__init__()
         n_unique_layers = n_unique_layers or n_layers
         if min(d_model, n_heads, n_layers, n_unique_layers) < 1 or d_model % n_heads:
-            raise ConfigError(f"model: need positive sizes and d_model ({d_model}) divisible by n_heads ({n_heads})")
+            raise ConfigError(
+                f"model: need positive sizes and d_model ({d_model}) divisible by n_heads ({n_heads})"
+            )
         if n_layers % n_unique_layers:
-            raise ConfigError(f"model.n_layers={n_layers} must be a multiple of model.n_unique_layers={n_unique_layers}")
+            raise ConfigError(
+                f"model.n_layers={n_layers} must be a multiple of model.n_unique_layers={n_unique_layers}"
+            )
         self.d_model, self.n_layers, self.n_stages = d_model, n_layers, n_layers + 1
         self.wte = nn.Embedding(vocab_size, d_model)
         self.wpe = nn.Embedding(item_len - 1, d_model)
@@ -127,7 +142,9 @@ class Decoder(TwoHopModel):
     def unembed(self, state: torch.Tensor) -> torch.Tensor:
         return self.ln_f(state) @ self.wte.weight.T
 
-    def run(self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None) -> torch.Tensor:
+    def run(
+        self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None
+    ) -> torch.Tensor:
         position = torch.arange(inputs.size(1), device=inputs.device)
         x = self.visit(0, self.drop(self.wte(inputs) + self.wpe(position)), patch, states)  # (B, T, d)
         for layer in range(self.n_layers):

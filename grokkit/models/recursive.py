@@ -61,11 +61,16 @@ class SelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int) -> None:
         super().__init__()
         self.n_heads = n_heads
-        self.qkv, self.proj = nn.Linear(d_model, 3 * d_model, bias=False), nn.Linear(d_model, d_model, bias=False)
+        self.qkv, self.proj = (
+            nn.Linear(d_model, 3 * d_model, bias=False),
+            nn.Linear(d_model, d_model, bias=False),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
+        q, k, v = (
+            t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(C, dim=2)
+        )
         y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
@@ -120,7 +125,11 @@ class Recursive(TwoHopModel):
         seq_len = n_prefix + item_len
 
         def mixer() -> nn.Module:
-            return SequenceMixer(seq_len, expansion) if token_mixing == "mlp" else SelfAttention(d_model, n_heads)
+            return (
+                SequenceMixer(seq_len, expansion)
+                if token_mixing == "mlp"
+                else SelfAttention(d_model, n_heads)
+            )
 
         self.embed = nn.Embedding(vocab_size, d_model)
         self.positions = nn.Parameter(torch.zeros(seq_len, d_model)) if token_mixing == "attention" else None
@@ -150,7 +159,9 @@ class Recursive(TwoHopModel):
             z = block(z)
         return z
 
-    def run(self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None) -> torch.Tensor:
+    def run(
+        self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None
+    ) -> torch.Tensor:
         B = inputs.size(0)
         x = math.sqrt(self.d_model) * self.embed(inputs)  # (B, T, d)
         x = torch.cat([self.prefix.expand(B, -1, -1), x], dim=1)

@@ -1,0 +1,94 @@
+"""End to end through the CLI: a real (tiny) training run, read back from its TensorBoard events."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from grokkit.cli import main
+from grokkit.data.kg import EVAL_SPLITS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_args(tmp_path, *extra):
+    return [
+        "fit",
+        "--config", str(ROOT / "configs/tiny.yaml"),
+        f"--data.data_dir={tmp_path / 'data'}",
+        f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+        *extra,
+    ]  # fmt: skip
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.mark.slow
+def test_fit_writes_events_config_and_checkpoints(tmp_path):
+    main(tiny_args(tmp_path))
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    curves = scalars(run)
+    for split in EVAL_SPLITS:
+        assert len(curves[f"val/{split}/acc"]) == 3  # validations at steps 20, 40, 60
+        assert all(0.0 <= value <= 1.0 for _, value in curves[f"val/{split}/acc"])
+    assert curves["train/loss"][-1][1] < curves["train/loss"][0][1]  # it learns
+    assert "lr-AdamW/decay" in curves
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"]["n_entities"] == 40 and config["seed_everything"] == 0
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 60 and "optimizer_states" in last
+    trajectory = (
+        sorted((run / "checkpoints" / "trajectory").iterdir())
+        if (run / "checkpoints" / "trajectory").exists()
+        else []
+    )
+    assert trajectory == []  # min_step 100 > 60 steps
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_numbers(tmp_path):
+    main(tiny_args(tmp_path / "a", "--trainer.max_steps=20"))
+    main(tiny_args(tmp_path / "b", "--trainer.max_steps=20"))
+    a, b = (scalars(tmp_path / x / "runs" / "tiny" / "version_0") for x in "ab")
+    assert a["val/test_inferred_iid/loss"] == b["val/test_inferred_iid/loss"]
+    assert a["train/loss"] == b["train/loss"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model.no_such_key=1"], "no_such_key"),
+        (["--data.phi=many"], 'Parser key "data.phi"'),
+        (["--data.out_degree=50"], "data.out_degree=50 is larger than data.n_relations=10"),
+        (["--data.phi=500"], "data.phi=500.0 asks for"),
+        (["--data.n_entities=0"], "data.n_entities=0 must be at least 1"),
+        (["--model.network.init_args.n_heads=3"], "divisible by n_heads (3)"),
+    ],
+)
+def test_bad_config_is_refused_in_one_line(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny_args(tmp_path, *extra))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("grokkit: error:") and message in error
+    assert not (tmp_path / "runs" / "tiny" / "version_0" / "checkpoints").exists()
+
+
+def test_the_console_entry_point_prints_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "grokkit", *tiny_args(tmp_path, "--data.phi=500")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("grokkit: error: data.phi=500.0 asks for")
+    assert "Traceback" not in result.stderr
