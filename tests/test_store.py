@@ -99,11 +99,11 @@ def test_facts_file_is_read_and_malformed_lines_named(tmp_path):
     ]
     facts.write_text("a\tr\tb\nbroken line\n")
     with pytest.raises(ConfigError, match="facts.tsv:2: malformed fact"):
-        TwoHopDataModule(data_dir=str(tmp_path), facts_file=str(facts)).vocab_size
+        _ = TwoHopDataModule(data_dir=str(tmp_path), facts_file=str(facts)).vocab_size
     jsonl = tmp_path / "facts.jsonl"
     jsonl.write_text('{"head": "a", "relation": "r", "tail": "b"}\n{"head": "a"}\n')
     with pytest.raises(ConfigError, match="facts.jsonl:2: malformed fact"):
-        TwoHopDataModule(data_dir=str(tmp_path), facts_file=str(jsonl)).vocab_size
+        _ = TwoHopDataModule(data_dir=str(tmp_path), facts_file=str(jsonl)).vocab_size
 
 
 def test_training_order_is_a_function_of_seed_and_step(tmp_path):
