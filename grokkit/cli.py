@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
@@ -11,6 +12,7 @@ from grokkit.checkpointing import AtomicCheckpointIO, TrajectoryCheckpoint
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.module import GrokModule
+from grokkit.probes import Probe
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -67,10 +69,13 @@ class GrokkitCLI(LightningCLI):
             callbacks.append(GrokProgressBar(refresh_rate=50))
         if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
+        callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
         return super().instantiate_trainer(**kwargs)
 
 
 def main(args: ArgsType = None) -> None:
+    if os.getcwd() not in sys.path:  # `class_path: plugins.<name>.<Class>` from the repo root, nothing installed
+        sys.path.insert(0, os.getcwd())
     try:
         GrokkitCLI(
             GrokModule,

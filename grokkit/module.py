@@ -7,7 +7,8 @@ item_len)``; this module only decides how it is trained and evaluated.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -19,6 +20,7 @@ from torchmetrics import MeanMetric
 
 from grokkit.data.kg import EVAL_SPLITS
 from grokkit.models import IGNORE, TwoHopModel
+from grokkit.probes.board import ResultsBoard
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
 
@@ -69,6 +71,18 @@ class GrokModule(L.LightningModule):
         )
         self.val_acc = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.val_loss = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
+        self.board = ResultsBoard()
+
+    def setup(self, stage: str) -> None:
+        if self.trainer.log_dir is not None:
+            self.board.path = Path(self.trainer.log_dir) / "summary.json"
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["results_board"] = self.board.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "results_board" in checkpoint:
+            self.board.load_state_dict(checkpoint["results_board"])
 
     @property
     def eval_net(self) -> TwoHopModel:
@@ -130,6 +144,9 @@ class GrokModule(L.LightningModule):
             self.val_loss[split].reset()
         train_accuracy = torch.stack([accuracy[split] for split in TRAIN_DISTRIBUTION]).mean()
         self.log(f"{stage}/train/acc", train_accuracy, prog_bar=True)
+        if stage == "val":  # what detectors read: the accuracies of this validation
+            results = {f"{split}/acc": float(value) for split, value in accuracy.items()}
+            self.board.publish("val", self.trainer.global_step, {"train/acc": float(train_accuracy), **results})
 
     def on_validation_epoch_end(self) -> None:
         self._log_split_metrics("val")

@@ -1,0 +1,120 @@
+"""The probe base class: when to run, on what, in which mode, and where results go.
+
+A probe is a Lightning ``Callback`` that runs right after a validation whenever its schedule says so
+(every N steps, or at log-spaced steps), in eval mode without gradients, on rank zero only, and publishes a
+flat dict of results: scalars go to TensorBoard as ``probe/<name>/<key>`` and everything to the run's
+results board (``summary.json``). Subclasses implement :meth:`compute` and, optionally, :meth:`render`.
+
+``stage`` orders probes within one validation: measurements (0) run before detectors (1) that read them,
+and classifiers (2) last; the CLI sorts probes by it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from grokkit.errors import ConfigError
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().removesuffix("_probe")
+
+
+class Probe(Callback):
+    """Base class of every probe.
+
+    Args:
+        every_n_steps: Run at the first validation at least this many steps after the last run.
+        per_decade: Instead, run at log-spaced steps: this many per factor of 10 (overrides every_n_steps).
+        sample_size: Queries per split drawn once per run (probes that sample queries use it).
+        seed: Seed of that sample.
+    """
+
+    stage: int = 0
+
+    def __init__(
+        self, every_n_steps: int = 1, per_decade: int | None = None, sample_size: int = 300, seed: int = 0
+    ) -> None:
+        if every_n_steps < 1 or (per_decade is not None and per_decade < 1) or sample_size < 1:
+            raise ConfigError(f"{type(self).__name__}: every_n_steps, per_decade and sample_size must be at least 1")
+        self.every_n_steps, self.per_decade, self.sample_size, self.seed = every_n_steps, per_decade, sample_size, seed
+        self.last_run_step: int | None = None
+
+    @property
+    def name(self) -> str:
+        return snake_case(type(self).__name__)
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(name=self.name)
+
+    # ----- schedule -----
+    def is_due(self, step: int) -> bool:
+        last = self.last_run_step
+        if last is None:
+            return True
+        if self.per_decade is None:
+            return step - last >= self.every_n_steps
+        decade = lambda s: math.floor(self.per_decade * math.log10(max(s, 1)))  # noqa: E731
+        return decade(step) > decade(last)
+
+    def sample(self, items: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The same ``sample_size`` rows of ``items`` (and of aligned tensors) every time, fixed by ``seed``."""
+        generator = torch.Generator().manual_seed(self.seed)
+        rows = torch.randperm(len(items), generator=generator)[: self.sample_size].to(items.device)
+        return (items[rows], *(other[rows] for other in others))
+
+    # ----- running -----
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        step = trainer.global_step
+        if trainer.validating or self.is_due(step):  # `grokkit validate` always runs every probe
+            self.run(trainer, pl_module, step)
+
+    def run(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> dict[str, Any]:
+        """Compute in eval mode without gradients, restore the mode, publish."""
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                result = self.compute(trainer, pl_module)
+        finally:
+            pl_module.train(was_training)
+        self.last_run_step = step
+        self.publish(trainer, pl_module, step, result)
+        return result
+
+    def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """Measure something; return a flat dict (scalars are logged, everything goes to the summary)."""
+        raise NotImplementedError
+
+    def render(self, writer: Any, step: int, result: dict[str, Any]) -> None:
+        """Optionally draw figures with a TensorBoard ``SummaryWriter``."""
+
+    def publish(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, result: dict[str, Any]) -> None:
+        scalars = {
+            f"probe/{self.name}/{key}": float(value)
+            for key, value in result.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+        for logger in trainer.loggers:
+            if scalars:
+                logger.log_metrics(scalars, step=step)
+            if isinstance(logger, TensorBoardLogger):
+                self.render(logger.experiment, step, result)
+        pl_module.board.publish(self.name, step, result)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_run_step": self.last_run_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_run_step = state_dict["last_run_step"]
+
