@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.checkpointing import AtomicCheckpointIO, TrajectoryCheckpoint
 from grokkit.data import TwoHopDataModule
@@ -60,6 +62,14 @@ class GrokkitCLI(LightningCLI):
             {"checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.every_n_train_steps": 1000}
         )
         parser.add_lightning_class_args(TrajectoryCheckpoint, "trajectory")
+
+    def before_instantiate_classes(self) -> None:
+        """Pin the run directory's version in the config, so the saved config.yaml resumes into the same run."""
+        logger = self._get(self.config, "trainer").get("logger")
+        if self.subcommand == "fit" and isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger"):
+            init = logger.init_args
+            if init.get("version") is None:
+                init.version = TensorBoardLogger(init.save_dir, name=init.get("name", "default")).version
 
     def instantiate_trainer(self, **kwargs):
         """Atomic checkpoint writes, a progress bar, and learning-rate and weight-decay curves, always."""

@@ -1,0 +1,216 @@
+"""Logit lens, causal tracing and the circuit detector on tiny untrained models, plus one real CLI run.
+
+Untrained models rarely answer correctly, so some tests relabel items: ``t`` (or the bridge) becomes what
+the model itself predicts, which makes "top-1", "MRR = 1" and "answered correctly" known in advance.
+"""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from grokkit.cli import main
+from grokkit.data import TwoHopDataModule
+from grokkit.errors import ConfigError
+from grokkit.models import Decoder, Recursive
+from grokkit.probes import CausalTracing, CircuitDetector, LogitLens, ResultsBoard
+from grokkit.probes.causal_tracing import causal_strengths, counterfactuals
+from grokkit.probes.figures import heatmap_image
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {
+    "decoder": lambda vocab: Decoder(vocab, 5, d_model=32, n_heads=2, n_layers=4),
+    "shared_decoder": lambda vocab: Decoder(vocab, 5, d_model=32, n_heads=2, n_layers=4, n_unique_layers=2),
+    "recursive": lambda vocab: Recursive(vocab, 5, d_model=32, H_cycles=2, L_cycles=2),
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    dm = TwoHopDataModule(
+        data_dir=str(tmp_path_factory.mktemp("data")), n_entities=30, n_relations=8, out_degree=4,
+        phi=2.0, eval_size=50, batch_size=16,
+    )  # fmt: skip
+    dm.setup()
+    return dm
+
+
+@pytest.fixture(params=list(MODELS))
+def model(request, data):
+    torch.manual_seed(0)
+    return MODELS[request.param](data.vocab_size).eval()
+
+
+def predicted(model, items, position=None, stage=None):
+    """The model's own top-1 token per item at ``position`` (default: the answer), via the lens at ``stage``."""
+    inputs, _ = model.inputs_and_targets(items)
+    logits, states = model(inputs, return_states=True)
+    if stage is not None:
+        logits = model.unembed(states[stage])
+    position = model.answer_position(items) if position is None else position
+    return logits[torch.arange(len(items)), position].argmax(-1)
+
+
+def relabeled(model, items):
+    """Items whose answer ``t`` is the model's own prediction: the model answers all of them correctly."""
+    items = items.clone()
+    items[:, 3] = predicted(model, items)
+    return items
+
+
+def run_probe(probe, model, datamodule):
+    with torch.no_grad():
+        return probe.compute(SimpleNamespace(datamodule=datamodule), SimpleNamespace(eval_net=model, board=ResultsBoard()))
+
+
+# ----- logit lens -----
+def test_logit_lens_final_stage_is_the_models_own_prediction(model, data):
+    items, bridges = data.split_items("test_inferred_ood"), data.split_bridges("test_inferred_ood")
+    half = len(items) // 2
+    items = torch.cat([relabeled(model, items[:half]), items[half:]])  # about half answered correctly
+    middle = model.n_stages // 2
+    bridges = predicted(model, items, position=1, stage=middle)  # the lens at (middle, r1) shows the bridge
+    fake = SimpleNamespace(split_items=lambda split: items, split_bridges=lambda split: bridges)
+    with torch.no_grad():
+        accuracy = (predicted(model, items) == items[:, 3]).float().mean().item()
+    result = run_probe(LogitLens(splits=("test_inferred_ood",)), model, fake)
+    last = model.n_stages - 1
+    assert accuracy >= 0.5
+    assert result["ood/target_top1/answer"][last] == pytest.approx(accuracy)
+    assert result[f"ood/target_mrr/answer/stage{last}"] >= accuracy
+    assert result[f"ood/bridge_mrr/r1/stage{middle}"] == 1.0 and result["ood/bridge_top1/r1"][middle] == 1.0
+    assert result["ood/bridge_found_any"] == 1.0 and result["ood/target_found_answer_slot"] >= accuracy
+    assert result["ood/best_bridge_stage"] in range(model.n_stages)
+    bridge_map = torch.tensor(result["ood/bridge_top1_map"])
+    shown = 3 if isinstance(model, Decoder) else 5  # a decoder's position 3 reads t
+    assert bridge_map.shape == (model.n_stages, shown) and bridge_map[middle, 1] == 1.0
+    assert heatmap_image(bridge_map).shape == (3, 24 * model.n_stages, 24 * shown)
+
+
+def test_logit_lens_rates_and_keys(data):
+    model = MODELS["recursive"](data.vocab_size).eval()
+    result = run_probe(LogitLens(sample_size=20), model, data)
+    scalars = [key for key, value in result.items() if isinstance(value, (int, float))]
+    assert len(scalars) == 2 * (3 * model.n_stages + 5)  # two splits: 3 MRRs per stage, 4 rates, best stage
+    for prefix in ("ood", "iid"):
+        for key in ("bridge_found_any", "bridge_found_answer_slot", "target_found_any", "target_found_answer_slot"):
+            assert 0.0 <= result[f"{prefix}/{key}"] <= 1.0
+        assert all(0.0 < result[f"{prefix}/r2_mrr/r2/stage{s}"] <= 1.0 for s in range(model.n_stages))
+    with pytest.raises(ConfigError, match="logit_lens.splits"):
+        LogitLens(splits=("id_atomic",))
+
+
+def test_heatmap_image_colors():
+    image = heatmap_image(torch.tensor([[0.0, 1.0], [float("nan"), 0.5]]), cell=4)
+    assert image.shape == (3, 8, 8) and 0.0 <= image.min() and image.max() <= 1.0
+    assert torch.all(image[:, 4:, :4] == 0.5)  # NaN is grey
+    assert image[0, 0, 0] < image[0, 0, 4]  # low is dark, high is bright
+
+
+# ----- causal tracing -----
+def test_counterfactuals_change_the_answer_with_id_tokens(data):
+    items = data.split_items("train_inferred")
+    facts, fact_is_ood = data.tables["facts"], data.tables["fact_is_ood"]
+    tail = {(h, r): t for h, r, t in facts.tolist()}
+    id_facts = {(h, r) for (h, r, _), ood in zip(facts.tolist(), fact_is_ood.tolist(), strict=True) if not ood}
+    id_heads = {h for h, _ in id_facts}
+    swapped = counterfactuals(items, facts, fact_is_ood, torch.Generator().manual_seed(0))
+    for position, (counterfactual, valid) in enumerate(swapped):
+        assert valid.float().mean() > 0.5
+        for original, new in zip(items[valid].tolist(), counterfactual[valid].tolist(), strict=True):
+            h, r1, r2, t = new[:4]
+            assert [i for i in range(5) if original[i] != new[i]] == [position]
+            assert tail.get((tail.get((h, r1)), r2)) != t  # the true answer changed (or is undefined)
+            bridge = tail[(original[0], original[1])]
+            assert (h in id_heads, (h, r1) in id_facts, (bridge, r2) in id_facts)[position]
+
+
+def test_patching_a_runs_own_states_changes_nothing(model, data):
+    items = relabeled(model, data.split_items("train_inferred"))
+    with torch.no_grad():
+        for position in range(3):
+            strengths = causal_strengths(model, items, items, position, range(1, model.n_stages - 1))
+            assert strengths.shape == (model.n_stages - 2,) and torch.all(strengths == 0)
+
+
+def test_causal_tracing_probe(model, data):
+    items = relabeled(model, data.split_items("train_inferred"))
+    fake = SimpleNamespace(split_items=lambda split: items, tables=data.tables)
+    result = run_probe(CausalTracing(sample_size=40), model, fake)
+    assert result["normal_accuracy"] == 1.0 and all(result[f"n_queries/{p}"] > 20 for p in ("h", "r1", "r2"))
+    stages = range(1, model.n_stages - 1)
+    assert all(0.0 <= result[f"strength/{p}/stage{s}"] <= 1.0 for p in ("h", "r1", "r2") for s in stages)
+    assert result["mid_stage"] == round(0.625 * (model.n_stages - 1))
+    assert result["r1_mid_strength"] == result[f"strength/r1/stage{result['mid_stage']}"]
+    assert torch.tensor(result["strength_map"]).shape == (len(stages), 3)
+    with pytest.raises(ConfigError, match="mid_stage=9"):
+        run_probe(CausalTracing(mid_stage=9), model, fake)
+    with pytest.raises(ConfigError, match="causal_tracing.split"):
+        CausalTracing(split="ood_atomic")
+
+
+def test_causal_tracing_leaves_out_wrong_answers(data):
+    model = MODELS["decoder"](data.vocab_size).eval()
+    items = data.split_items("train_inferred").clone()
+    items[:, 3] = (predicted(model, items) + 1) % data.vocab_size  # never the model's answer
+    result = run_probe(CausalTracing(), model, SimpleNamespace(split_items=lambda split: items, tables=data.tables))
+    assert result["normal_accuracy"] == 0.0 and result["n_queries/r1"] == 0
+    assert "r1_mid_strength" not in result and not any(key.startswith("strength/") for key in result)
+
+
+# ----- circuit detector -----
+def detect(bridge_found, causal=(), **kwargs):
+    board = ResultsBoard()
+    for step, value in causal:
+        board.publish("causal_tracing", step, {"r1_mid_strength": value})
+    for step, value in enumerate(bridge_found, start=1):
+        board.publish("logit_lens", 100 * step, {"ood/bridge_found_any": value})
+    return CircuitDetector(**kwargs).compute(None, SimpleNamespace(board=board))
+
+
+def test_circuit_formed_after_a_sustained_run():
+    history = [0.1, 0.96, 0.97, 0.5, 0.96, 0.97, 0.98]
+    assert detect(history[:4]) | {"reason": ""} == {"formed": 0, "formed_step": None, "bridge_found": 0.5, "reason": ""}
+    result = detect(history)
+    assert result["formed"] == 1 and result["formed_step"] == 500 and result["bridge_found"] == 0.98
+    assert "step 500" in result["reason"]
+    assert detect(history, consecutive=2)["formed_step"] == 200
+    assert detect(history, threshold=0.99)["formed"] == 0
+    assert detect([])["formed"] == 0 and "no logit_lens" in detect([])["reason"]
+
+
+def test_circuit_can_require_causal_strength():
+    history = [0.1, 0.96, 0.97, 0.5, 0.96, 0.97, 0.98]
+    assert detect(history, min_causal_strength=0.5)["formed"] == 0
+    assert detect(history, [(200, 0.2), (400, 0.4)], min_causal_strength=0.5)["formed"] == 0
+    assert detect(history, [(200, 0.2), (600, 0.7)], min_causal_strength=0.5)["formed_step"] == 600
+    assert detect(history, [(300, 0.7)], min_causal_strength=0.5)["formed_step"] == 500
+
+
+# ----- a real run through the CLI -----
+@pytest.mark.slow
+def test_probes_in_a_tiny_fit(tmp_path):
+    probes = [
+        {"class_path": "grokkit.probes.CircuitDetector", "init_args": {"threshold": 0.0}},
+        {"class_path": "grokkit.probes.LogitLens", "init_args": {"sample_size": 100}},
+        {"class_path": "grokkit.probes.CausalTracing", "init_args": {"every_n_steps": 40, "sample_size": 50}},
+    ]  # listed detector first: the CLI runs measurements before detectors
+    main([
+        "fit", "--config", str(ROOT / "configs/tiny.yaml"),
+        f"--data.data_dir={tmp_path / 'data'}", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+        *(f"--trainer.callbacks+={json.dumps(probe)}" for probe in probes),
+    ])  # fmt: skip
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["logit_lens"]["step"] == 60 and 0.0 <= summary["logit_lens"]["ood/bridge_found_any"] <= 1.0
+    assert summary["causal_tracing"]["step"] == 40 and "strength_map" in summary["causal_tracing"]
+    assert summary["circuit_detector"]["formed"] == 1 and summary["circuit_detector"]["formed_step"] == 20
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    bridge_found = events.Scalars("probe/logit_lens/ood/bridge_found_any")
+    assert [event.step for event in bridge_found] == [20, 40, 60]
+    assert "probe/logit_lens/ood/bridge_top1_stage_x_position" in events.Tags()["images"]
+    assert "probe/causal_tracing/strength_stage_x_position" in events.Tags()["images"]
