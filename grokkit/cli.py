@@ -73,14 +73,18 @@ class GrokkitCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         """Atomic checkpoint writes, a progress bar, and learning-rate and weight-decay curves, always."""
-        kwargs["plugins"] = [*(kwargs.get("plugins") or []), AtomicCheckpointIO()]
-        callbacks = kwargs.setdefault("callbacks", [])
+        configured = self._get(self.config_init, "trainer", default={})
+        callbacks, plugins = (_as_list(configured.get(key)) for key in ("callbacks", "plugins"))
         if not any(isinstance(c, RichProgressBar) for c in callbacks):
             callbacks.append(GrokProgressBar(refresh_rate=50))
         if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
         callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
-        return super().instantiate_trainer(**kwargs)
+        return super().instantiate_trainer(callbacks=callbacks, plugins=[*plugins, AtomicCheckpointIO()], **kwargs)
+
+
+def _as_list(value) -> list:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
 def main(args: ArgsType = None) -> None:

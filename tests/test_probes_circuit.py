@@ -44,6 +44,7 @@ def model(request, data):
     return MODELS[request.param](data.vocab_size).eval()
 
 
+@torch.no_grad()
 def predicted(model, items, position=None, stage=None):
     """The model's own top-1 token per item at ``position`` (default: the answer), via the lens at ``stage``."""
     inputs, _ = model.inputs_and_targets(items)
@@ -63,12 +64,14 @@ def relabeled(model, items):
 
 def run_probe(probe, model, datamodule):
     with torch.no_grad():
-        return probe.compute(SimpleNamespace(datamodule=datamodule), SimpleNamespace(eval_net=model, board=ResultsBoard()))
+        return probe.compute(
+            SimpleNamespace(datamodule=datamodule), SimpleNamespace(eval_net=model, board=ResultsBoard())
+        )
 
 
 # ----- logit lens -----
 def test_logit_lens_final_stage_is_the_models_own_prediction(model, data):
-    items, bridges = data.split_items("test_inferred_ood"), data.split_bridges("test_inferred_ood")
+    items = data.split_items("train_inferred")  # read as if it were the OOD split
     half = len(items) // 2
     items = torch.cat([relabeled(model, items[:half]), items[half:]])  # about half answered correctly
     middle = model.n_stages // 2
@@ -92,11 +95,16 @@ def test_logit_lens_final_stage_is_the_models_own_prediction(model, data):
 
 def test_logit_lens_rates_and_keys(data):
     model = MODELS["recursive"](data.vocab_size).eval()
-    result = run_probe(LogitLens(sample_size=20), model, data)
+    result = run_probe(LogitLens(splits=("test_inferred_ood", "train_inferred"), sample_size=20), model, data)
     scalars = [key for key, value in result.items() if isinstance(value, (int, float))]
     assert len(scalars) == 2 * (3 * model.n_stages + 5)  # two splits: 3 MRRs per stage, 4 rates, best stage
-    for prefix in ("ood", "iid"):
-        for key in ("bridge_found_any", "bridge_found_answer_slot", "target_found_any", "target_found_answer_slot"):
+    for prefix in ("ood", "train_inferred"):
+        for key in (
+            "bridge_found_any",
+            "bridge_found_answer_slot",
+            "target_found_any",
+            "target_found_answer_slot",
+        ):
             assert 0.0 <= result[f"{prefix}/{key}"] <= 1.0
         assert all(0.0 < result[f"{prefix}/r2_mrr/r2/stage{s}"] <= 1.0 for s in range(model.n_stages))
     with pytest.raises(ConfigError, match="logit_lens.splits"):
@@ -115,7 +123,9 @@ def test_counterfactuals_change_the_answer_with_id_tokens(data):
     items = data.split_items("train_inferred")
     facts, fact_is_ood = data.tables["facts"], data.tables["fact_is_ood"]
     tail = {(h, r): t for h, r, t in facts.tolist()}
-    id_facts = {(h, r) for (h, r, _), ood in zip(facts.tolist(), fact_is_ood.tolist(), strict=True) if not ood}
+    id_facts = {
+        (h, r) for (h, r, _), ood in zip(facts.tolist(), fact_is_ood.tolist(), strict=True) if not ood
+    }
     id_heads = {h for h, _ in id_facts}
     swapped = counterfactuals(items, facts, fact_is_ood, torch.Generator().manual_seed(0))
     for position, (counterfactual, valid) in enumerate(swapped):
@@ -156,7 +166,9 @@ def test_causal_tracing_leaves_out_wrong_answers(data):
     model = MODELS["decoder"](data.vocab_size).eval()
     items = data.split_items("train_inferred").clone()
     items[:, 3] = (predicted(model, items) + 1) % data.vocab_size  # never the model's answer
-    result = run_probe(CausalTracing(), model, SimpleNamespace(split_items=lambda split: items, tables=data.tables))
+    result = run_probe(
+        CausalTracing(), model, SimpleNamespace(split_items=lambda split: items, tables=data.tables)
+    )
     assert result["normal_accuracy"] == 0.0 and result["n_queries/r1"] == 0
     assert "r1_mid_strength" not in result and not any(key.startswith("strength/") for key in result)
 
@@ -173,7 +185,12 @@ def detect(bridge_found, causal=(), **kwargs):
 
 def test_circuit_formed_after_a_sustained_run():
     history = [0.1, 0.96, 0.97, 0.5, 0.96, 0.97, 0.98]
-    assert detect(history[:4]) | {"reason": ""} == {"formed": 0, "formed_step": None, "bridge_found": 0.5, "reason": ""}
+    assert detect(history[:4]) | {"reason": ""} == {
+        "formed": 0,
+        "formed_step": None,
+        "bridge_found": 0.5,
+        "reason": "",
+    }
     result = detect(history)
     assert result["formed"] == 1 and result["formed_step"] == 500 and result["bridge_found"] == 0.98
     assert "step 500" in result["reason"]
@@ -206,7 +223,7 @@ def test_probes_in_a_tiny_fit(tmp_path):
     run = tmp_path / "runs" / "tiny" / "version_0"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["logit_lens"]["step"] == 60 and 0.0 <= summary["logit_lens"]["ood/bridge_found_any"] <= 1.0
-    assert summary["causal_tracing"]["step"] == 40 and "strength_map" in summary["causal_tracing"]
+    assert summary["causal_tracing"]["step"] == 60 and "strength_map" in summary["causal_tracing"]
     assert summary["circuit_detector"]["formed"] == 1 and summary["circuit_detector"]["formed_step"] == 20
     events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0})
     events.Reload()

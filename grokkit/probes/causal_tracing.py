@@ -34,7 +34,9 @@ class TailTable:
     def of(cls, facts: torch.Tensor, keep: torch.Tensor) -> TailTable:
         """Tables built from the same ``facts`` (F, 3) share one shape whatever ``keep`` (F,) selects."""
         first = int(facts[:, 1].min())
-        table = torch.full((int(facts.max()) + 1, int(facts[:, 1].max()) - first + 1), -1, device=facts.device)
+        table = torch.full(
+            (int(facts.max()) + 1, int(facts[:, 1].max()) - first + 1), -1, device=facts.device
+        )
         table[facts[keep, 0], facts[keep, 1] - first] = facts[keep, 2]
         return cls(table, first)
 
@@ -110,9 +112,13 @@ class CausalTracing(Probe):
         sample_size: int = 300,
         seed: int = 0,
     ) -> None:
-        super().__init__(every_n_steps=every_n_steps, per_decade=per_decade, sample_size=sample_size, seed=seed)
+        super().__init__(
+            every_n_steps=every_n_steps, per_decade=per_decade, sample_size=sample_size, seed=seed
+        )
         if split not in TWO_HOP_SPLITS:
-            raise ConfigError(f"causal_tracing.split={split!r}: choose a two-hop split among {list(TWO_HOP_SPLITS)}")
+            raise ConfigError(
+                f"causal_tracing.split={split!r}: choose a two-hop split among {list(TWO_HOP_SPLITS)}"
+            )
         self.split, self.mid_stage = split, mid_stage
 
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
@@ -120,7 +126,9 @@ class CausalTracing(Probe):
         stages = range(1, model.n_stages - 1)  # stage 0 is the token swap itself, the last is the output
         mid = round(0.625 * (model.n_stages - 1)) if self.mid_stage is None else self.mid_stage
         if mid not in stages:
-            raise ConfigError(f"causal_tracing.mid_stage={mid} must lie in 1..{model.n_stages - 2} for this model")
+            raise ConfigError(
+                f"causal_tracing.mid_stage={mid} must lie in 1..{model.n_stages - 2} for this model"
+            )
         device = next(model.parameters()).device
         (items,) = self.sample(data.split_items(self.split).to(device))
         inputs, _ = model.inputs_and_targets(items)
@@ -130,7 +138,9 @@ class CausalTracing(Probe):
         generator = torch.Generator().manual_seed(self.seed)
         result: dict[str, Any] = {"normal_accuracy": correct.float().mean().item()}
         strength_map = torch.full((len(stages), len(POSITIONS)), float("nan"))
-        for position, (counterfactual, valid) in enumerate(counterfactuals(items, facts, fact_is_ood, generator)):
+        for position, (counterfactual, valid) in enumerate(
+            counterfactuals(items, facts, fact_is_ood, generator)
+        ):
             keep = valid & correct
             result[f"n_queries/{POSITIONS[position]}"] = int(keep.sum())
             if keep.any():

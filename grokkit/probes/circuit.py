@@ -73,4 +73,9 @@ class CircuitDetector(Probe):
             else:  # both signatures: the circuit is formed when the later one appears
                 formed_step = max(formed_step, causal_step)
                 reason += f" and r1_mid_strength >= {self.min_causal_strength} from step {causal_step}"
-        return {**result, "formed": int(formed_step is not None), "formed_step": formed_step, "reason": reason}
+        return {
+            **result,
+            "formed": int(formed_step is not None),
+            "formed_step": formed_step,
+            "reason": reason,
+        }

@@ -84,7 +84,9 @@ class LogitLens(Probe):
         sample_size: int = 2000,
         seed: int = 0,
     ) -> None:
-        super().__init__(every_n_steps=every_n_steps, per_decade=per_decade, sample_size=sample_size, seed=seed)
+        super().__init__(
+            every_n_steps=every_n_steps, per_decade=per_decade, sample_size=sample_size, seed=seed
+        )
         unknown = [split for split in splits if split not in PREFIX]
         if unknown or not splits:
             raise ConfigError(f"logit_lens.splits={list(splits)}: choose two-hop splits among {list(PREFIX)}")
@@ -103,4 +105,8 @@ class LogitLens(Probe):
     def render(self, writer: Any, step: int, result: dict[str, Any]) -> None:
         for split in self.splits:
             bridge_map = torch.tensor(result[f"{PREFIX[split]}/bridge_top1_map"])
-            writer.add_image(f"probe/{self.name}/{PREFIX[split]}/bridge_top1_stage_x_position", heatmap_image(bridge_map), step)
+            writer.add_image(
+                f"probe/{self.name}/{PREFIX[split]}/bridge_top1_stage_x_position",
+                heatmap_image(bridge_map),
+                step,
+            )
