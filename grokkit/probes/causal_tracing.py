@@ -127,7 +127,8 @@ class CausalTracing(Probe):
         mid = round(0.625 * (model.n_stages - 1)) if self.mid_stage is None else self.mid_stage
         if mid not in stages:
             raise ConfigError(
-                f"causal_tracing.mid_stage={mid} must lie in 1..{model.n_stages - 2} for this model"
+                f"causal_tracing.mid_stage={mid} must be a patchable stage, 1..{model.n_stages - 2} "
+                f"(this model has {model.n_stages} stages)"
             )
         device = next(model.parameters()).device
         (items,) = self.sample(data.split_items(self.split).to(device))
@@ -138,9 +139,8 @@ class CausalTracing(Probe):
         generator = torch.Generator().manual_seed(self.seed)
         result: dict[str, Any] = {"normal_accuracy": correct.float().mean().item()}
         strength_map = torch.full((len(stages), len(POSITIONS)), float("nan"))
-        for position, (counterfactual, valid) in enumerate(
-            counterfactuals(items, facts, fact_is_ood, generator)
-        ):
+        swapped = counterfactuals(items, facts, fact_is_ood, generator)
+        for position, (counterfactual, valid) in enumerate(swapped):
             keep = valid & correct
             result[f"n_queries/{POSITIONS[position]}"] = int(keep.sum())
             if keep.any():

@@ -20,6 +20,7 @@ from grokkit.probes.base import Probe
 from grokkit.probes.figures import heatmap_image
 
 PREFIX = {"test_inferred_ood": "ood", "test_inferred_iid": "iid", "train_inferred": "train_inferred"}
+FOUND = ("bridge_found_any", "bridge_found_answer_slot", "target_found_any", "target_found_answer_slot")
 
 
 def rank_of(logits: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
@@ -36,30 +37,31 @@ def lens(model: TwoHopModel, items: torch.Tensor, bridges: torch.Tensor) -> dict
     # Positions whose input is a query token or a blank slot; a decoder's position 3 reads t itself.
     shown = ((torch.arange(inputs.size(1), device=items.device) < 3) | (inputs == PAD)).all(0)
     probes = {"bridge/r1": (1, bridges), "r2/r2": (2, items[:, 2]), "target/answer": (answer, target)}
-    mrr: dict[str, list[float]] = {name: [] for name in probes}
-    top1: dict[str, list[float]] = {name: [] for name in probes}
+    mrr: dict[str, list[torch.Tensor]] = {name: [] for name in probes}
+    top1: dict[str, list[torch.Tensor]] = {name: [] for name in probes}
     bridge_map = []
-    found = {key: torch.zeros(len(items), dtype=torch.bool, device=items.device) for key in
-             ("bridge_found_any", "bridge_found_answer_slot", "target_found_any", "target_found_answer_slot")}  # fmt: skip
+    found = {key: torch.zeros(len(items), dtype=torch.bool, device=items.device) for key in FOUND}
     for state in states:
         logits = model.unembed(state)  # (B, T, V): one stage at a time keeps memory at B x T x V
         for name, (position, token) in probes.items():
             rank = rank_of(logits[rows, position], token)
-            mrr[name].append((1.0 / (rank + 1)).mean().item())
-            top1[name].append((rank == 0).float().mean().item())
+            mrr[name].append((1.0 / (rank + 1)).mean())
+            top1[name].append((rank == 0).float().mean())
         argmax = logits.argmax(-1)  # (B, T)
         hits = {"bridge": argmax == bridges[:, None], "target": argmax == target[:, None]}
         for entity, hit in hits.items():
             found[f"{entity}_found_any"] |= hit[:, shown].any(1)
             found[f"{entity}_found_answer_slot"] |= hit[rows, answer]
-        bridge_map.append(hits["bridge"][:, shown].float().mean(0).tolist())
+        bridge_map.append(hits["bridge"][:, shown].float().mean(0))
     result: dict[str, Any] = {key: hit.float().mean().item() for key, hit in found.items()}
-    for name in probes:
+    for name in probes:  # one transfer per list: no host sync inside the loop
         token, position = name.split("/")
-        result |= {f"{token}_mrr/{position}/stage{stage}": value for stage, value in enumerate(mrr[name])}
-        result[f"{token}_top1/{position}"] = top1[name]
-    result["best_bridge_stage"] = max(range(len(states)), key=mrr["bridge/r1"].__getitem__)
-    result["bridge_top1_map"] = bridge_map  # stages x shown positions
+        result |= {
+            f"{token}_mrr/{position}/stage{s}": v for s, v in enumerate(torch.stack(mrr[name]).tolist())
+        }
+        result[f"{token}_top1/{position}"] = torch.stack(top1[name]).tolist()
+    result["best_bridge_stage"] = int(torch.stack(mrr["bridge/r1"]).argmax())
+    result["bridge_top1_map"] = torch.stack(bridge_map).tolist()  # stages x shown positions
     return result
 
 

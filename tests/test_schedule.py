@@ -1,0 +1,32 @@
+"""Log-spaced schedules and the metric-triggered hyperparameter switch (through a real tiny run)."""
+
+import pytest
+from test_cli import scalars, tiny_args
+
+from grokkit.cli import main
+from grokkit.schedule import is_log_spaced
+
+
+def test_log_spaced_steps():
+    assert [s for s in range(1, 1001) if is_log_spaced(s, 4)] == [1, 2, 3, 6, 10, 18, 32, 56, 100, 178, 316, 562, 1000]
+    assert not is_log_spaced(0, 4)
+
+
+@pytest.mark.slow
+def test_switch_changes_weight_decay_once_the_metric_reaches_the_threshold(tmp_path):
+    main(
+        tiny_args(
+            tmp_path,
+            "--trainer.max_steps=40",
+            "--trainer.callbacks+=grokkit.schedule.SwitchHyperparameters",
+            "--trainer.callbacks.threshold=0.0",
+            "--trainer.callbacks.weight_decay=0.7",
+            "--trainer.callbacks.lr_scale=0.5",
+        )
+    )
+    curves = scalars(tmp_path / "runs" / "tiny" / "version_0")
+    decay = dict(curves["lr-AdamW/decay-weight_decay"])
+    lr = dict(curves["lr-AdamW/decay"])
+    assert decay[9] == pytest.approx(0.1) and decay[39] == pytest.approx(0.7)  # fires at the validation of step 20
+    assert lr[39] == pytest.approx(lr[9] * 0.5)
+    assert [step for step, _ in curves["schedule/switch"]] == [20]
