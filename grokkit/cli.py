@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+import lightning as L
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -15,6 +17,7 @@ from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.module import GrokModule
 from grokkit.probes import Probe
+from grokkit.probes.registry import explain_class_path_error, load_entry_point_probes
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -49,8 +52,16 @@ class GrokkitParser(LightningArgumentParser):
         if not self.exit_on_error:  # jsonargparse probing alternatives internally
             return super().error(message, ex)
         command = self.prog.replace(" [options]", "")
-        sys.stderr.write(f"grokkit: error: {' '.join(message.split())} (see `{command} --help`)\n")
+        message = explain_class_path_error(message) or " ".join(message.split())
+        sys.stderr.write(f"grokkit: error: {message} (see `{command} --help`)\n")
         sys.exit(2)
+
+
+def set_step(trainer: L.Trainer, step: int) -> None:
+    """Make ``trainer.global_step`` read ``step`` outside fit, so results of a saved checkpoint land at its step."""
+    loop = trainer.fit_loop.epoch_loop
+    loop.automatic_optimization.optim_progress.optimizer.step.total.completed = step  # global_step
+    loop._batches_that_stepped = step  # the step Lightning logs metrics at
 
 
 class GrokkitCLI(LightningCLI):
@@ -82,6 +93,13 @@ class GrokkitCLI(LightningCLI):
         callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
         return super().instantiate_trainer(callbacks=callbacks, plugins=[*plugins, AtomicCheckpointIO()], **kwargs)
 
+    def before_validate(self) -> None:
+        """`grokkit validate --ckpt_path CKPT` publishes at CKPT's step (Lightning restores it only in fit)."""
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if ckpt_path and os.path.isfile(ckpt_path):
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            set_step(self.trainer, checkpoint["global_step"])
+
 
 def _as_list(value) -> list:
     return [] if value is None else list(value) if isinstance(value, list) else [value]
@@ -90,7 +108,13 @@ def _as_list(value) -> list:
 def main(args: ArgsType = None) -> None:
     if os.getcwd() not in sys.path:  # `class_path: plugins.<name>.<Class>` from the repo root, nothing installed
         sys.path.insert(0, os.getcwd())
+    load_entry_point_probes()
+    argv = sys.argv[1:] if args is None else args
     try:
+        if isinstance(argv, list) and argv[:1] == ["analyze"]:
+            from grokkit.analyze import analyze_command  # imported here: it builds on GrokkitCLI
+
+            return analyze_command(argv[1:])
         GrokkitCLI(
             GrokModule,
             TwoHopDataModule,
@@ -100,8 +124,13 @@ def main(args: ArgsType = None) -> None:
             parser_class=GrokkitParser,
             args=args,
         )
-    except ConfigError as error:
-        print(f"grokkit: error: {error}", file=sys.stderr)
+    except ValueError as error:  # a ConfigError, or one that jsonargparse wrapped while instantiating a class
+        cause = error
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        print(f"grokkit: error: {cause}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -19,6 +19,7 @@ from grokkit.models import Decoder, Recursive
 from grokkit.probes import CausalTracing, CircuitDetector, LogitLens, ResultsBoard
 from grokkit.probes.causal_tracing import causal_strengths, counterfactuals
 from grokkit.probes.figures import heatmap_image
+from grokkit.probes.logit_lens import FOUND
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -77,8 +78,7 @@ def test_logit_lens_final_stage_is_the_models_own_prediction(model, data):
     middle = model.n_stages // 2
     bridges = predicted(model, items, position=1, stage=middle)  # the lens at (middle, r1) shows the bridge
     fake = SimpleNamespace(split_items=lambda split: items, split_bridges=lambda split: bridges)
-    with torch.no_grad():
-        accuracy = (predicted(model, items) == items[:, 3]).float().mean().item()
+    accuracy = (predicted(model, items) == items[:, 3]).float().mean().item()
     result = run_probe(LogitLens(splits=("test_inferred_ood",)), model, fake)
     last = model.n_stages - 1
     assert accuracy >= 0.5
@@ -99,12 +99,7 @@ def test_logit_lens_rates_and_keys(data):
     scalars = [key for key, value in result.items() if isinstance(value, (int, float))]
     assert len(scalars) == 2 * (3 * model.n_stages + 5)  # two splits: 3 MRRs per stage, 4 rates, best stage
     for prefix in ("ood", "train_inferred"):
-        for key in (
-            "bridge_found_any",
-            "bridge_found_answer_slot",
-            "target_found_any",
-            "target_found_answer_slot",
-        ):
+        for key in FOUND:
             assert 0.0 <= result[f"{prefix}/{key}"] <= 1.0
         assert all(0.0 < result[f"{prefix}/r2_mrr/r2/stage{s}"] <= 1.0 for s in range(model.n_stages))
     with pytest.raises(ConfigError, match="logit_lens.splits"):

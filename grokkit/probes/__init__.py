@@ -4,6 +4,16 @@ from grokkit.probes.base import Probe
 from grokkit.probes.board import ResultsBoard
 from grokkit.probes.causal_tracing import CausalTracing
 from grokkit.probes.circuit import CircuitDetector
+from grokkit.probes.classifier import RunClassifier
 from grokkit.probes.logit_lens import LogitLens
+from grokkit.probes.onset import GrokkingOnset
 
-__all__ = ["CausalTracing", "CircuitDetector", "LogitLens", "Probe", "ResultsBoard"]
+__all__ = [
+    "CausalTracing",
+    "CircuitDetector",
+    "GrokkingOnset",
+    "LogitLens",
+    "Probe",
+    "ResultsBoard",
+    "RunClassifier",
+]

@@ -1,0 +1,112 @@
+"""``grokkit analyze RUN_DIR``: run a run's probes afterwards, over its saved trajectory of weights.
+
+Training saves the weights at log-spaced steps (``checkpoints/trajectory/step=XXXXXXXX.ckpt``) and at the
+end (``checkpoints/last.ckpt``), so probes too costly to run live (or thought of later) can still trace the
+whole run. This rebuilds the run from its ``config.yaml``, then, checkpoint by checkpoint in step order,
+loads the weights and runs one validation at that checkpoint's step: the module publishes the accuracies
+and every probe runs, as it would have live. Results go to ``RUN_DIR/analysis/`` (``summary.json`` and
+TensorBoard events), replacing any earlier analysis; the run's own files are not touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser, set_step
+from grokkit.data import TwoHopDataModule
+from grokkit.errors import ConfigError
+from grokkit.module import GrokModule
+
+
+def as_list(value: Any) -> list:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
+    """The run's config, plus the extra probes, logging to ``RUN_DIR/analysis``."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    for key in ("ckpt_path", "weights_only"):  # arguments of `fit`, not part of the run
+        config.pop(key, None)
+    extra = yaml.safe_load(probes_config.read_text()) if probes_config is not None else {}
+    trainer = config.setdefault("trainer", {})
+    trainer["callbacks"] = as_list(trainer.get("callbacks")) + as_list(
+        (extra.get("trainer") or {}).get("callbacks")
+    )
+    trainer["logger"] = {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {
+            "save_dir": str(run_dir),
+            "name": "analysis",
+            "version": "",
+            "default_hp_metric": False,
+        },
+    }
+    return config
+
+
+def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
+    """Run the probes over every checkpoint of the run; returns the summary written to analysis/summary.json."""
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(
+            f"{run_dir / 'config.yaml'} not found: give a run directory written by `grokkit fit`"
+        )
+    if probes_config is not None and not probes_config.is_file():
+        raise ConfigError(f"--probes-config {probes_config} not found")
+    paths = sorted((run_dir / "checkpoints" / "trajectory").glob("step=*.ckpt"))  # zero-padded: step order
+    paths += [path for path in [run_dir / "checkpoints" / "last.ckpt"] if path.is_file()]
+    if not paths:
+        raise ConfigError(f"no checkpoints under {run_dir / 'checkpoints'}: nothing to analyze")
+    shutil.rmtree(run_dir / "analysis", ignore_errors=True)
+
+    cli = GrokkitCLI(
+        GrokModule,
+        TwoHopDataModule,
+        trainer_defaults=TRAINER_DEFAULTS,
+        auto_configure_optimizers=False,
+        parser_class=GrokkitParser,
+        save_config_callback=None,
+        args=offline_config(run_dir, probes_config),
+        run=False,
+    )
+    trainer, module = cli.trainer, cli.model
+    steps: list[int] = []
+    for path in paths:
+        checkpoint = torch.load(
+            path, map_location="cpu", weights_only=False
+        )  # our own files; hparams hold objects
+        step = checkpoint["global_step"]
+        if step in steps:  # last.ckpt can repeat the last trajectory step
+            continue
+        module.load_state_dict(checkpoint["state_dict"])
+        set_step(trainer, step)  # the module and the probes publish at trainer.global_step
+        trainer.validate(module, datamodule=cli.datamodule, verbose=False)
+        steps.append(step)
+    module.board.publish("analysis", steps[-1], {"run_dir": str(run_dir), "steps": steps})
+    return module.board.summary()
+
+
+def analyze_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="grokkit analyze",
+        description="Run a finished run's probes over its trajectory checkpoints; results in RUN_DIR/analysis/.",
+    )
+    parser.add_argument(
+        "run_dir", type=Path, help="a run directory written by `grokkit fit` (holds config.yaml)"
+    )
+    parser.add_argument(
+        "--probes-config",
+        type=Path,
+        help="a YAML config whose trainer.callbacks list adds probes to the run's",
+    )
+    args = parser.parse_args(argv)
+    summary = analyze(args.run_dir, args.probes_config)
+    steps = summary["analysis"]["steps"]
+    print(
+        f"grokkit analyze: {len(steps)} checkpoints, steps {steps[0]}-{steps[-1]} -> {args.run_dir / 'analysis'}"
+    )

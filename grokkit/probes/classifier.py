@@ -1,0 +1,191 @@
+"""Real or fake grokking? One label per run, from its accuracy curve and its circuit curve (He et al.).
+
+He et al. found that high accuracy on unseen compositions and the generalization circuit can appear
+independently of each other, depending on the data regime. This probe puts a run in one of six classes,
+from the test accuracy of one split (``val`` board section) and the Bridge Found rate of the logit lens
+(the circuit), every level reached only when held for ``consecutive`` evaluations:
+
+    t_mem     training accuracy >= memorized        t_rise  accuracy >= rise     t_high  accuracy >= high
+    t_formed  Bridge Found >= formed (circuit formed)
+    late      t_rise >= late_ratio * t_mem
+
+    accuracy rose (t_rise):
+        not late ............................................................. no_delay
+        late, circuit formed long before (t_formed <= t_rise / late_ratio) ... circuit_without_accuracy
+        late, circuit formed with it (t_formed <= together_ratio * t_rise)
+              or Bridge Found median since the rise >= fake_bridge_max ....... real_grokking
+        late, to >= high, circuit low or unstable ............................ fake_grokking
+        late, below high, no circuit ......................................... partial
+    accuracy never rose:
+        circuit formed, and the run went on to late_ratio * t_formed ......... circuit_without_accuracy
+        accuracy stuck in the plateau band over the last plateau_window ...... partial
+        otherwise ............................................................ not_generalized
+
+Without a circuit curve (no logit lens configured), a late rise counts as real grokking and the reason
+says that real and fake grokking could not be told apart.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+
+from grokkit.data.kg import EVAL_SPLITS
+from grokkit.errors import ConfigError
+from grokkit.probes.base import Probe
+from grokkit.probes.onset import Series, first_sustained
+
+LABELS = (
+    "not_generalized",
+    "partial",
+    "no_delay",
+    "circuit_without_accuracy",
+    "fake_grokking",
+    "real_grokking",
+)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every number the classification uses (defaults: He et al.'s curves, spec section 4)."""
+
+    memorized: float = 0.99  # training accuracy that counts as memorized (t_mem)
+    consecutive: int = 3  # evaluations in a row a level must hold to count
+    rise: float = 0.5  # accuracy whose first sustained crossing is "the rise" (t_rise)
+    high: float = 0.9  # fake grokking rises to at least this accuracy
+    formed: float = 0.95  # Bridge Found that counts as the circuit formed (t_formed); chance is ~0.002
+    fake_bridge_max: float = 0.8  # fake grokking: Bridge Found median since the rise stays below this
+    late_ratio: float = (
+        2.0  # late rise: t_rise >= late_ratio * t_mem; circuit long before: t_formed * late_ratio <= t_rise
+    )
+    together_ratio: float = 1.25  # circuit "before or with" the rise: t_formed <= together_ratio * t_rise
+    plateau: tuple[float, float] = (0.25, 0.75)  # partial: accuracy stuck inside this band ...
+    plateau_window: float = 0.5  # ... over this last fraction of the run's steps
+
+    def __post_init__(self) -> None:
+        levels = (self.memorized, self.rise, self.high, self.formed, self.fake_bridge_max, *self.plateau)
+        if not all(0.0 < level <= 1.0 for level in levels) or self.plateau[0] > self.plateau[1]:
+            raise ConfigError("RunClassifier: thresholds must lie in (0, 1] and plateau must be (low, high)")
+        if (
+            self.consecutive < 1
+            or self.late_ratio < 1
+            or self.together_ratio < 1
+            or not 0 < self.plateau_window <= 1
+        ):
+            raise ConfigError(
+                "RunClassifier: consecutive must be at least 1, late_ratio and together_ratio at least 1, "
+                "plateau_window in (0, 1]"
+            )
+
+
+def classify(
+    train: Series, accuracy: Series, bridge: Series | None, t: Thresholds = Thresholds(), split: str = "test"
+) -> tuple[str, str]:
+    """Label a run from (step, value) curves of training accuracy, test accuracy and Bridge Found.
+
+    Returns the label (one of ``LABELS``) and one sentence with the numbers that decided it.
+    ``bridge`` is ``None`` (or empty) when no circuit was measured; its steps need not match the others.
+    ``split`` names the accuracy in the reason.
+    """
+    if not accuracy:
+        return "not_generalized", f"no {split} accuracy evaluated yet"
+    k = t.consecutive
+    t_mem = first_sustained(train, t.memorized, k)
+    t_rise = first_sustained(accuracy, t.rise, k)
+    t_high = first_sustained(accuracy, t.high, k)
+    t_formed = first_sustained(bridge, t.formed, k) if bridge else None
+    last_step, peak = max(step for step, _ in accuracy), max(value for _, value in accuracy)
+    mem = f"t_mem={t_mem}" if t_mem is not None else f"training accuracy never held >= {t.memorized:g}"
+    if t_formed is not None:
+        bridge_state = f"held >= {t.formed:g} from step {t_formed}"
+    elif bridge:
+        bridge_state = f"never held >= {t.formed:g} (max {max(v for _, v in bridge):.2f})"
+    circuit = (
+        f"Bridge Found {bridge_state}"
+        if bridge
+        else "no circuit data (add the logit lens to tell real from fake grokking)"
+    )
+
+    if t_rise is not None:
+        rose = f"{split} accuracy held >= {t.rise:g} from step {t_rise}"
+        if t_mem is None or t_rise < t.late_ratio * t_mem:
+            timing = f"{t_rise / t_mem:.1f}x {mem}" if t_mem else f"while {mem}"
+            return "no_delay", f"{rose}, {timing} (< {t.late_ratio:g}x): no grokking delay; {circuit}"
+        rose += f", {t_rise / t_mem:.1f}x {mem} (late)"
+        if not bridge:
+            return "real_grokking", f"{rose}; {circuit}"
+        if t_formed is not None and t_formed * t.late_ratio <= t_rise:
+            lag = t_rise / t_formed
+            return "circuit_without_accuracy", f"{circuit}, but {rose}, {lag:.1f}x after the circuit"
+        since = [v for s, v in bridge if s >= t_rise] or [v for _, v in bridge[-k:]]
+        median = statistics.median(since)
+        if t_formed is not None and t_formed <= t.together_ratio * t_rise:
+            return "real_grokking", f"{rose}; {circuit}, before or with the rise"
+        if median >= t.fake_bridge_max:
+            return (
+                "real_grokking",
+                f"{rose}; Bridge Found median {median:.2f} >= {t.fake_bridge_max:g} since the rise",
+            )
+        low = f"Bridge Found median {median:.2f} < {t.fake_bridge_max:g} since the rise and {bridge_state}"
+        if t_high is not None:
+            return "fake_grokking", f"{rose} and >= {t.high:g} from step {t_high}, while {low}"
+        return "partial", f"{rose} but never held >= {t.high:g} (max {peak:.2f}), and {low}"
+
+    never = f"{split} accuracy never held >= {t.rise:g} (max {peak:.2f} through step {last_step})"
+    if t_formed is not None and last_step >= t.late_ratio * t_formed:
+        return "circuit_without_accuracy", f"{circuit}, but {never}, {last_step / t_formed:.1f}x later"
+    window = [v for s, v in accuracy if s >= (1 - t.plateau_window) * last_step]
+    low, high = t.plateau
+    if len(window) >= k and all(low <= v <= high for v in window):
+        span = f"{min(window):.2f}-{max(window):.2f}"
+        return (
+            "partial",
+            f"{never}: plateau at {span} over the last {t.plateau_window:.0%} of steps; {circuit}",
+        )
+    return "not_generalized", f"{never}; {mem}; {circuit}"
+
+
+class RunClassifier(Probe):
+    """Labels the run at every validation: real or fake grokking, circuit without accuracy, and so on.
+
+    Args:
+        split: The accuracy to classify (``test_inferred_iid`` for a decoder, which does not do OOD).
+        bridge_section: Board section holding the circuit curve (the logit lens).
+        bridge_key: The Bridge Found rate in that section.
+        thresholds: The levels and ratios of the classification (see :class:`Thresholds`).
+    """
+
+    stage = 2  # reads the accuracies and the logit lens, after both were published
+
+    def __init__(
+        self,
+        split: str = "test_inferred_ood",
+        bridge_section: str = "logit_lens",
+        bridge_key: str = "ood/bridge_found_any",
+        thresholds: Thresholds = Thresholds(),
+        every_n_steps: int = 1,
+        per_decade: int | None = None,
+    ) -> None:
+        super().__init__(every_n_steps=every_n_steps, per_decade=per_decade)
+        if split not in EVAL_SPLITS:
+            raise ConfigError(f"RunClassifier: split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
+        self.split, self.bridge_section, self.bridge_key = split, bridge_section, bridge_key
+        self.thresholds = thresholds
+
+    @property
+    def name(self) -> str:
+        return "classification"
+
+    def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        board = pl_module.board
+        label, reason = classify(
+            board.series("val", "train/acc"),
+            board.series("val", f"{self.split}/acc"),
+            board.series(self.bridge_section, self.bridge_key),
+            self.thresholds,
+            self.split,
+        )
+        return {"label": label, "reason": reason, "code": LABELS.index(label)}
