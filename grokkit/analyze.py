@@ -5,7 +5,9 @@ end (``checkpoints/last.ckpt``), so probes too costly to run live (or thought of
 whole run. This rebuilds the run from its ``config.yaml``, then, checkpoint by checkpoint in step order,
 loads the weights and runs one validation at that checkpoint's step: the module publishes the accuracies
 and every probe runs, as it would have live. Results go to ``RUN_DIR/analysis/`` (``summary.json`` and
-TensorBoard events), replacing any earlier analysis; the run's own files are not touched.
+TensorBoard events), replacing any earlier analysis; the run's own files are not touched. Probes in
+``--probes-config EXTRA.yaml`` (a ``trainer.callbacks`` list) are added, or replace the run's probe of the same
+class, e.g. to re-run the onset with other thresholds.
 """
 
 from __future__ import annotations
@@ -28,16 +30,23 @@ def as_list(value: Any) -> list:
     return [] if value is None else value if isinstance(value, list) else [value]
 
 
+def class_name(callback: Any) -> str:
+    return (callback["class_path"] if isinstance(callback, dict) else str(callback)).rpartition(".")[2]
+
+
 def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
-    """The run's config, plus the extra probes, logging to ``RUN_DIR/analysis``."""
+    """The run's config logging to ``RUN_DIR/analysis``, with the extra probes (replacing any of the same class)."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     for key in ("ckpt_path", "weights_only"):  # arguments of `fit`, not part of the run
         config.pop(key, None)
     extra = yaml.safe_load(probes_config.read_text()) if probes_config is not None else {}
+    added = as_list((extra.get("trainer") or {}).get("callbacks"))
     trainer = config.setdefault("trainer", {})
-    trainer["callbacks"] = as_list(trainer.get("callbacks")) + as_list(
-        (extra.get("trainer") or {}).get("callbacks")
-    )
+    replaced = {class_name(callback) for callback in added}
+    kept = [
+        callback for callback in as_list(trainer.get("callbacks")) if class_name(callback) not in replaced
+    ]
+    trainer["callbacks"] = kept + added
     trainer["logger"] = {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
         "init_args": {
@@ -77,9 +86,8 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
     trainer, module = cli.trainer, cli.model
     steps: list[int] = []
     for path in paths:
-        checkpoint = torch.load(
-            path, map_location="cpu", weights_only=False
-        )  # our own files; hparams hold objects
+        # weights_only=False: the run's own files, whose hyperparameters hold Python objects
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         step = checkpoint["global_step"]
         if step in steps:  # last.ckpt can repeat the last trajectory step
             continue
@@ -102,7 +110,7 @@ def analyze_command(argv: list[str]) -> None:
     parser.add_argument(
         "--probes-config",
         type=Path,
-        help="a YAML config whose trainer.callbacks list adds probes to the run's",
+        help="a YAML config whose trainer.callbacks list adds probes (replacing the run's of the same class)",
     )
     args = parser.parse_args(argv)
     summary = analyze(args.run_dir, args.probes_config)

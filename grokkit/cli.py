@@ -75,12 +75,16 @@ class GrokkitCLI(LightningCLI):
         parser.add_lightning_class_args(TrajectoryCheckpoint, "trajectory")
 
     def before_instantiate_classes(self) -> None:
-        """Pin the run directory's version in the config, so the saved config.yaml resumes into the same run."""
+        """Pin the run's version in the config, so its saved config.yaml resumes into the same run directory;
+        ``validate``/``test`` of a run write into a ``validate``/``test`` folder inside it, not over it."""
         logger = self._get(self.config, "trainer").get("logger")
-        if self.subcommand == "fit" and isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger"):
-            init = logger.init_args
-            if init.get("version") is None:
-                init.version = TensorBoardLogger(init.save_dir, name=init.get("name", "default")).version
+        if not (isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger")):
+            return
+        init = logger.init_args
+        if self.subcommand == "fit" and init.get("version") is None:
+            init.version = TensorBoardLogger(init.save_dir, name=init.get("name", "default")).version
+        elif self.subcommand in ("validate", "test") and init.get("sub_dir") is None:
+            init.sub_dir = self.subcommand
 
     def instantiate_trainer(self, **kwargs):
         """Atomic checkpoint writes, a progress bar, and learning-rate and weight-decay curves, always."""

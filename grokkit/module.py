@@ -47,6 +47,9 @@ class GrokModule(L.LightningModule):
         decay: ``matrices`` decays only parameters with 2+ dims (GPT-2 convention), ``all`` decays all ([H]).
         warmup_steps: Linear warm-up from 0 to ``lr``.
         ema_decay: Keep an exponential moving average of the weights (e.g. 0.999) and evaluate with it.
+        compile: Run the training forward through ``torch.compile`` (evaluation and probes stay eager, so
+            patched and state-returning forwards never recompile). Pays a one-off compile (tens of seconds
+            on CPU) for faster steps; needs a working C++ compiler for the inductor backend.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class GrokModule(L.LightningModule):
         decay: Literal["matrices", "all"] = "matrices",
         warmup_steps: int = 0,
         ema_decay: float | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -72,6 +76,7 @@ class GrokModule(L.LightningModule):
         self.val_acc = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.val_loss = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.board = ResultsBoard()
+        self._compiled: Callable[..., torch.Tensor] | None = None  # built on first use, never a submodule
 
     def setup(self, stage: str) -> None:
         if self.trainer.log_dir is not None:
@@ -101,9 +106,19 @@ class GrokModule(L.LightningModule):
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    @property
+    def train_net(self) -> Callable[..., torch.Tensor]:
+        """The training forward: ``self.net``, or its compiled wrapper with ``compile=True`` (same weights)."""
+        if not self.hparams.compile:
+            return self.net
+        if self._compiled is None:
+            # A plain attribute, not a registered module: the state dict keeps only ``net.*`` keys.
+            self.__dict__["_compiled"] = torch.compile(self.net)
+        return self._compiled
+
     def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
         inputs, targets = self.net.inputs_and_targets(items)
-        loss, correct = item_loss_and_correct(self.net(inputs), targets)
+        loss, correct = item_loss_and_correct(self.train_net(inputs), targets)
         loss = loss.mean()
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/batch_acc", correct.float().mean())

@@ -59,7 +59,7 @@ class Thresholds:
     formed: float = 0.95  # Bridge Found that counts as the circuit formed (t_formed); chance is ~0.002
     fake_bridge_max: float = 0.8  # fake grokking: Bridge Found median since the rise stays below this
     late_ratio: float = (
-        2.0  # late rise: t_rise >= late_ratio * t_mem; circuit long before: t_formed * late_ratio <= t_rise
+        2.0  # late: t_rise >= late_ratio * t_mem; circuit long before: t_formed <= t_rise / this
     )
     together_ratio: float = 1.25  # circuit "before or with" the rise: t_formed <= together_ratio * t_rise
     plateau: tuple[float, float] = (0.25, 0.75)  # partial: accuracy stuck inside this band ...
@@ -101,8 +101,10 @@ def classify(
     mem = f"t_mem={t_mem}" if t_mem is not None else f"training accuracy never held >= {t.memorized:g}"
     if t_formed is not None:
         bridge_state = f"held >= {t.formed:g} from step {t_formed}"
-    elif bridge:
-        bridge_state = f"never held >= {t.formed:g} (max {max(v for _, v in bridge):.2f})"
+    else:
+        bridge_state = f"never held >= {t.formed:g}" + (
+            f" (max {max(v for _, v in bridge):.2f})" if bridge else ""
+        )
     circuit = (
         f"Bridge Found {bridge_state}"
         if bridge
@@ -111,14 +113,19 @@ def classify(
 
     if t_rise is not None:
         rose = f"{split} accuracy held >= {t.rise:g} from step {t_rise}"
-        if t_mem is None or t_rise < t.late_ratio * t_mem:
-            timing = f"{t_rise / t_mem:.1f}x {mem}" if t_mem else f"while {mem}"
-            return "no_delay", f"{rose}, {timing} (< {t.late_ratio:g}x): no grokking delay; {circuit}"
-        rose += f", {t_rise / t_mem:.1f}x {mem} (late)"
+        if t_mem is None:
+            return "no_delay", f"{rose}, while {mem}: no grokking delay; {circuit}"
+        ratio = t_rise / max(t_mem, 1)
+        if ratio < t.late_ratio:
+            return (
+                "no_delay",
+                f"{rose}, {ratio:.1f}x {mem} (< {t.late_ratio:g}x): no grokking delay; {circuit}",
+            )
+        rose += f", {ratio:.1f}x {mem} (late)"
         if not bridge:
             return "real_grokking", f"{rose}; {circuit}"
         if t_formed is not None and t_formed * t.late_ratio <= t_rise:
-            lag = t_rise / t_formed
+            lag = t_rise / max(t_formed, 1)
             return "circuit_without_accuracy", f"{circuit}, but {rose}, {lag:.1f}x after the circuit"
         since = [v for s, v in bridge if s >= t_rise] or [v for _, v in bridge[-k:]]
         median = statistics.median(since)
@@ -136,7 +143,10 @@ def classify(
 
     never = f"{split} accuracy never held >= {t.rise:g} (max {peak:.2f} through step {last_step})"
     if t_formed is not None and last_step >= t.late_ratio * t_formed:
-        return "circuit_without_accuracy", f"{circuit}, but {never}, {last_step / t_formed:.1f}x later"
+        return (
+            "circuit_without_accuracy",
+            f"{circuit}, but {never}, {last_step / max(t_formed, 1):.1f}x later",
+        )
     window = [v for s, v in accuracy if s >= (1 - t.plateau_window) * last_step]
     low, high = t.plateau
     if len(window) >= k and all(low <= v <= high for v in window):

@@ -38,16 +38,20 @@ def load_entry_point_probes() -> dict[str, Any]:
 
 
 def explain_class_path_error(message: str) -> str | None:
-    """Turn jsonargparse's error about an unusable class_path into one line; ``None`` for other errors."""
+    """Turn jsonargparse's error about a class_path into one line; ``None`` for other errors."""
     found = re.search(
-        r"Problem with given class_path '([^']+)'|Expected a dot import path string: (\S+)", message
+        r"Problem with given class_path '([^']+)':\s*(.*?)(?=\n\s*- |\n\s*Given value|$)"
+        r"|Expected a dot import path string: (\S+)",
+        message,
+        flags=re.DOTALL,
     )
     if found is None:
         return None
-    class_path = found.group(1) or found.group(2)
-    problem = why_not_importable(class_path)
+    class_path = found.group(1) or found.group(3)
+    reason = " ".join((found.group(2) or "").split())  # why an importable class was refused: an init arg
+    problem = why_not_importable(class_path) or f"class_path {class_path!r}: {reason}"
     key = re.search(r'Parser key "([^"]+)"', message)
-    return problem and (f"{key.group(1)}: {problem}" if key else problem)
+    return f"{key.group(1)}: {problem}" if key else problem
 
 
 def why_not_importable(class_path: str) -> str | None:

@@ -1,0 +1,56 @@
+"""``python -m grokkit.plot RUN_DIR OUT.png``: the grokking picture of a run as a PNG (needs ``grokkit[plot]``).
+
+Reads the run's TensorBoard events (the same numbers TensorBoard shows) and draws every split's accuracy
+over steps, with the hyperparameter switch and the onset times of ``summary.json`` when present.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from grokkit.data.kg import EVAL_SPLITS
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    curves: dict[str, dict[int, float]] = {}
+    for tag in events.Tags()["scalars"]:
+        for event in events.Scalars(tag):  # a resumed run logs some steps twice: the later value wins
+            curves.setdefault(tag, {})[event.step] = event.value
+    return {tag: sorted(points.items()) for tag, points in curves.items()}
+
+
+def plot(run_dir: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = read_scalars(run_dir)
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
+    for split in ("train", *EVAL_SPLITS):
+        points = curves.get(f"val/{split}/acc", [])
+        if points:
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, label=split, linewidth=2.2 if split in ("train", "test_inferred_iid") else 1.2)
+    for step, _ in curves.get("schedule/switch", []):
+        ax.axvline(step, color="grey", linestyle=":", label="hyperparameter switch")
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        grokking = json.loads(summary_path.read_text()).get("grokking", {})
+        if grokking.get("t_mem") is not None:
+            ax.axvline(grokking["t_mem"], color="black", linestyle="--", label="t_mem (train >= 0.99)")
+    ax.set(xlabel="step", ylabel="exact-match accuracy", ylim=(-0.02, 1.02), title=str(run_dir))
+    ax.legend(fontsize=8, loc="center right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+
+
+if __name__ == "__main__":
+    plot(Path(sys.argv[1]), Path(sys.argv[2]))

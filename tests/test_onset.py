@@ -1,0 +1,125 @@
+"""GrokkingOnset on constructed accuracy curves: sustained onsets, delays, grokked, and stopping."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from grokkit.errors import ConfigError
+from grokkit.probes import GrokkingOnset, ResultsBoard
+from grokkit.probes.onset import first_sustained
+
+STEPS = range(100, 10_001, 100)
+
+
+def board_with(train, iid, ood=lambda step: 0.0) -> ResultsBoard:
+    """A results board holding the ``val`` section the module would publish at every step of STEPS."""
+    board = ResultsBoard()
+    for step in STEPS:
+        board.publish(
+            "val",
+            step,
+            {
+                "train/acc": train(step),
+                "test_inferred_iid/acc": iid(step),
+                "test_inferred_ood/acc": ood(step),
+            },
+        )
+    return board
+
+
+def memorized_at_1000(step):
+    return 1.0 if step >= 1000 else 0.5
+
+
+def run_probe(probe: GrokkingOnset, board: ResultsBoard, step: int = 10_000):
+    trainer = SimpleNamespace(global_step=step, should_stop=False)
+    return probe.compute(trainer, SimpleNamespace(board=board)), trainer
+
+
+def test_step_shaped_curve():
+    board = board_with(memorized_at_1000, lambda step: 1.0 if step >= 5000 else 0.0)
+    result, _ = run_probe(GrokkingOnset(), board)
+    assert result["t_mem"] == 1000
+    assert result["t_gen"]["test_inferred_iid"] == {"0.5": 5000, "0.9": 5000, "0.99": 5000}
+    assert result["delay"]["test_inferred_iid"]["0.9"] == 4000
+    assert result["ratio"]["test_inferred_iid"]["0.9"] == 5.0
+    assert result["grokked"] == {"test_inferred_iid": True, "test_inferred_ood": False}
+    # flat numeric copies for TensorBoard, only where defined
+    assert result["t_gen/test_inferred_iid/0.99"] == 5000 and result["grokked/test_inferred_iid"] == 1
+    assert not any(key.startswith("t_gen/test_inferred_ood") for key in result)
+
+
+def test_smooth_curve_crosses_each_threshold_in_turn():
+    board = board_with(memorized_at_1000, lambda step: min(1.0, step / 8000))
+    result, _ = run_probe(GrokkingOnset(), board)
+    assert result["t_gen"]["test_inferred_iid"] == {"0.5": 4000, "0.9": 7200, "0.99": 8000}
+
+
+def test_one_spike_does_not_count():
+    spiky = {2000: 1.0, 3000: 0.95, 3100: 0.95}  # one spike, and a streak of two (< 3 consecutive)
+    board = board_with(memorized_at_1000, lambda step: spiky.get(step, 1.0 if step >= 6000 else 0.0))
+    result, _ = run_probe(GrokkingOnset(), board)
+    assert result["t_gen"]["test_inferred_iid"]["0.9"] == 6000
+    result, _ = run_probe(GrokkingOnset(consecutive=1), board)
+    assert result["t_gen"]["test_inferred_iid"]["0.9"] == 2000
+
+
+def test_never_generalizes():
+    result, _ = run_probe(GrokkingOnset(), board_with(memorized_at_1000, lambda step: 0.01))
+    assert result["t_mem"] == 1000
+    assert result["t_gen"]["test_inferred_iid"] == {"0.5": None, "0.9": None, "0.99": None}
+    assert result["delay"]["test_inferred_iid"]["0.5"] is None and not result["grokked"]["test_inferred_iid"]
+    assert not any(key.startswith(("t_gen/", "delay/", "ratio/")) for key in result)
+
+
+def test_generalizing_soon_after_memorizing_is_not_grokking():
+    board = board_with(memorized_at_1000, lambda step: 1.0 if step >= 1500 else 0.0)
+    result, _ = run_probe(GrokkingOnset(min_ratio=2.0), board)
+    assert result["ratio"]["test_inferred_iid"]["0.9"] == 1.5 and not result["grokked"]["test_inferred_iid"]
+
+
+def test_stop_after_steps_sets_should_stop():
+    board = board_with(memorized_at_1000, lambda step: 1.0 if step >= 3000 else 0.0)
+    probe = GrokkingOnset(stop_after_steps=500)
+    result, trainer = run_probe(probe, board, step=3400)
+    assert result["stop_at"] == 3500 and not trainer.should_stop
+    result, trainer = run_probe(probe, board, step=3500)
+    assert trainer.should_stop
+    _, trainer = run_probe(GrokkingOnset(), board, step=10_000)  # no stop_after_steps: never stops
+    assert not trainer.should_stop
+
+
+def test_published_summary_and_onset_table():
+    board = board_with(memorized_at_1000, lambda step: 1.0 if step >= 5000 else 0.0)
+    probe = GrokkingOnset()
+    result, _ = run_probe(probe, board)
+    board.publish(probe.name, 10_000, result)
+    summary = board.summary()["grokking"]
+    assert summary["t_mem"] == 1000 and summary["t_gen"]["test_inferred_iid"]["0.9"] == 5000
+    assert board.series("grokking", "t_gen/test_inferred_iid/0.9") == [(10_000, 5000.0)]
+
+    texts = []
+    writer = SimpleNamespace(add_text=lambda tag, text, step: texts.append((tag, text, step)))
+    probe.render(writer, 10_000, result)
+    probe.render(writer, 10_100, result)  # unchanged onsets: not drawn again
+    assert len(texts) == 1 and texts[0][0] == "grokking/onset"
+    assert "t_mem (training accuracy >= 0.99): 1000" in texts[0][1] and "5000 (5.0x t_mem)" in texts[0][1]
+
+
+def test_first_sustained_orders_steps_and_keeps_the_last_value_of_a_step():
+    assert first_sustained([(30, 1.0), (10, 1.0), (20, 1.0)], 0.9, 3) == 10
+    assert first_sustained([(10, 1.0), (20, 1.0), (20, 0.0), (30, 1.0)], 0.9, 2) is None
+    assert first_sustained([], 0.5, 1) is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"splits": ("test_inferred_nope",)}, "split 'test_inferred_nope' is not one of"),
+        ({"thresholds": (0.5, 1.5)}, "accuracy level 1.5 must be in (0, 1]"),
+        ({"consecutive": 0}, "consecutive must be at least 1"),
+    ],
+)
+def test_bad_arguments_raise_config_error(arguments, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        GrokkingOnset(**arguments)

@@ -1,0 +1,159 @@
+"""User probes: the example plugin through the CLI, entry points, class_path errors, and offline analysis."""
+
+import json
+import warnings
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import grokkit.probes.registry as registry
+from grokkit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBES = ["plugins.weight_norm.WeightNorm", "GrokkingOnset", "RunClassifier"]
+TRAJECTORY = [10, 13, 16, 20, 25, 32, 40, 50]  # log-spaced steps >= 10 of a 60-step run, 10 per decade
+
+
+def tiny_args(tmp_path, *extra, command="fit"):
+    return [
+        command,
+        "--config", str(ROOT / "configs/tiny.yaml"),
+        f"--data.data_dir={tmp_path / 'data'}",
+        f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+        *extra,
+    ]  # fmt: skip
+
+
+def scalars(run_dir: Path) -> dict[str, list[int]]:
+    """The steps at which each scalar was logged."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def last_error_line(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished 60-step run with the example plugin, onset and classifier, and trajectory checkpoints."""
+    tmp_path = tmp_path_factory.mktemp("plugins")
+    callbacks = [f"--trainer.callbacks+={probe}" for probe in PROBES]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)  # `plugins.` resolves from the repository root
+        main(tiny_args(tmp_path, *callbacks, "--trajectory.min_step=10", "--trajectory.per_decade=10"))
+    return tmp_path / "runs" / "tiny" / "version_0"
+
+
+@pytest.mark.slow
+def test_example_plugin_loads_from_plugins_and_logs(tiny_run):
+    curves = scalars(tiny_run)
+    assert curves["probe/weight_norm/total"] == [20, 40, 60]  # every validation
+    assert curves["probe/weight_norm/blocks.0"] == [20, 40, 60]
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["weight_norm"]["step"] == 60 and summary["weight_norm"]["total"] > 0
+    assert "t_mem" in summary["grokking"]
+    assert set(summary["grokking"]["t_gen"]["test_inferred_ood"]) == {"0.5", "0.9", "0.99"}
+    assert summary["classification"]["label"] == "not_generalized"  # 60 steps: nothing learnt yet
+
+
+@pytest.mark.slow
+def test_analyze_runs_the_probes_over_every_checkpoint(tiny_run, capsys):
+    main(["analyze", str(tiny_run)])
+    assert "9 checkpoints, steps 10-60" in capsys.readouterr().out
+    summary = json.loads((tiny_run / "analysis" / "summary.json").read_text())
+    assert summary["analysis"]["steps"] == [*TRAJECTORY, 60]  # the trajectory, then last.ckpt
+    assert {"val", "weight_norm", "grokking", "classification"} <= set(summary)
+    curves = scalars(tiny_run / "analysis")
+    for tag in ("val/test_inferred_ood/acc", "probe/weight_norm/total", "probe/classification/code"):
+        assert curves[tag] == [*TRAJECTORY, 60]
+    assert json.loads((tiny_run / "summary.json").read_text())["weight_norm"]["step"] == 60  # run untouched
+
+
+@pytest.mark.slow
+def test_analyze_adds_or_replaces_probes_from_a_probes_config(tiny_run, tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        "trainer:\n  callbacks:\n    - class_path: GrokkingOnset\n      init_args: {thresholds: [0.01]}\n"
+    )
+    main(["analyze", str(tiny_run), "--probes-config", str(extra)])
+    summary = json.loads((tiny_run / "analysis" / "summary.json").read_text())
+    assert set(summary["grokking"]["t_gen"]["test_inferred_ood"]) == {"0.01"}  # the run's onset, replaced
+    assert {"weight_norm", "classification"} <= set(summary)
+
+
+@pytest.mark.slow
+def test_validate_runs_the_probes_on_a_saved_checkpoint_at_its_step(tiny_run):
+    checkpoint = tiny_run / "checkpoints" / "trajectory" / "step=00000020.ckpt"
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == 20
+    training_summary = (tiny_run / "summary.json").read_text()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        main(
+            [
+                "validate",
+                "--config", str(tiny_run / "config.yaml"),
+                "--ckpt_path", str(checkpoint),
+            ]
+        )  # fmt: skip
+    summary = json.loads((tiny_run / "validate" / "summary.json").read_text())  # not over the run's own files
+    assert summary["val"]["step"] == 20 and summary["weight_norm"]["step"] == 20
+    assert summary["grokking"]["step"] == 20
+    assert (tiny_run / "summary.json").read_text() == training_summary
+
+
+def test_unknown_class_path_is_one_clear_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny_args(tmp_path, "--trainer.callbacks+=plugins.nope.Nope"))
+    assert exit_info.value.code == 2
+    error = last_error_line(capsys)
+    assert error.startswith("grokkit: error: trainer.callbacks: class_path 'plugins.nope.Nope': no module")
+    assert "'plugins.nope'" in error and "current directory" in error
+
+    with pytest.raises(SystemExit):
+        main(tiny_args(tmp_path, "--trainer.callbacks+=Nope"))
+    assert "unknown class 'Nope'" in last_error_line(capsys)
+
+
+def test_a_probe_refusing_its_arguments_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny_args(tmp_path, "--trainer.callbacks+=GrokkingOnset", "--trainer.callbacks.consecutive=0"))
+    assert exit_info.value.code == 2
+    assert last_error_line(capsys) == (
+        "grokkit: error: GrokkingOnset: consecutive must be at least 1, min_ratio positive, stop_after_steps >= 0"
+    )
+
+
+def test_entry_point_probes_load_and_a_broken_one_warns(monkeypatch, tmp_path, capsys):
+    entries = [
+        EntryPoint("weight_norm", "plugins.weight_norm:WeightNorm", registry.GROUP),
+        EntryPoint("broken", "grokkit_no_such_module:Probe", registry.GROUP),
+    ]
+    monkeypatch.setattr(registry, "entry_points", lambda group: [e for e in entries if e.group == group])
+    monkeypatch.syspath_prepend(str(ROOT))
+    with pytest.warns(UserWarning, match="skipped probe plugin 'broken' = 'grokkit_no_such_module:Probe'"):
+        loaded = registry.load_entry_point_probes()
+    assert list(loaded) == ["weight_norm"] and loaded["weight_norm"].__name__ == "WeightNorm"
+
+    with pytest.raises(SystemExit):  # once imported, a config can name the class alone
+        main(tiny_args(tmp_path, "--trainer.callbacks+=WeightNorm", "--print_config"))
+    assert "class_path: plugins.weight_norm.WeightNorm" in capsys.readouterr().out
+
+
+def test_analyze_refuses_a_directory_without_a_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["analyze", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert last_error_line(capsys) == (
+        f"grokkit: error: {tmp_path / 'config.yaml'} not found: give a run directory written by `grokkit fit`"
+    )
+
+
+def test_no_warning_without_entry_points():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        registry.load_entry_point_probes()
