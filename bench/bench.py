@@ -30,7 +30,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,8 @@ class Settings:
     """How long to measure: ``--quick`` shrinks everything to check that the script runs."""
 
     warmup_steps: int  # grokkit and plain-loop steps before the first timed window
-    window_steps: int  # steps per grokkit / plain window (a multiple of log_every_n_steps when possible)
+    window_steps: int | None  # steps per grokkit / plain window; None: the config's log_every_n_steps,
+    # so that every window holds exactly one logging event
     windows: int  # timed windows per arm
     validations: int  # extra Trainer.validate passes that time validation and probes
     window_s: float  # seconds per window at batch 512 and for matmuls
@@ -100,7 +101,7 @@ class Settings:
 
 
 FULL = Settings(
-    warmup_steps=30, window_steps=50, windows=7, validations=5, window_s=2.5, matmul_n=2048, warmup_512=3
+    warmup_steps=30, window_steps=None, windows=7, validations=5, window_s=2.5, matmul_n=2048, warmup_512=3
 )
 QUICK = Settings(
     warmup_steps=5, window_steps=10, windows=2, validations=1, window_s=0.3, matmul_n=1024, warmup_512=1
@@ -117,7 +118,6 @@ class Row:
     target: str = ""
     passed: bool | None = None  # None: no target (information only) or not measured
     detail: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 def median(values: list[float]) -> float:
@@ -316,6 +316,12 @@ def load_config() -> tuple[Path, dict[str, Any], str]:
 
 def build_grokkit(config: Path, overrides: list[str]) -> GrokkitCLI:
     """Model, data and trainer exactly as ``grokkit fit --config`` builds them, without running."""
+    try:  # plugin probes registered as entry points, as `grokkit` loads them (newer checkouts only)
+        from grokkit.probes.registry import load_entry_point_probes
+    except ImportError:
+        pass
+    else:
+        load_entry_point_probes()
     return GrokkitCLI(
         GrokModule,
         TwoHopDataModule,
@@ -364,7 +370,7 @@ def measure_grokkit(settings: Settings, config: Path, raw: dict[str, Any], tmp: 
     val_interval = int(trainer_raw.get("val_check_interval", TRAINER_DEFAULTS["val_check_interval"]))
     max_steps = int(trainer_raw.get("max_steps", -1))
     nominal = max_steps if max_steps > 0 else NOMINAL_STEPS
-    window = log_every if settings is FULL else settings.window_steps  # one logging event per window
+    window = settings.window_steps or log_every
     total = settings.warmup_steps + settings.windows * window
     cli = build_grokkit(
         config,
@@ -806,6 +812,12 @@ def main() -> None:
         f"{elapsed:.0f} s{' (QUICK: noise)' if args.quick else ''}"
     )
     print_table(rows, header, console)
+    busy = load_before[0] > 0.5 * (os.cpu_count() or 1)  # before: the bench itself adds ~2 afterwards
+    if busy:  # other processes share the cores: interleaving keeps ratios fair, absolute times are inflated
+        console.print(
+            f"[yellow]bench: the machine was busy (load average {load_before[0]:.1f} -> {load_after[0]:.1f} on "
+            f"{os.cpu_count()} cores); ms/step and GFLOP/s are inflated, compare ratios only[/]"
+        )
     g.pop("table")
     g["network"] = str(g["network"])
     g["module_hparams"] = {k: str(v) for k, v in g["module_hparams"].items()}
@@ -815,8 +827,8 @@ def main() -> None:
         "quick": args.quick,
         "config": config_source,
         "elapsed_s": elapsed,
-        "load_average": {"start": load_before, "end": load_after},
-        "rows": [{k: v for k, v in row.__dict__.items() if k != "data"} for row in rows],
+        "load_average": {"start": load_before, "end": load_after, "busy": busy},
+        "rows": [row.__dict__ for row in rows],
         "raw": {"grokkit": g, "batch512": b, "grok": grok},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

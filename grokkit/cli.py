@@ -1,4 +1,10 @@
-"""``grokkit fit|validate|test --config ...``: LightningCLI with grokkit's links, defaults and error messages."""
+"""``grokkit fit|validate|test --config ...``: LightningCLI with grokkit's links, defaults and error messages.
+
+Bad input (a config value, a data file, a dataset directory, a checkpoint) is refused before anything is
+written, in one line ``grokkit: error: ...`` naming the field or file and the fix (exit code 2); a run that
+has to stop (a non-finite loss, a failing probe) says so in one line too (exit code 1). ``--debug`` (or
+``GROKKIT_DEBUG=1``) shows the traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,14 @@ import sys
 import lightning as L
 import torch
 from jsonargparse import Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from grokkit.checkpointing import AtomicCheckpointIO, TrajectoryCheckpoint
+from grokkit.checkpointing import AtomicCheckpointIO, ResumableCheckpoint, TrajectoryCheckpoint
 from grokkit.data import TwoHopDataModule
-from grokkit.errors import ConfigError
+from grokkit.errors import ConfigError, GrokkitError
 from grokkit.module import GrokModule
 from grokkit.probes import Probe
 from grokkit.probes.registry import explain_class_path_error, load_entry_point_probes
@@ -45,11 +52,15 @@ class GrokProgressBar(RichProgressBar):
         return {short: metrics[name] for name, short in PROGRESS_NAMES.items() if name in metrics}
 
 
+DEBUG_ENV = "GROKKIT_DEBUG"
+_debug = False  # set by main(): --debug or GROKKIT_DEBUG=1 shows tracebacks and jsonargparse's full errors
+
+
 class GrokkitParser(LightningArgumentParser):
     """Config errors in one line (jsonargparse would print the whole usage first)."""
 
     def error(self, message: str, ex: Exception | None = None):
-        if not self.exit_on_error:  # jsonargparse probing alternatives internally
+        if not self.exit_on_error or _debug:  # jsonargparse probing alternatives internally, or --debug
             return super().error(message, ex)
         command = self.prog.replace(" [options]", "")
         message = explain_class_path_error(message) or " ".join(message.split())
@@ -68,7 +79,7 @@ class GrokkitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.item_len", "model.item_len", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.set_defaults(
             {"checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.every_n_train_steps": 1000}
         )
@@ -95,14 +106,121 @@ class GrokkitCLI(LightningCLI):
         if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
         callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
-        return super().instantiate_trainer(callbacks=callbacks, plugins=[*plugins, AtomicCheckpointIO()], **kwargs)
+        interval = self._get(self.config, "trainer").get("val_check_interval")
+        if isinstance(interval, (int, float)) and interval <= 0:
+            raise ConfigError(
+                f"trainer.val_check_interval={interval} must be positive (steps, or a fraction)"
+            )
+        try:
+            return super().instantiate_trainer(
+                callbacks=callbacks, plugins=[*plugins, AtomicCheckpointIO()], **kwargs
+            )
+        except (GrokkitError, MisconfigurationException):
+            raise
+        except Exception as error:  # e.g. an accelerator whose package is missing
+            reason = " ".join(f"{type(error).__name__}: {error}".split())
+            raise ConfigError(f"trainer: {reason}; check the trainer section of the config") from error
+
+    def _parse_ckpt_path(self) -> None:
+        """Keep the config's model: Lightning would load ``--ckpt_path FILE`` while parsing (a damaged file then
+        fails with a traceback) and silently replace the model's hyperparameters with the checkpoint's, so a
+        resume with a lowered ``model.lr`` would not lower it. grokkit checks the checkpoint against the
+        configured model instead (:meth:`check_checkpoint`), for a file as for ``last``."""
+
+    def before_fit(self) -> None:
+        self.check_inputs()
 
     def before_validate(self) -> None:
         """`grokkit validate --ckpt_path CKPT` publishes at CKPT's step (Lightning restores it only in fit)."""
-        ckpt_path = self.config[self.subcommand].get("ckpt_path")
-        if ckpt_path and os.path.isfile(ckpt_path):
-            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        checkpoint = self.check_inputs()
+        if checkpoint is not None:
             set_step(self.trainer, checkpoint["global_step"])
+
+    def before_test(self) -> None:
+        self.check_inputs()
+
+    # ----- refuse bad input before anything is written -----
+    def check_inputs(self) -> dict | None:
+        """Build or verify the dataset, then check ``--ckpt_path``; returns the checkpoint (memory-mapped)."""
+        self.datamodule.setup(self.subcommand)  # raises on a corrupt dataset directory; idempotent
+        return self.check_checkpoint()
+
+    def resolve_ckpt_path(self, given: str) -> str | None:
+        """The file ``--ckpt_path`` names; ``None`` where Lightning decides (``best``, ``hpc``, nothing to resume)."""
+        if given == "last":  # as Lightning resolves it: the newest last*.ckpt of the checkpoint callbacks
+            found = set()
+            for callback in self.trainer.checkpoint_callbacks:
+                if isinstance(callback, ModelCheckpoint):
+                    found |= callback._find_last_checkpoints(self.trainer)
+            existing = [path for path in found if os.path.isfile(path)]
+            return max(existing, key=os.path.getmtime) if existing else None
+        if given in ("best", "hpc") or given.startswith("registry"):
+            return None
+        return given
+
+    def check_checkpoint(self) -> dict | None:
+        """Refuse a checkpoint that is missing, unreadable, of another model, or (for fit) weights only."""
+        given = self.config[self.subcommand].get("ckpt_path")
+        path = self.resolve_ckpt_path(str(given)) if given else None
+        if path is None:
+            return None
+        if not os.path.isfile(path):
+            raise ConfigError(
+                f"--ckpt_path {path}: no such file; give a checkpoint written by `grokkit fit` "
+                "(RUN/checkpoints/last.ckpt), or `last` to resume the run of --config RUN/config.yaml"
+            )
+        weights_only = self.config[self.subcommand].get("weights_only")
+        try:
+            try:  # mmap: the shapes without reading the tensors
+                checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
+            except RuntimeError:  # not a zip file (an old format, or not a checkpoint): load it plainly
+                checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
+        except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
+            first_sentence = " ".join(str(error).split()).split(". ")[0][:120]
+            reason = f"{type(error).__name__}: {first_sentence}"
+            if "Unsupported global" in str(error):  # a sound file holding objects a weights-only load refuses
+                raise ConfigError(
+                    f"--ckpt_path {path} holds Python objects that a weights-only load refuses; if you trust "
+                    "the file, add --weights_only false"
+                ) from None
+            raise ConfigError(
+                f"--ckpt_path {path} cannot be read ({reason}): it is truncated or not a checkpoint; use "
+                "another one (grokkit writes checkpoints atomically, so RUN/checkpoints/last.ckpt of a crashed "
+                "run is intact)"
+            ) from None
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+            raise ConfigError(
+                f"--ckpt_path {path} is not a Lightning checkpoint (no state_dict); give one written by "
+                "`grokkit fit`"
+            )
+        mismatch = state_dict_mismatch(checkpoint["state_dict"], self.model.state_dict())
+        if mismatch:
+            raise ConfigError(
+                f"--ckpt_path {path} holds a model of another shape ({mismatch}); use the config it was "
+                "trained with (its run's config.yaml)"
+            )
+        if self.subcommand == "fit" and not {"optimizer_states", "loops"} <= checkpoint.keys():
+            raise ConfigError(
+                f"--ckpt_path {path} holds weights only (a trajectory checkpoint?), not a training state to "
+                "resume; resume from RUN/checkpoints/last.ckpt, or evaluate it with `grokkit validate`"
+            )
+        return checkpoint
+
+
+def state_dict_mismatch(there: dict, here: dict) -> str | None:
+    """The first differences between a checkpoint's state dict and the model's, or ``None`` if they agree."""
+    differences = []
+    for key in sorted(here.keys() | there.keys()):
+        if key not in there:
+            differences.append(f"{key}: missing there")
+        elif key not in here:
+            differences.append(f"{key}: not in this model")
+        elif tuple(there[key].shape) != tuple(here[key].shape):
+            differences.append(f"{key}: {list(there[key].shape)} there, {list(here[key].shape)} here")
+    if not differences:
+        return None
+    more = f", and {len(differences) - 2} more" if len(differences) > 2 else ""
+    return "; ".join(differences[:2]) + more
 
 
 def _as_list(value) -> list:
@@ -110,10 +228,18 @@ def _as_list(value) -> list:
 
 
 def main(args: ArgsType = None) -> None:
-    if os.getcwd() not in sys.path:  # `class_path: plugins.<name>.<Class>` from the repo root, nothing installed
+    # `class_path: plugins.<name>.<Class>` from the repo root, nothing installed
+    if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     load_entry_point_probes()
+    global _debug
     argv = sys.argv[1:] if args is None else args
+    _debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    if isinstance(argv, list) and "--debug" in argv:
+        _debug, argv = True, [arg for arg in argv if arg != "--debug"]
+        if args is None:
+            sys.argv[1:] = argv  # LightningCLI reads sys.argv itself when given no args
+    cli_args = None if args is None else argv
     try:
         if isinstance(argv, list) and argv[:1] == ["analyze"]:
             from grokkit.analyze import analyze_command  # imported here: it builds on GrokkitCLI
@@ -126,16 +252,29 @@ def main(args: ArgsType = None) -> None:
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
             parser_class=GrokkitParser,
-            args=args,
+            parser_kwargs={"prog": "grokkit"},
+            args=cli_args,
         )
-    except ValueError as error:  # a ConfigError, or one that jsonargparse wrapped while instantiating a class
-        cause = error
-        while cause is not None and not isinstance(cause, ConfigError):
-            cause = cause.__cause__ or cause.__context__
-        if cause is None:
+    except Exception as error:  # a GrokkitError, possibly wrapped by jsonargparse while instantiating a class
+        cause = _one_line_cause(error)
+        if cause is None or _debug:
             raise
-        print(f"grokkit: error: {cause}", file=sys.stderr)
-        sys.exit(2)
+        message = " ".join(str(cause).split())
+        if isinstance(cause, MisconfigurationException):
+            message = f"{message} (a Lightning setting: see the trainer and checkpoint sections)"
+        print(f"grokkit: error: {message}", file=sys.stderr)
+        sys.exit(getattr(cause, "exit_code", 2))
+
+
+def _one_line_cause(error: BaseException) -> BaseException | None:
+    """The grokkit error (or Lightning's misconfiguration error) behind ``error``, if any."""
+    seen, cause = set(), error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (GrokkitError, MisconfigurationException)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 if __name__ == "__main__":

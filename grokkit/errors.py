@@ -1,5 +1,29 @@
-"""The one exception type for bad user input: its message is one line saying what is wrong and how to fix it."""
+"""grokkit's exception types: each message is one line saying what is wrong and how to fix it.
+
+``grokkit`` (``grokkit.cli.main``) prints a :class:`GrokkitError` as ``grokkit: error: <message>`` without a
+traceback (``--debug`` or ``GROKKIT_DEBUG=1`` shows it) and exits with :attr:`GrokkitError.exit_code`.
+"""
 
 
-class ConfigError(ValueError):
-    """A config value, data file, dataset directory or checkpoint that grokkit cannot use."""
+class GrokkitError(Exception):
+    """Base class of the errors grokkit reports in one line."""
+
+    exit_code = 1
+
+
+class ConfigError(GrokkitError, ValueError):
+    """A config value, data file, dataset directory or checkpoint that grokkit cannot use (exit code 2)."""
+
+    exit_code = 2
+
+
+class TrainingError(GrokkitError, RuntimeError):
+    """A run that had to stop: a numerical fault or a failing probe (exit code 1)."""
+
+
+class NonFiniteError(TrainingError):
+    """The loss or a gradient became NaN or infinite (``GrokModule(nonfinite="stop")``)."""
+
+
+class ProbeError(TrainingError):
+    """A probe raised; the training state was saved first when a ``fit`` was running."""

@@ -18,7 +18,9 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric
 
+from grokkit.checkpointing import last_good_checkpoint, rng_states, set_rng_states
 from grokkit.data.kg import EVAL_SPLITS
+from grokkit.errors import NonFiniteError
 from grokkit.models import IGNORE, TwoHopModel
 from grokkit.probes.board import ResultsBoard
 
@@ -32,6 +34,20 @@ def item_loss_and_correct(logits: torch.Tensor, targets: torch.Tensor) -> tuple[
     loss = token_loss.sum(1) / supervised.sum(1).clamp(min=1)
     correct = ((logits.argmax(-1) == targets) | ~supervised).all(1)
     return loss, correct
+
+
+def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """A 0-dim bool tensor, without a host sync: every entry of every tensor (all on one device) is finite.
+
+    One fused kernel: the gradient scaler's own check, with a scale of 1 (the values are unchanged); where
+    torch lacks it, the max |x| of each tensor (NaN propagates through amax).
+    """
+    try:
+        found = torch.zeros(1, device=tensors[0].device)
+        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones(1, device=found.device))
+        return found[0] == 0
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return torch.isfinite(torch.stack([t.abs().amax().float() for t in tensors])).all()
 
 
 class GrokModule(L.LightningModule):
@@ -50,6 +66,10 @@ class GrokModule(L.LightningModule):
         compile: Run the training forward through ``torch.compile`` (evaluation and probes stay eager, so
             patched and state-returning forwards never recompile). Pays a one-off compile (tens of seconds
             on CPU) for faster steps; needs a working C++ compiler for the inductor backend.
+        nonfinite: What a NaN or infinite loss or gradient does: ``stop`` the run with an error naming the step
+            (no checkpoint is written after it, so ``last.ckpt`` stays the last good state), or ``skip`` the
+            update (no change to weights, optimizer moments or EMA; counted in ``train/skipped_steps``).
+            Checked once per step before the optimizer step, at the cost of one host sync per step.
     """
 
     def __init__(
@@ -64,6 +84,7 @@ class GrokModule(L.LightningModule):
         warmup_steps: int = 0,
         ema_decay: float | None = None,
         compile: bool = False,
+        nonfinite: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -77,6 +98,10 @@ class GrokModule(L.LightningModule):
         self.val_loss = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.board = ResultsBoard()
         self._compiled: Callable[..., torch.Tensor] | None = None  # built on first use, never a submodule
+        self.skipped_steps = 0  # updates skipped for a non-finite loss or gradient (nonfinite="skip")
+        self._step_loss: torch.Tensor | None = None  # this step's loss, checked before the optimizer step
+        self._step_skipped = False
+        self._rng_to_restore: dict[str, Any] | None = None
 
     def setup(self, stage: str) -> None:
         if self.trainer.log_dir is not None:
@@ -84,10 +109,21 @@ class GrokModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["results_board"] = self.board.state_dict()
+        checkpoint["rng_states"] = rng_states()  # Lightning does not save them; dropout draws from them
+        checkpoint["grokkit"] = {"skipped_steps": self.skipped_steps}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "results_board" in checkpoint:
             self.board.load_state_dict(checkpoint["results_board"])
+        self.skipped_steps = checkpoint.get("grokkit", {}).get("skipped_steps", 0)
+        # Restored in on_train_start, after Lightning has built the data loaders (which draw from the global
+        # generator), so the first resumed step draws what it would have drawn in an uninterrupted run.
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        if self._rng_to_restore is not None:
+            set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
 
     @property
     def eval_net(self) -> TwoHopModel:
@@ -120,12 +156,47 @@ class GrokModule(L.LightningModule):
         inputs, targets = self.net.inputs_and_targets(items)
         loss, correct = item_loss_and_correct(self.train_net(inputs), targets)
         loss = loss.mean()
+        self._step_loss = loss.detach()
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/batch_acc", correct.float().mean())
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.ema is not None:
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Stop or skip on a non-finite loss or gradient (before clipping; one host sync per step).
+
+        Under ``16-mixed`` precision the gradient scaler owns gradient overflows (it skips those steps and
+        lowers its scale), so only the loss is checked, and ``skip`` leaves the skipping to the scaler.
+        """
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        loss = self._step_loss if self._step_loss is not None else torch.zeros((), device=self.device)
+        checks = [torch.isfinite(loss.float())]
+        if scaler is None:  # one host sync for all checks
+            grads = [p.grad.detach() for p in self.net.parameters() if p.grad is not None]
+            checks += [all_finite(grads)] if grads else []
+        loss_ok, *grad_flags = torch.stack(checks).tolist()
+        grads_ok = all(grad_flags)
+        self._step_skipped = not (loss_ok and grads_ok)
+        if self._step_skipped and scaler is not None and self.hparams.nonfinite == "skip":
+            self.skipped_steps += 1  # its gradients are not finite either: the scaler skips the update
+        elif self._step_skipped:
+            what = "loss" if not loss_ok else "gradient"
+            if self.hparams.nonfinite == "stop":
+                step = self.trainer.global_step
+                raise NonFiniteError(
+                    f"non-finite {what} at step {step}; the run stopped before updating the weights, last good "
+                    f"checkpoint: {last_good_checkpoint(self.trainer)}; fix: lower model.lr, set "
+                    "trainer.gradient_clip_val (e.g. 1.0) or set model.nonfinite=skip, then resume with "
+                    "--ckpt_path last"
+                )
+            optimizer.zero_grad(set_to_none=True)  # fused AdamW skips parameters without a gradient entirely
+            self.skipped_steps += 1
+        if self.hparams.nonfinite == "skip":
+            self.log("train/skipped_steps", float(self.skipped_steps))
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        """The optimizer step, then the EMA update: both before any callback of this batch can checkpoint."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self.ema is not None and not self._step_skipped:
             self.ema.update_parameters(self.net)
 
     def on_fit_start(self) -> None:

@@ -20,7 +20,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from grokkit.errors import ConfigError
+from grokkit.checkpointing import save_training_state
+from grokkit.errors import ConfigError, ProbeError
 
 
 def snake_case(name: str) -> str:
@@ -43,8 +44,11 @@ class Probe(Callback):
         self, every_n_steps: int = 1, per_decade: int | None = None, sample_size: int = 300, seed: int = 0
     ) -> None:
         if every_n_steps < 1 or (per_decade is not None and per_decade < 1) or sample_size < 1:
-            raise ConfigError(f"{type(self).__name__}: every_n_steps, per_decade and sample_size must be at least 1")
-        self.every_n_steps, self.per_decade, self.sample_size, self.seed = every_n_steps, per_decade, sample_size, seed
+            raise ConfigError(
+                f"{type(self).__name__}: every_n_steps, per_decade and sample_size must be at least 1"
+            )
+        self.every_n_steps, self.per_decade = every_n_steps, per_decade
+        self.sample_size, self.seed = sample_size, seed
         self.last_run_step: int | None = None
 
     @property
@@ -80,17 +84,45 @@ class Probe(Callback):
             self.run(trainer, pl_module, step)
 
     def run(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> dict[str, Any]:
-        """Compute in eval mode without gradients, restore the mode, publish."""
+        """Compute in eval mode without gradients, restore the mode, publish.
+
+        If the probe raises, the training state is saved to the run's ``last.ckpt`` (during ``fit``) and a
+        :class:`~grokkit.errors.ProbeError` names the probe and the step.
+        """
         was_training = pl_module.training
-        pl_module.eval()
         try:
-            with torch.inference_mode(False), torch.no_grad():
-                result = self.compute(trainer, pl_module)
-        finally:
-            pl_module.train(was_training)
+            pl_module.eval()
+            try:
+                with torch.inference_mode(False), torch.no_grad():
+                    result = self.compute(trainer, pl_module)
+            finally:
+                pl_module.train(was_training)
+            self.publish(trainer, pl_module, step, result)
+        except ProbeError:
+            raise
+        except Exception as error:
+            raise self.failure(trainer, step, error) from error
         self.last_run_step = step
-        self.publish(trainer, pl_module, step, result)
         return result
+
+    def failure(self, trainer: L.Trainer, step: int, error: Exception) -> ProbeError:
+        """The one-line error for a probe that raised, after saving the training state if a fit is running."""
+        what = " ".join(repr(error).split())
+        what = what if len(what) <= 200 else what[:197] + "..."
+        remedy = "fix the probe or remove it from trainer.callbacks"
+        try:
+            saved = save_training_state(trainer)
+        except Exception as save_error:  # noqa: BLE001 - report both, never hide the probe's error
+            return ProbeError(
+                f"probe {self.name!r} failed at step {step}: {what}; saving the training state failed too "
+                f"({type(save_error).__name__}: {save_error}); {remedy}"
+            )
+        if saved is None:
+            return ProbeError(f"probe {self.name!r} failed at step {step}: {what}; {remedy}")
+        return ProbeError(
+            f"probe {self.name!r} failed at step {step}: {what}; training state saved to {saved}; {remedy}, "
+            "then resume with --ckpt_path last"
+        )
 
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         """Measure something; return a flat dict (scalars are logged, everything goes to the summary)."""
@@ -99,7 +131,9 @@ class Probe(Callback):
     def render(self, writer: Any, step: int, result: dict[str, Any]) -> None:
         """Optionally draw figures with a TensorBoard ``SummaryWriter``."""
 
-    def publish(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, result: dict[str, Any]) -> None:
+    def publish(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, result: dict[str, Any]
+    ) -> None:
         scalars = {
             f"probe/{self.name}/{key}": float(value)
             for key, value in result.items()
@@ -117,4 +151,3 @@ class Probe(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_run_step = state_dict["last_run_step"]
-

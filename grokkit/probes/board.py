@@ -22,7 +22,9 @@ class ResultsBoard:
 
     def publish(self, name: str, step: int, result: dict[str, Any]) -> None:
         self.sections[name] = {"step": step, **result}
-        scalars = {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        scalars = {
+            k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         history = self.history.setdefault(name, [])
         if history and history[-1][0] == step:
             history[-1] = (step, scalars)
@@ -46,8 +48,11 @@ class ResultsBoard:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self.summary(), indent=1, default=float))
-        os.replace(temporary, self.path)
+        try:
+            temporary.write_text(json.dumps(self.summary(), indent=1, default=float))
+            os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"sections": self.sections, "history": self.history}

@@ -175,3 +175,10 @@ class GrokkingOnset(Probe):
         if text != self.rendered:
             writer.add_text("grokking/onset", text, step)
             self.rendered = text
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "rendered": self.rendered}  # a resumed run redraws only on change
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.rendered = state_dict.get("rendered", "")

@@ -45,8 +45,11 @@ def explain_class_path_error(message: str) -> str | None:
         message,
         flags=re.DOTALL,
     )
-    if found is None:
-        return None
+    if found is None:  # a callable-typed key (e.g. model.network) names the class_path only in its value
+        value = re.search(r"Got value: Namespace\(class_path='([^']+)'", message)
+        problem = why_not_importable(value.group(1)) if value else None
+        key = re.search(r'Parser key "([^"]+)"', message)
+        return f"{key.group(1)}: {problem}" if problem and key else problem
     class_path = found.group(1) or found.group(3)
     reason = " ".join((found.group(2) or "").split())  # why an importable class was refused: an init arg
     problem = why_not_importable(class_path) or f"class_path {class_path!r}: {reason}"

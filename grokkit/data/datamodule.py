@@ -1,0 +1,210 @@
+"""The two-hop composition task as a ``LightningDataModule``.
+
+Batches are index tensors; ``on_after_batch_transfer`` gathers the token rows from tables that live on the
+training device, so a training step moves 4 KB of indices and runs no per-sample Python. The training order
+is a pure function of (seed, step): batch ``s`` is slice ``s mod E`` of the permutation of epoch ``s // E``.
+A resumed run therefore sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from grokkit.data import store
+from grokkit.data.files import read_triples
+from grokkit.data.kg import (
+    EVAL_SPLITS,
+    ITEM_LEN,
+    N_SPECIAL,
+    KnowledgeGraph,
+    SplitSpec,
+    build_splits,
+    generate_graph,
+    graph_from_triples,
+)
+from grokkit.errors import ConfigError
+
+
+class StepBatches(IterableDataset):
+    """Endless training batches of indices, drawn without replacement within each epoch."""
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, start_step: Callable[[], int]) -> None:
+        self.n_items, self.batch_size, self.seed, self.start_step = n_items, batch_size, seed, start_step
+        self.steps_per_epoch = n_items // batch_size
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n_items, generator=generator)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        step = self.start_step()
+        epoch, order = -1, torch.empty(0, dtype=torch.long)
+        while True:
+            if step // self.steps_per_epoch != epoch:
+                epoch = step // self.steps_per_epoch
+                order = self.permutation(epoch)
+            start = (step % self.steps_per_epoch) * self.batch_size
+            yield order[start : start + self.batch_size]
+            step += 1
+
+
+class TwoHopDataModule(L.LightningDataModule):
+    """Knowledge graph, ID/OOD split, phi, data regime and the five evaluation splits.
+
+    Args:
+        data_dir: Where dataset directories are cached (one per parameter set).
+        seed: Fixes the graph, the splits, the regime's added items and the training order.
+        n_entities: |E| of the generated graph.
+        n_relations: |R| of the generated graph.
+        out_degree: Relations per entity (each with one random tail).
+        facts_file: A .jsonl or .tsv file of your own atomic facts, used instead of the generator.
+        ood_fraction: Fraction of atomic facts that are OOD (trained alone, never inside a composition).
+        phi: Training two-hop facts per ID atomic fact.
+        test_iid_probability: Probability that an ID two-hop fact is held out for ``test_inferred_iid``.
+        hop1_ratio: Data regime rho1: fraction of hop-1 OOD facts exposed as first hops.
+        hop1_k: Data regime k1: compositions added per exposed hop-1 fact.
+        hop2_ratio: Data regime rho2: fraction of hop-2 OOD facts exposed as second hops.
+        hop2_k: Data regime k2: compositions added per exposed hop-2 fact.
+        eval_size: Items per evaluation split (sampled once, fixed for the run).
+        batch_size: Training batch size.
+        eval_batch_size: Batch size of validation forwards.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        seed: int = 0,
+        n_entities: int = 2000,
+        n_relations: int = 200,
+        out_degree: int = 20,
+        facts_file: str | None = None,
+        ood_fraction: float = 0.05,
+        phi: float = 18.0,
+        test_iid_probability: float = 0.005,
+        hop1_ratio: float = 0.0,
+        hop1_k: int = 0,
+        hop2_ratio: float = 0.0,
+        hop2_k: int = 0,
+        eval_size: int = 3000,
+        batch_size: int = 512,
+        eval_batch_size: int = 4096,
+    ) -> None:
+        super().__init__()
+        for name, value in (("n_entities", n_entities), ("n_relations", n_relations), ("out_degree", out_degree),
+                            ("eval_size", eval_size), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise ConfigError(f"data.{name}={value} must be at least 1")
+        if facts_file is None and out_degree > n_relations:
+            raise ConfigError(
+                f"data.out_degree={out_degree} is larger than data.n_relations={n_relations}: an entity cannot have "
+                "more distinct relations than exist; lower out_degree or raise n_relations"
+            )
+        for name, value in (("ood_fraction", ood_fraction), ("test_iid_probability", test_iid_probability),
+                            ("hop1_ratio", hop1_ratio), ("hop2_ratio", hop2_ratio)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"data.{name}={value} must lie in [0, 1]")
+        if phi < 0 or hop1_k < 0 or hop2_k < 0:
+            raise ConfigError("data.phi, data.hop1_k and data.hop2_k must not be negative")  # fmt: skip
+        self.data_dir, self.seed, self.facts_file = Path(data_dir), seed, facts_file
+        self.graph_size = (n_entities, n_relations, out_degree)
+        self.spec = SplitSpec(ood_fraction, phi, test_iid_probability, hop1_ratio, hop1_k, hop2_ratio, hop2_k, eval_size)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.tables: dict[str, torch.Tensor] = {}
+
+    # ----- what the model and probes need to know before setup -----
+    @cached_property
+    def _user_graph(self) -> KnowledgeGraph | None:
+        if self.facts_file is None:
+            return None
+        path = Path(self.facts_file)
+        return graph_from_triples(read_triples(path), source=str(path))
+
+    @property
+    def vocab_size(self) -> int:
+        """Closed vocabulary: ``<pad>``, ``</a>``, one token per entity and per relation."""
+        if self._user_graph is not None:
+            return self._user_graph.vocab_size
+        return N_SPECIAL + self.graph_size[0] + self.graph_size[1]
+
+    @property
+    def item_len(self) -> int:
+        return ITEM_LEN
+
+    @cached_property
+    def params(self) -> dict[str, Any]:
+        """Everything that determines the dataset's content; its digest names the cache directory."""
+        source: dict[str, Any]
+        if self.facts_file is None:
+            source = dict(zip(("n_entities", "n_relations", "out_degree"), self.graph_size, strict=True))
+        else:
+            source = {"facts_file_sha256": store.file_sha256(Path(self.facts_file))}
+        return {"seed": self.seed, **source, **self.spec.__dict__}
+
+    @property
+    def dataset_dir(self) -> Path:
+        name = "kg-" + ("file" if self.facts_file else "E{}-R{}-d{}".format(*self.graph_size))
+        return self.data_dir / f"{name}-phi{self.spec.phi}-{store.params_digest(self.params)}"
+
+    # ----- Lightning hooks -----
+    def prepare_data(self) -> None:
+        """Build the dataset directory once; an existing one is verified instead."""
+        if self.dataset_dir.exists():
+            store.read_manifest(self.dataset_dir, self.params)
+            return
+        rng = np.random.default_rng(self.seed)
+        graph = self._user_graph or generate_graph(*self.graph_size, rng)
+        splits = build_splits(graph, self.spec, rng)
+        names = {"entities": graph.entity_names, "relations": graph.relation_names}
+        store.write_dataset(self.dataset_dir, splits, self.params, names)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tables:
+            return
+        self.prepare_data()  # idempotent; makes setup() usable outside a Trainer
+        manifest = store.read_manifest(self.dataset_dir, self.params)
+        self.manifest = manifest
+        self.tables = store.load_tensors(self.dataset_dir, manifest)
+        n_train = len(self.tables["train"])
+        if stage in (None, "fit") and n_train < self.batch_size:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} exceeds the {n_train} training items; lower it"
+            )
+
+    def split_items(self, split: str) -> torch.Tensor:
+        """Token items (N, 5) of ``train`` or an evaluation split, on the device they were last moved to."""
+        return self.tables["train" if split == "train" else f"eval/{split}"]
+
+    def split_bridges(self, split: str) -> torch.Tensor:
+        return self.tables["train_bridge" if split == "train" else f"eval_bridge/{split}"]
+
+    def train_dataloader(self) -> DataLoader:
+        n_train = len(self.tables["train"])
+        if n_train < self.batch_size:
+            raise ConfigError(f"data.batch_size={self.batch_size} exceeds the {n_train} training items; lower it")
+        step = (lambda: self.trainer.global_step) if self.trainer is not None else (lambda: 0)
+        return DataLoader(StepBatches(n_train, self.batch_size, self.seed, step), batch_size=None)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [
+            DataLoader(list(torch.arange(len(self.split_items(split))).split(self.eval_batch_size)), batch_size=None)
+            for split in EVAL_SPLITS
+        ]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self.val_dataloader()
+
+    def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
+        """Turn a batch of indices into token items, gathered on the batch's device."""
+        split = "train" if self.trainer.training else EVAL_SPLITS[dataloader_idx]
+        key = "train" if split == "train" else f"eval/{split}"
+        if self.tables[key].device != batch.device:
+            self.tables = {name: table.to(batch.device) for name, table in self.tables.items()}
+        return self.tables[key][batch]

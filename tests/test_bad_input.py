@@ -1,0 +1,317 @@
+"""Bad input of every kind is refused in one line that names the field or file and the fix, with exit code 2,
+no traceback, and nothing written: configs, fact files, dataset directories and checkpoints."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from grokkit.cli import main
+from grokkit.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = Path("runs/tiny/version_0")
+LAST = RUN / "checkpoints" / "last.ckpt"
+TRAJECTORY = RUN / "checkpoints" / "trajectory" / "step=00000001.ckpt"
+
+
+# ----- the workspace every case starts from: a dataset directory and a finished 2-step run -----
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("base")
+    main(fit(base, "--trainer.max_steps=2", "--trajectory.min_step=1", "--trajectory.per_decade=1"))
+    assert (base / LAST).is_file() and (base / TRAJECTORY).is_file()
+    return base
+
+
+def fit(w: Path, *extra: str) -> list[str]:
+    """A new run of the tiny config in workspace ``w``."""
+    return [
+        "fit",
+        "--config", str(ROOT / "configs/tiny.yaml"),
+        f"--data.data_dir={w / 'data'}",
+        f"--trainer.logger.init_args.save_dir={w / 'runs'}",
+        *extra,
+    ]  # fmt: skip
+
+
+def rerun(w: Path, *extra: str, command: str = "fit") -> list[str]:
+    """``grokkit COMMAND --config RUN/config.yaml ...`` on the workspace's run."""
+    return [
+        command,
+        "--config", str(w / RUN / "config.yaml"),
+        f"--data.data_dir={w / 'data'}",
+        f"--trainer.logger.init_args.save_dir={w / 'runs'}",
+        *extra,
+    ]  # fmt: skip
+
+
+def facts(name: str, content: str | bytes) -> Callable[[Path], list[str]]:
+    def prepare(w: Path) -> list[str]:
+        path = w / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return fit(w, f"--data.facts_file={path}")
+
+    return prepare
+
+
+def dataset_dir(w: Path) -> Path:
+    (directory,) = (w / "data").glob("kg-*")
+    return directory
+
+
+def edit_manifest(edit: Callable[[dict], None]) -> Callable[[Path], list[str]]:
+    def prepare(w: Path) -> list[str]:
+        path = dataset_dir(w) / "manifest.json"
+        manifest = json.loads(path.read_text())
+        edit(manifest)
+        path.write_text(json.dumps(manifest))
+        return fit(w)
+
+    return prepare
+
+
+def dataset_file(change: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    def prepare(w: Path) -> list[str]:
+        change(dataset_dir(w))
+        return fit(w)
+
+    return prepare
+
+
+def corrupt(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.seek(200)
+        f.write(b"garbage")
+
+
+def cut_in_half(source: Path, target: Path) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+class Foreign:
+    """Pickled by reference: a weights-only load refuses it."""
+
+
+def pickled_object(path: Path) -> Path:
+    torch.save({"state_dict": {}, "object": Foreign()}, path)
+    return path
+
+
+def config_file(text: str) -> Callable[[Path], list[str]]:
+    def prepare(w: Path) -> list[str]:
+        (w / "my.yaml").write_text(text)
+        return ["fit", "--config", str(w / "my.yaml")]
+
+    return prepare
+
+
+def new(*extra: str) -> Callable[[Path], list[str]]:
+    return lambda w: fit(w, *extra)
+
+
+TSV = "alice\tmother\tbeth\nbeth\tmother\tcarol\n"
+CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
+    # ----- config values -----
+    ("unknown key", new("--model.no_such_key=1"), "no_such_key"),
+    ("unknown section", config_file("modle:\n  lr: 0.1\n"), "modle"),
+    ("wrong type float", new("--data.phi=many"), 'Parser key "data.phi"'),
+    (
+        "wrong type int",
+        new("--data.batch_size=1.5"),
+        "Parser key \"data.batch_size\": Expected a <class 'int'>",
+    ),
+    ("zero entities", new("--data.n_entities=0"), "data.n_entities=0 must be at least 1"),
+    ("negative batch", new("--data.batch_size=-4"), "data.batch_size=-4 must be at least 1"),
+    ("zero eval size", new("--data.eval_size=0"), "data.eval_size=0 must be at least 1"),
+    ("batch larger than data", new("--data.batch_size=100000"), "data.batch_size=100000 exceeds the"),
+    (
+        "out_degree > relations",
+        new("--data.out_degree=50"),
+        "data.out_degree=50 is larger than data.n_relations=10",
+    ),
+    ("phi beyond the inferred facts", new("--data.phi=500"), "data.phi=500.0 asks for"),
+    ("negative phi", new("--data.phi=-1"), "data.phi, data.hop1_k and data.hop2_k must not be negative"),
+    ("ratio above 1", new("--data.hop1_ratio=1.5"), "data.hop1_ratio=1.5 must lie in [0, 1]"),
+    ("ratio below 0", new("--data.ood_fraction=-0.1"), "data.ood_fraction=-0.1 must lie in [0, 1]"),
+    ("heads do not divide d_model", new("--model.network.init_args.n_heads=3"), "divisible by n_heads (3)"),
+    ("zero d_model", new("--model.network.init_args.d_model=0"), "need positive sizes"),
+    (
+        "layers not a multiple of shared ones",
+        new("--model.network.init_args.n_layers=3", "--model.network.init_args.n_unique_layers=2"),
+        "model.n_layers=3 must be a multiple of model.n_unique_layers=2",
+    ),
+    ("unknown nonfinite mode", new("--model.nonfinite=maybe"), 'Parser key "model.nonfinite"'),
+    ("unknown model class", new("--model.network.class_path=grokkit.models.NoSuchModel"), "NoSuchModel"),
+    ("unknown plugin module", new("--trainer.callbacks+=plugins.nope.Nope"), "no module 'plugins.nope'"),
+    (
+        "trajectory every 0 steps",
+        new("--trajectory.every_n_steps=0"),
+        "trajectory.every_n_steps=0 must be at least 1",
+    ),
+    (
+        "validation every 0 steps",
+        new("--trainer.val_check_interval=0"),
+        "trainer.val_check_interval=0 must be positive",
+    ),
+    (
+        "negative max_steps",
+        new("--trainer.max_steps=-5"),
+        "`max_steps` must be a non-negative integer or -1 (infinite steps). You passed in -5. (a Lightning setting",
+    ),
+    ("missing config file", lambda w: ["fit", "--config", str(w / "nope.yaml")], "nope.yaml"),
+    ("malformed YAML", config_file("data: [1, 2\n"), "Problems parsing config"),
+    # ----- fact files -----
+    (
+        "missing facts file",
+        lambda w: fit(w, f"--data.facts_file={w / 'nope.tsv'}"),
+        "nope.tsv does not exist",
+    ),
+    ("TSV line with two columns", facts("f.tsv", TSV + "carol\tmother\n"), "f.tsv:3: malformed fact"),
+    ("empty name", facts("f.tsv", TSV + "carol\t\tdora\n"), "f.tsv:3: malformed fact"),
+    (
+        "JSONL extra key",
+        facts("f.jsonl", '{"head": "a", "relation": "r", "tail": "b", "x": 1}\n'),
+        "f.jsonl:1: malformed",
+    ),
+    ("JSONL missing key", facts("f.jsonl", '{"head": "a", "relation": "r"}\n'), "f.jsonl:1: malformed fact"),
+    (
+        "JSONL non-string name",
+        facts("f.jsonl", '{"head": 1, "relation": "r", "tail": "b"}\n'),
+        "f.jsonl:1: malformed",
+    ),
+    ("JSONL not JSON", facts("f.jsonl", "head relation tail\n"), "f.jsonl:1: malformed fact"),
+    ("reserved token name", facts("f.tsv", TSV + "carol\tmother\t</a>\n"), "f.tsv:3: name '</a>' is one of"),
+    (
+        "two tails for one query",
+        facts("f.tsv", TSV + "alice\tmother\tdora\n"),
+        "fact 3 (alice, mother, dora) conflicts",
+    ),
+    ("no facts", facts("f.tsv", "\n\n"), "f.tsv holds no facts"),
+    ("binary facts file", facts("f.tsv", b"\xff\xfe\x00binary"), "f.tsv is not UTF-8 text"),
+    # ----- dataset directories -----
+    ("manifest missing", dataset_file(lambda d: (d / "manifest.json").unlink()), "has no manifest.json"),
+    ("manifest not JSON", dataset_file(lambda d: (d / "manifest.json").write_text("{")), "is not valid JSON"),
+    (
+        "manifest of other params",
+        edit_manifest(lambda m: m["params"].update(phi=9.0)),
+        "other parameters (phi)",
+    ),
+    ("manifest incomplete", edit_manifest(lambda m: m.pop("sha256")), "is incomplete or of another format"),
+    ("tensors corrupt", dataset_file(lambda d: corrupt(d / "tensors.pt")), "does not match the hash"),
+    ("tensors missing", dataset_file(lambda d: (d / "tensors.pt").unlink()), "tensors.pt is missing"),
+    # ----- checkpoints -----
+    (
+        "checkpoint cut in half",
+        lambda w: rerun(w, f"--ckpt_path={cut_in_half(w / LAST, w / 'half.ckpt')}"),
+        "half.ckpt cannot be read",
+    ),
+    (
+        "last.ckpt cut in half",
+        lambda w: rerun(w, "--ckpt_path=last") if cut_in_half(w / LAST, w / LAST) else [],
+        "last.ckpt cannot be read",
+    ),
+    (
+        "validate a checkpoint cut in half",
+        lambda w: rerun(w, f"--ckpt_path={cut_in_half(w / LAST, w / 'half.ckpt')}", command="validate"),
+        "half.ckpt cannot be read",
+    ),
+    ("checkpoint missing", lambda w: rerun(w, f"--ckpt_path={w / 'nope.ckpt'}"), "nope.ckpt: no such file"),
+    (
+        "not a checkpoint",
+        lambda w: rerun(w, f"--ckpt_path={w / RUN / 'config.yaml'}"),
+        "config.yaml cannot be read",
+    ),
+    (
+        "checkpoint of another shape",
+        lambda w: fit(w, "--model.network.init_args.d_model=64", f"--ckpt_path={w / LAST}"),
+        "holds a model of another shape (net.blocks.0.attn.proj.bias: [32] there, [64] here",
+    ),
+    (
+        "checkpoint without EMA",
+        lambda w: rerun(w, "--model.ema_decay=0.9", "--ckpt_path=last"),
+        "ema.module.blocks.0.attn.proj.bias: missing there",
+    ),
+    (
+        "checkpoint holding other objects",
+        lambda w: rerun(w, f"--ckpt_path={pickled_object(w / 'foreign.ckpt')}"),
+        "foreign.ckpt holds Python objects that a weights-only load refuses; if you trust the file, add --weights_only false",
+    ),
+    (
+        "weights-only checkpoint to resume",
+        lambda w: rerun(w, f"--ckpt_path={w / TRAJECTORY}"),
+        "holds weights only (a trajectory checkpoint?)",
+    ),
+]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and directory under ``root`` with its content hash."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.is_file()
+        else "dir"
+        for path in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize(
+    ("prepare", "message"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
+)
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(base, tmp_path, capsys, prepare, message):
+    w = tmp_path / "w"
+    shutil.copytree(base, w)
+    args = prepare(w)
+    before = snapshot(w)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("grokkit: error:")]
+    assert len(errors) == 1 and errors[0] == err.strip().splitlines()[-1]
+    assert message in errors[0], errors[0]
+    assert snapshot(w) == before  # nothing written, nothing overwritten
+
+
+def test_the_table_is_broad():
+    assert len(CASES) >= 25
+
+
+def test_debug_shows_the_exception(base, tmp_path):
+    with pytest.raises(ConfigError, match="data.n_entities=0"):
+        main(fit(tmp_path, "--data.n_entities=0", "--debug"))
+
+
+@pytest.mark.slow
+def test_a_truncated_checkpoint_through_the_console_entry_point(base, tmp_path):
+    half = cut_in_half(base / LAST, tmp_path / "half.ckpt")
+    command = [sys.executable, "-m", "grokkit", *rerun(base, f"--ckpt_path={half}")]
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"grokkit: error: --ckpt_path {half} cannot be read")
+    )
+    assert "Traceback" not in result.stderr
+    debug = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "GROKKIT_DEBUG": "1"},
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr

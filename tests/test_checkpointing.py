@@ -1,0 +1,114 @@
+"""Disk use and atomic writes: the trajectory's retention policy, last.ckpt at the end, summary.json and
+dataset directories that are never half-written."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_cli import tiny_args
+
+from grokkit.checkpointing import TrajectoryCheckpoint
+from grokkit.cli import main
+from grokkit.data import TwoHopDataModule
+from grokkit.data import store as store_module
+from grokkit.errors import ConfigError
+from grokkit.probes.board import ResultsBoard
+
+
+def steps_on_disk(directory: Path) -> list[int]:
+    return sorted(int(path.stem.removeprefix("step=")) for path in directory.glob("step=*.ckpt"))
+
+
+@pytest.mark.slow
+def test_trajectory_keeps_log_spaced_and_the_newest_periodic_checkpoints(tmp_path):
+    main(
+        tiny_args(
+            tmp_path,
+            "--trainer.max_steps=63",  # not a multiple of anything: last.ckpt must still hold step 63
+            "--checkpoint.every_n_train_steps=10",
+            "--trajectory.per_decade=1",  # log-spaced: 1, 10, 100, ...
+            "--trajectory.min_step=1",
+            "--trajectory.every_n_steps=5",
+            "--trajectory.keep_last=2",
+        )
+    )
+    run = tmp_path / "runs" / "tiny" / "version_0" / "checkpoints"
+    assert steps_on_disk(run / "trajectory") == [
+        1,
+        10,
+        55,
+        60,
+    ]  # 5, 15, ..., 50 were deleted, 10 is log-spaced
+    weights = torch.load(run / "trajectory" / "step=00000060.ckpt", weights_only=True)
+    assert "state_dict" in weights and "optimizer_states" not in weights  # weights only
+    last = torch.load(run / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 63 and "optimizer_states" in last
+
+
+def test_prune_deletes_only_older_periodic_checkpoints(tmp_path):
+    trajectory = TrajectoryCheckpoint(per_decade=1, min_step=1, every_n_steps=100, keep_last=2)
+    for step in (1, 10, 100, 200, 300, 400, 500, 600, 250):  # 250: not periodic (another config wrote it)
+        (tmp_path / f"step={step:08d}.ckpt").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("kept")
+    deleted = trajectory.prune(tmp_path, step=400)
+    assert sorted(path.name for path in deleted) == ["step=00000200.ckpt"]  # 100 is log-spaced
+    # 300 and 400 are the newest two up to step 400; 500 and 600 (ahead of a resumed run) are left alone
+    assert steps_on_disk(tmp_path) == [1, 10, 100, 250, 300, 400, 500, 600]
+    assert (tmp_path / "notes.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"every_n_steps": 0}, "trajectory.every_n_steps=0 must be at least 1"),
+        ({"keep_last": 0}, "trajectory.keep_last=0 must be at least 1"),
+        ({"per_decade": 0}, "trajectory.per_decade=0 must be at least 1"),
+        ({"min_step": -1}, "trajectory.min_step=-1 must not be negative"),
+    ],
+)
+def test_trajectory_settings_are_checked(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        TrajectoryCheckpoint(**kwargs)
+
+
+def test_summary_json_is_old_or_new_never_half(tmp_path, monkeypatch):
+    board = ResultsBoard()
+    board.path = tmp_path / "summary.json"
+    board.publish("val", 20, {"train/acc": 0.5})
+    before = board.path.read_text()
+
+    def crash_mid_write(self, text, *args, **kwargs):
+        with open(self, "w") as f:
+            f.write(text[: len(text) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", crash_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        board.publish("val", 40, {"train/acc": 0.9})
+    monkeypatch.undo()
+    assert board.path.read_text() == before and json.loads(before)["val"]["step"] == 20
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # the temporary file is gone
+
+
+def test_a_dataset_directory_is_complete_or_absent(tmp_path, monkeypatch):
+    data = TwoHopDataModule(
+        data_dir=str(tmp_path),
+        n_entities=30,
+        n_relations=8,
+        out_degree=4,
+        phi=2.0,
+        eval_size=50,
+        batch_size=16,
+    )
+
+    def crash_while_hashing(path):
+        raise OSError("killed")  # tensors.pt is written, the manifest is not yet
+
+    monkeypatch.setattr(store_module, "file_sha256", crash_while_hashing)
+    with pytest.raises(OSError, match="killed"):
+        data.prepare_data()
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []  # no half directory under the real name, no staging left behind
+    data.setup()  # the next attempt builds it
+    assert json.loads((data.dataset_dir / "manifest.json").read_text())["counts"]["train"] > 0

@@ -1,0 +1,152 @@
+"""A run that has to stop says why in one line and keeps a checkpoint to resume from: non-finite losses and
+gradients (stop, or skip the update), and probes that raise."""
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback
+from test_cli import scalars, tiny_args
+
+from grokkit.cli import main
+from grokkit.probes import Probe
+
+pytestmark = pytest.mark.slow
+
+
+class PoisonGradients(Callback):
+    """Writes NaN into one gradient at the given steps, and records whether the update changed anything."""
+
+    unchanged: list[bool] = []  # one entry per poisoned step, read by the tests
+
+    def __init__(self, steps: list[int]) -> None:
+        self.steps = steps
+        self.before: dict[str, torch.Tensor] | None = None
+
+    @staticmethod
+    def snapshot(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        state = {f"module/{name}": t.detach().clone() for name, t in pl_module.state_dict().items()}
+        for i, (parameter, moments) in enumerate(trainer.optimizers[0].state.items()):
+            assert isinstance(parameter, torch.Tensor)
+            state |= {f"optimizer/{i}/{key}": value.clone() for key, value in moments.items()}
+        return state
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step in self.steps:  # runs before the module's check
+            next(pl_module.net.parameters()).grad[0] = float("nan")
+            self.before = self.snapshot(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.before is not None:
+            after = self.snapshot(trainer, pl_module)
+            same = after.keys() == self.before.keys() and all(
+                torch.equal(after[k], self.before[k]) for k in after
+            )
+            PoisonGradients.unchanged.append(same)
+            self.before = None
+
+
+class FailingProbe(Probe):
+    """Measures a constant, and divides by zero at ``fail_at``."""
+
+    def __init__(self, fail_at: int = 40) -> None:
+        super().__init__(every_n_steps=1)
+        self.fail_at = fail_at
+
+    def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        return {"value": 1 / (trainer.global_step != self.fail_at)}
+
+
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "runs" / "tiny" / "version_0"
+
+
+def fails(args: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return exit_info.value.code, err.strip().splitlines()[-1]
+
+
+def drop_callback(config_path: Path, class_name: str) -> None:
+    """What the error message tells the user to do: remove the callback from the run's config."""
+    config = yaml.safe_load(config_path.read_text())
+    trainer = config["trainer"]
+    trainer["callbacks"] = [c for c in trainer["callbacks"] if not c["class_path"].endswith(class_name)]
+    config_path.write_text(yaml.safe_dump(config))
+
+
+def checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_a_non_finite_gradient_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    poison = ["--trainer.callbacks+=test_failures.PoisonGradients", "--trainer.callbacks.steps=[25]"]
+    code, error = fails(tiny_args(tmp_path, "--checkpoint.every_n_train_steps=10", *poison), capsys)
+    last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    assert code == 1
+    assert error == (
+        f"grokkit: error: non-finite gradient at step 25; the run stopped before updating the weights, last good "
+        f"checkpoint: {last} (step 20); fix: lower model.lr, set trainer.gradient_clip_val (e.g. 1.0) or set "
+        "model.nonfinite=skip, then resume with --ckpt_path last"
+    )
+    saved = checkpoint(last)
+    assert saved["global_step"] == 20  # not overwritten after the fault
+    assert all(torch.isfinite(value).all() for value in saved["state_dict"].values())
+    # Resume once the cause is gone.
+    drop_callback(run_dir(tmp_path) / "config.yaml", "PoisonGradients")
+    main(["fit", "--config", str(run_dir(tmp_path) / "config.yaml"), "--ckpt_path", "last"])
+    assert checkpoint(last)["global_step"] == 60
+
+
+def test_a_diverging_loss_stops_the_run_with_its_step(tmp_path, capsys):
+    code, error = fails(tiny_args(tmp_path, "--model.lr=1e30"), capsys)
+    assert code == 1
+    assert error.startswith("grokkit: error: non-finite loss at step 1; the run stopped")
+    assert "last good checkpoint: none saved yet; fix: lower model.lr" in error
+
+
+def test_skip_mode_skips_the_update_entirely_and_counts_it(tmp_path):
+    PoisonGradients.unchanged = []
+    main(
+        tiny_args(
+            tmp_path,
+            "--model.nonfinite=skip",
+            "--model.ema_decay=0.9",
+            "--trainer.callbacks+=test_failures.PoisonGradients",
+            "--trainer.callbacks.steps=[5, 6, 30]",
+        )
+    )
+    # weights, EMA weights, AdamW moments and step counts: untouched by the three skipped updates
+    assert PoisonGradients.unchanged == [True, True, True]
+    skipped = dict(scalars(run_dir(tmp_path))["train/skipped_steps"])
+    assert skipped[9] == 2 and skipped[29] == 2 and skipped[59] == 3
+    last = checkpoint(run_dir(tmp_path) / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 60 and last["grokkit"]["skipped_steps"] == 3
+    assert all(torch.isfinite(value).all() for value in last["state_dict"].values())
+
+
+def test_a_failing_probe_names_itself_saves_the_state_and_the_run_resumes(tmp_path, capsys):
+    probe = ["--trainer.callbacks+=test_failures.FailingProbe", "--trainer.callbacks.fail_at=40"]
+    code, error = fails(tiny_args(tmp_path / "failed", *probe), capsys)
+    run = run_dir(tmp_path / "failed")
+    last = run / "checkpoints" / "last.ckpt"
+    assert code == 1
+    assert error == (
+        "grokkit: error: probe 'failing' failed at step 40: ZeroDivisionError('division by zero'); training "
+        f"state saved to {last}; fix the probe or remove it from trainer.callbacks, then resume with "
+        "--ckpt_path last"
+    )
+    assert checkpoint(last)["global_step"] == 40
+    assert [step for step, _ in scalars(run)["probe/failing/value"]] == [20]
+    drop_callback(run / "config.yaml", "FailingProbe")
+    main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last"])
+
+    main(tiny_args(tmp_path / "straight"))  # the same run without the probe, uninterrupted
+    resumed, straight = scalars(run), scalars(run_dir(tmp_path / "straight"))
+    for tag, points in straight.items():
+        if tag.startswith(("val/", "train/")):
+            assert dict(resumed[tag]) == dict(points), tag

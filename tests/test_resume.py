@@ -1,0 +1,171 @@
+"""Crash safety: a run killed with SIGKILL and resumed with ``--ckpt_path last`` logs what an uninterrupted one
+logs, and a checkpoint killed mid-write leaves the previous one loadable."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_cli import ROOT, scalars
+
+pytestmark = pytest.mark.slow
+
+# Dropout, EMA, a metric-triggered switch (it fires at the validation of step 20), a probe and a detector:
+# every kind of state a resume has to bring back. last.ckpt every 10 steps, validation every 20.
+RUN_ARGS = [
+    "--trainer.max_steps=100",
+    "--checkpoint.every_n_train_steps=10",
+    "--model.network.init_args.dropout=0.1",
+    "--model.ema_decay=0.9",
+    "--trainer.callbacks+=grokkit.schedule.SwitchHyperparameters",
+    "--trainer.callbacks.threshold=0.0",
+    "--trainer.callbacks.weight_decay=0.5",
+    "--trainer.callbacks.lr_scale=0.5",
+    "--trainer.callbacks+=plugins.weight_norm.WeightNorm",
+    "--trainer.callbacks+=GrokkingOnset",
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+def fit_command(tmp_path: Path, name: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "grokkit", "fit",
+        "--config", str(ROOT / "configs/tiny.yaml"),
+        f"--data.data_dir={tmp_path / 'data'}",
+        f"--trainer.logger.init_args.save_dir={tmp_path / name}",
+        *RUN_ARGS,
+        *extra,
+    ]  # fmt: skip
+
+
+def run(command: list[str]) -> None:
+    result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def checkpoint_step(path: Path) -> int | None:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+    except FileNotFoundError:
+        return None
+
+
+def kill_after_checkpoint(command: list[str], last: Path, step: int, timeout: float = 120.0) -> int:
+    """Start ``command``, SIGKILL it as soon as ``last`` holds ``step`` or later; returns the step it held."""
+    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, seen = time.monotonic() + timeout, None
+    try:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (
+                f"the run ended before step {step}: {process.stderr.read()[-2000:]}"
+            )
+            modified = last.stat().st_mtime_ns if last.exists() else None
+            if modified is not None and modified != seen:  # atomic writes: never a half-written file here
+                seen = modified
+                saved = checkpoint_step(last)
+                if saved is not None and saved >= step:
+                    process.send_signal(signal.SIGKILL)
+                    process.wait()
+                    return saved
+            time.sleep(0.01)
+        raise AssertionError(f"no checkpoint of step {step} within {timeout} s")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+
+
+def final_values(run_dir: Path) -> dict[str, dict[int, float]]:
+    """Every scalar by step; for a step logged twice (before a crash and after the resume) the later value."""
+    return {tag: dict(points) for tag, points in scalars(run_dir).items()}
+
+
+def test_killed_and_resumed_run_logs_what_an_uninterrupted_run_logs(tmp_path):
+    run(fit_command(tmp_path, "straight"))
+    straight = tmp_path / "straight" / "tiny" / "version_0"
+
+    killed = tmp_path / "killed" / "tiny" / "version_0"
+    last = killed / "checkpoints" / "last.ckpt"
+    first = kill_after_checkpoint(fit_command(tmp_path, "killed"), last, 30)
+    resume = [
+        sys.executable,
+        "-m",
+        "grokkit",
+        "fit",
+        "--config",
+        str(killed / "config.yaml"),
+        "--ckpt_path",
+        "last",
+    ]
+    second = kill_after_checkpoint(resume, last, 60)  # resumes after the validation of step 60
+    assert 30 <= first < 60 <= second < 100, (first, second)  # killed twice, mid-run
+    print(f"killed with last.ckpt at steps {first} and {second}")
+    run(resume)
+
+    expected, got = final_values(straight), final_values(killed)
+    assert set(got) == set(expected)
+    validation_tags = [tag for tag in expected if tag.startswith("val/")]
+    assert len(validation_tags) == 11  # 5 splits x (acc, loss) + val/train/acc
+    for tag in expected:
+        assert got[tag] == expected[tag], tag  # equal at every step, bit for bit (CPU)
+    assert sorted(expected["val/test_inferred_ood/acc"]) == [19, 39, 59, 79, 99]  # Lightning: at step - 1
+    assert sorted(expected["schedule/switch"]) == [20]  # fired once, not again after a resume
+    assert json.loads((killed / "summary.json").read_text()) == json.loads(
+        (straight / "summary.json").read_text()
+    )
+    assert checkpoint_step(last) == 100
+
+
+WRITER = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+    from pathlib import Path
+    import torch
+    from grokkit.checkpointing import atomic_torch_save
+
+    path = Path(sys.argv[1])
+    atomic_torch_save({"name": "A", "weights": torch.ones(10)}, path)
+    print("saved A", flush=True)
+
+    def freeze_mid_write():  # stop this process once 8 MB of the 64 MB checkpoint B are on disk
+        while not any(t.stat().st_size > 8 << 20 for t in path.parent.glob(".last.ckpt.*.tmp")):
+            time.sleep(0.001)
+        print("writing B", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    threading.Thread(target=freeze_mid_write, daemon=True).start()
+    atomic_torch_save({"name": "B", "weights": [torch.zeros(1 << 18) for _ in range(64)]}, path)
+    print("saved B", flush=True)
+    """
+)
+
+
+def test_a_checkpoint_killed_mid_write_leaves_the_previous_one(tmp_path):
+    path = tmp_path / "last.ckpt"
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline().strip() == "saved A"
+        assert process.stdout.readline().strip() == "writing B"  # frozen in the middle of writing B
+        (temporary,) = tmp_path.glob(".last.ckpt.*.tmp")
+        assert 8 << 20 < temporary.stat().st_size < 64 << 20  # B is half-written, beside A
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["name"] == "A" and torch.equal(checkpoint["weights"], torch.ones(10))
+    # The next save to that path clears the dead process's temporary file.
+    from grokkit.checkpointing import atomic_torch_save
+
+    atomic_torch_save({"name": "C"}, path)
+    assert torch.load(path, weights_only=True)["name"] == "C"
+    assert list(tmp_path.glob(".last.ckpt.*.tmp")) == []
