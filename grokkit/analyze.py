@@ -19,11 +19,21 @@ from typing import Any
 
 import torch
 import yaml
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser, set_step
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.module import GrokModule
+
+
+class AnalysisLogger(TensorBoardLogger):
+    """One events file for the whole analysis. Lightning closes the writer after every ``validate``, and
+    the reopened files of one second sort out of step order (``.10`` before ``.9``), which TensorBoard reads
+    as a restart and drops points."""
+
+    def finalize(self, status: str) -> None:
+        self.experiment.flush()
 
 
 def as_list(value: Any) -> list:
@@ -48,7 +58,7 @@ def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
     ]
     trainer["callbacks"] = kept + added
     trainer["logger"] = {
-        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "class_path": "grokkit.analyze.AnalysisLogger",
         "init_args": {
             "save_dir": str(run_dir),
             "name": "analysis",
@@ -96,6 +106,7 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
         trainer.validate(module, datamodule=cli.datamodule, verbose=False)
         steps.append(step)
     module.board.publish("analysis", steps[-1], {"run_dir": str(run_dir), "steps": steps})
+    trainer.logger.experiment.close()
     return module.board.summary()
 
 
