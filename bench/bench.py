@@ -561,15 +561,11 @@ def grok_result(raw: dict[str, Any], config: Path, run_now: bool) -> dict[str, A
     if not grokking:
         return {"source": f"{source}: no `grokking` section (no GrokkingOnset in that run)"}
     t_gen = grokking.get("t_gen", {}) or {}
-    steps = {
-        "t_mem": grokking.get("t_mem"),
-        "t_gen_iid_0.9": (t_gen.get("test_inferred_iid") or {}).get(
-            "0.9", grokking.get("t_gen/test_inferred_iid/0.9")
-        ),
-        "t_gen_ood_0.9": (t_gen.get("test_inferred_ood") or {}).get(
-            "0.9", grokking.get("t_gen/test_inferred_ood/0.9")
-        ),
-    }
+    steps = {"t_mem": grokking.get("t_mem"), "end": summary.get("val", {}).get("step")}
+    for split, short in (("test_inferred_iid", "iid"), ("test_inferred_ood", "ood")):
+        for level in ("0.5", "0.9"):
+            flat = grokking.get(f"t_gen/{split}/{level}")  # flat keys exist only once reached
+            steps[f"t_gen_{short}_{level}"] = (t_gen.get(split) or {}).get(level, flat)
     result = {"source": source, "steps": steps, "wall_s": wall_clock_at(summary_path.parent, steps)}
     result["grokked"] = grokking.get("grokked")
     if run_now:
@@ -726,7 +722,7 @@ def rows_from(g: dict[str, Any], b: dict[str, Any], grok: dict[str, Any]) -> lis
                 "-" if s[key] is None else f"{s[key]}" + (f" ({w[key] / 60:.1f} min)" if w.get(key) else "")
             )
 
-        shown = f"t_mem {at('t_mem')}, t_gen(iid 0.9) {at('t_gen_iid_0.9')}"
+        shown = f"t_mem {at('t_mem')}; t_gen iid 0.5: {at('t_gen_iid_0.5')}, 0.9: {at('t_gen_iid_0.9')}"
         rows.append(
             Row(
                 "steps (wall) to grok, default config",
@@ -734,7 +730,8 @@ def rows_from(g: dict[str, Any], b: dict[str, Any], grok: dict[str, Any]) -> lis
                 shown,
                 "",
                 None,
-                f"t_gen(ood 0.9) {at('t_gen_ood_0.9')}; from {grok['source']}",
+                f"t_gen ood 0.5: {at('t_gen_ood_0.5')}; run ended at {at('end')}; grokked: {grok['grokked']}; "
+                f"from {grok['source']}",
             )
         )
     else:

@@ -30,3 +30,11 @@ def test_switch_changes_weight_decay_once_the_metric_reaches_the_threshold(tmp_p
     assert decay[9] == pytest.approx(0.1) and decay[39] == pytest.approx(0.7)  # fires at the validation of step 20
     assert lr[39] == pytest.approx(lr[9] * 0.5)
     assert [step for step, _ in curves["schedule/switch"]] == [20]
+
+
+@pytest.mark.slow
+def test_a_probe_runs_on_its_own_schedule_during_fit(tmp_path):
+    main(tiny_args(tmp_path, "--trainer.max_steps=80", "--trainer.callbacks+=plugins.weight_norm.WeightNorm",
+                   "--trainer.callbacks.every_n_steps=40"))  # fmt: skip
+    curves = scalars(tmp_path / "runs" / "tiny" / "version_0")
+    assert [step for step, _ in curves["probe/weight_norm/total"]] == [20, 60]  # validations every 20 steps

@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.checkpointing import save_training_state
 from grokkit.errors import ConfigError, ProbeError
@@ -80,7 +81,8 @@ class Probe(Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         step = trainer.global_step
-        if trainer.validating or self.is_due(step):  # `grokkit validate` always runs every probe
+        offline = trainer.state.fn != TrainerFn.FITTING  # `grokkit validate` runs every probe, due or not
+        if offline or self.is_due(step):
             self.run(trainer, pl_module, step)
 
     def run(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> dict[str, Any]:
