@@ -45,7 +45,7 @@ def plot(run_dir: Path, out: Path) -> None:
         grokking = json.loads(summary_path.read_text()).get("grokking", {})
         if grokking.get("t_mem") is not None:
             ax.axvline(grokking["t_mem"], color="black", linestyle="--", label="t_mem (train >= 0.99)")
-    ax.set(xlabel="step", ylabel="exact-match accuracy", ylim=(-0.02, 1.02), title=str(run_dir))
+    ax.set(xlabel="step", ylabel="exact-match accuracy", ylim=(-0.02, 1.02), title=f"{run_dir.parent.name}/{run_dir.name}")
     ax.legend(fontsize=8, loc="center right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
