@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import tiny_args as fit
 
 from grokkit.cli import main
 from grokkit.errors import ConfigError
@@ -29,17 +30,6 @@ def base(tmp_path_factory) -> Path:
     main(fit(base, "--trainer.max_steps=2", "--trajectory.min_step=1", "--trajectory.per_decade=1"))
     assert (base / LAST).is_file() and (base / TRAJECTORY).is_file()
     return base
-
-
-def fit(w: Path, *extra: str) -> list[str]:
-    """A new run of the tiny config in workspace ``w``."""
-    return [
-        "fit",
-        "--config", str(ROOT / "configs/tiny.yaml"),
-        f"--data.data_dir={w / 'data'}",
-        f"--trainer.logger.init_args.save_dir={w / 'runs'}",
-        *extra,
-    ]  # fmt: skip
 
 
 def rerun(w: Path, *extra: str, command: str = "fit") -> list[str]:
