@@ -232,7 +232,9 @@ class GrokModule(L.LightningModule):
         self.log(f"{stage}/train/acc", train_accuracy, prog_bar=True)
         if stage == "val":  # what detectors read: the accuracies of this validation
             results = {f"{split}/acc": float(value) for split, value in accuracy.items()}
-            self.board.publish("val", self.trainer.global_step, {"train/acc": float(train_accuracy), **results})
+            self.board.publish(
+                "val", self.trainer.global_step, {"train/acc": float(train_accuracy), **results}
+            )
 
     def on_validation_epoch_end(self) -> None:
         self._log_split_metrics("val")

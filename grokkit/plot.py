@@ -37,7 +37,9 @@ def plot(run_dir: Path, out: Path) -> None:
         points = curves.get(f"val/{split}/acc", [])
         if points:
             steps, values = zip(*points, strict=True)
-            ax.plot(steps, values, label=split, linewidth=2.2 if split in ("train", "test_inferred_iid") else 1.2)
+            ax.plot(
+                steps, values, label=split, linewidth=2.2 if split in ("train", "test_inferred_iid") else 1.2
+            )
     for step, _ in curves.get("schedule/switch", []):
         ax.axvline(step, color="grey", linestyle=":", label="hyperparameter switch")
     summary_path = run_dir / "summary.json"
@@ -45,7 +47,12 @@ def plot(run_dir: Path, out: Path) -> None:
         grokking = json.loads(summary_path.read_text()).get("grokking", {})
         if grokking.get("t_mem") is not None:
             ax.axvline(grokking["t_mem"], color="black", linestyle="--", label="t_mem (train >= 0.99)")
-    ax.set(xlabel="step", ylabel="exact-match accuracy", ylim=(-0.02, 1.02), title=f"{run_dir.parent.name}/{run_dir.name}")
+    ax.set(
+        xlabel="step",
+        ylabel="exact-match accuracy",
+        ylim=(-0.02, 1.02),
+        title=f"{run_dir.parent.name}/{run_dir.name}",
+    )
     ax.legend(fontsize=8, loc="center right")
     ax.grid(alpha=0.3)
     fig.tight_layout()

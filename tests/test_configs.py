@@ -17,7 +17,11 @@ def stacks() -> list[list[Path]]:
     result = [[path] for path in sorted(CONFIGS.glob("*.yaml"))]
     for study, base in OVERLAYS.items():
         result += [[CONFIGS / study / base]]
-        result += [[CONFIGS / study / base, path] for path in sorted((CONFIGS / study).glob("*.yaml")) if path.name != base]
+        result += [
+            [CONFIGS / study / base, path]
+            for path in sorted((CONFIGS / study).glob("*.yaml"))
+            if path.name != base
+        ]
     return result
 
 

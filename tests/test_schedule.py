@@ -8,7 +8,21 @@ from grokkit.schedule import is_log_spaced
 
 
 def test_log_spaced_steps():
-    assert [s for s in range(1, 1001) if is_log_spaced(s, 4)] == [1, 2, 3, 6, 10, 18, 32, 56, 100, 178, 316, 562, 1000]
+    assert [s for s in range(1, 1001) if is_log_spaced(s, 4)] == [
+        1,
+        2,
+        3,
+        6,
+        10,
+        18,
+        32,
+        56,
+        100,
+        178,
+        316,
+        562,
+        1000,
+    ]
     assert not is_log_spaced(0, 4)
 
 
@@ -27,7 +41,8 @@ def test_switch_changes_weight_decay_once_the_metric_reaches_the_threshold(tmp_p
     curves = scalars(tmp_path / "runs" / "tiny" / "version_0")
     decay = dict(curves["lr-AdamW/decay-weight_decay"])
     lr = dict(curves["lr-AdamW/decay"])
-    assert decay[9] == pytest.approx(0.1) and decay[39] == pytest.approx(0.7)  # fires at the validation of step 20
+    # fires at the validation of step 20
+    assert decay[9] == pytest.approx(0.1) and decay[39] == pytest.approx(0.7)
     assert lr[39] == pytest.approx(lr[9] * 0.5)
     assert [step for step, _ in curves["schedule/switch"]] == [20]
 

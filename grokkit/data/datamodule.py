@@ -98,8 +98,14 @@ class TwoHopDataModule(L.LightningDataModule):
         eval_batch_size: int = 4096,
     ) -> None:
         super().__init__()
-        for name, value in (("n_entities", n_entities), ("n_relations", n_relations), ("out_degree", out_degree),
-                            ("eval_size", eval_size), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        for name, value in (
+            ("n_entities", n_entities),
+            ("n_relations", n_relations),
+            ("out_degree", out_degree),
+            ("eval_size", eval_size),
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+        ):
             if value < 1:
                 raise ConfigError(f"data.{name}={value} must be at least 1")
         if facts_file is None and out_degree > n_relations:
@@ -107,15 +113,21 @@ class TwoHopDataModule(L.LightningDataModule):
                 f"data.out_degree={out_degree} is larger than data.n_relations={n_relations}: an entity cannot have "
                 "more distinct relations than exist; lower out_degree or raise n_relations"
             )
-        for name, value in (("ood_fraction", ood_fraction), ("test_iid_probability", test_iid_probability),
-                            ("hop1_ratio", hop1_ratio), ("hop2_ratio", hop2_ratio)):
+        for name, value in (
+            ("ood_fraction", ood_fraction),
+            ("test_iid_probability", test_iid_probability),
+            ("hop1_ratio", hop1_ratio),
+            ("hop2_ratio", hop2_ratio),
+        ):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"data.{name}={value} must lie in [0, 1]")
         if phi < 0 or hop1_k < 0 or hop2_k < 0:
             raise ConfigError("data.phi, data.hop1_k and data.hop2_k must not be negative")  # fmt: skip
         self.data_dir, self.seed, self.facts_file = Path(data_dir), seed, facts_file
         self.graph_size = (n_entities, n_relations, out_degree)
-        self.spec = SplitSpec(ood_fraction, phi, test_iid_probability, hop1_ratio, hop1_k, hop2_ratio, hop2_k, eval_size)
+        self.spec = SplitSpec(
+            ood_fraction, phi, test_iid_probability, hop1_ratio, hop1_k, hop2_ratio, hop2_k, eval_size
+        )
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.tables: dict[str, torch.Tensor] = {}
 
@@ -188,13 +200,17 @@ class TwoHopDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         n_train = len(self.tables["train"])
         if n_train < self.batch_size:
-            raise ConfigError(f"data.batch_size={self.batch_size} exceeds the {n_train} training items; lower it")
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} exceeds the {n_train} training items; lower it"
+            )
         step = (lambda: self.trainer.global_step) if self.trainer is not None else (lambda: 0)
         return DataLoader(StepBatches(n_train, self.batch_size, self.seed, step), batch_size=None)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [
-            DataLoader(list(torch.arange(len(self.split_items(split))).split(self.eval_batch_size)), batch_size=None)
+            DataLoader(
+                list(torch.arange(len(self.split_items(split))).split(self.eval_batch_size)), batch_size=None
+            )
             for split in EVAL_SPLITS
         ]
 

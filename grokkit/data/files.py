@@ -25,7 +25,11 @@ def read_triples(path: Path) -> list[tuple[str, str, str]]:
             continue
         triple = parse(line)
         if triple is None or not all(isinstance(x, str) and x.strip() for x in triple):
-            expected = '{"head": ..., "relation": ..., "tail": ...}' if path.suffix == ".jsonl" else "head<TAB>relation<TAB>tail"
+            expected = (
+                '{"head": ..., "relation": ..., "tail": ...}'
+                if path.suffix == ".jsonl"
+                else "head<TAB>relation<TAB>tail"
+            )
             raise ConfigError(f"{path}:{number}: malformed fact {line.strip()[:60]!r}; expected {expected}")
         triple = tuple(x.strip() for x in triple)
         for name in triple:

@@ -55,7 +55,9 @@ class KnowledgeGraph:
         return starts, counts
 
 
-def generate_graph(n_entities: int, n_relations: int, out_degree: int, rng: np.random.Generator) -> KnowledgeGraph:
+def generate_graph(
+    n_entities: int, n_relations: int, out_degree: int, rng: np.random.Generator
+) -> KnowledgeGraph:
     """Every entity gets ``out_degree`` distinct relations, each with a uniformly random tail."""
     relations = np.argsort(rng.random((n_entities, n_relations)), axis=1)[:, :out_degree]
     tails = rng.integers(0, n_entities, size=(n_entities, out_degree))
@@ -110,7 +112,9 @@ def enumerate_two_hop(kg: KnowledgeGraph) -> TwoHop:
     starts, counts = kg.out_facts()
     n_continuations = counts[kg.tails]
     first = np.repeat(np.arange(kg.n_facts), n_continuations)
-    offset_in_group = np.arange(len(first)) - np.repeat(np.cumsum(n_continuations) - n_continuations, n_continuations)
+    offset_in_group = np.arange(len(first)) - np.repeat(
+        np.cumsum(n_continuations) - n_continuations, n_continuations
+    )
     second = starts[kg.tails[first]] + offset_in_group
     return TwoHop(first=first, second=second)
 
@@ -236,14 +240,21 @@ def build_splits(kg: KnowledgeGraph, spec: SplitSpec, rng: np.random.Generator) 
 
     train_pairs = np.concatenate([train_inferred, added])
     train = np.concatenate(
-        [atomic_items(kg, np.arange(kg.n_facts)), two_hop_items(kg, two_hop.first[train_pairs], two_hop.second[train_pairs])]
+        [
+            atomic_items(kg, np.arange(kg.n_facts)),
+            two_hop_items(kg, two_hop.first[train_pairs], two_hop.second[train_pairs]),
+        ]
     )
     train_bridge = np.concatenate(
         [np.full(kg.n_facts, -1), kg.entity_token(kg.tails[two_hop.first[train_pairs]])]
     )
 
     def sample(indices: np.ndarray) -> np.ndarray:
-        return indices if len(indices) <= spec.eval_size else np.sort(rng.choice(indices, spec.eval_size, replace=False))
+        return (
+            indices
+            if len(indices) <= spec.eval_size
+            else np.sort(rng.choice(indices, spec.eval_size, replace=False))
+        )
 
     evals: dict[str, np.ndarray] = {}
     eval_bridges: dict[str, np.ndarray] = {}
@@ -290,4 +301,6 @@ def check_invariants(splits: Splits) -> None:
     expected_train = splits.counts["atomic"] + splits.counts["train_inferred"]
     expected_train += splits.counts["added_hop1"] + splits.counts["added_hop2"]
     if len(splits.train) != expected_train:
-        raise ConfigError(f"invariant broken: train has {len(splits.train)} items, counts say {expected_train}")
+        raise ConfigError(
+            f"invariant broken: train has {len(splits.train)} items, counts say {expected_train}"
+        )

@@ -49,7 +49,9 @@ def _to_tensors(splits: Splits) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in arrays.items()}
 
 
-def write_dataset(directory: Path, splits: Splits, params: dict[str, Any], names: dict[str, list[str]]) -> None:
+def write_dataset(
+    directory: Path, splits: Splits, params: dict[str, Any], names: dict[str, list[str]]
+) -> None:
     """Write atomically: build in a sibling temporary directory, then rename it into place."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -77,13 +79,19 @@ def read_manifest(directory: Path, params: dict[str, Any]) -> dict[str, Any]:
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except FileNotFoundError:
-        raise ConfigError(f"dataset directory {directory} has no {MANIFEST} (incomplete write?); {fix}") from None
+        raise ConfigError(
+            f"dataset directory {directory} has no {MANIFEST} (incomplete write?); {fix}"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ConfigError(f"dataset manifest {directory / MANIFEST} is not valid JSON; {fix}") from None
     if manifest.get("format") != FORMAT_VERSION or not {"params", "counts", "sha256"} <= manifest.keys():
-        raise ConfigError(f"dataset manifest {directory / MANIFEST} is incomplete or of another format; {fix}")
+        raise ConfigError(
+            f"dataset manifest {directory / MANIFEST} is incomplete or of another format; {fix}"
+        )
     if manifest["params"] != params:
-        differing = sorted(k for k in params.keys() | manifest["params"].keys() if params.get(k) != manifest["params"].get(k))
+        differing = sorted(
+            k for k in params.keys() | manifest["params"].keys() if params.get(k) != manifest["params"].get(k)
+        )
         raise ConfigError(
             f"dataset manifest {directory / MANIFEST} was built with other parameters ({', '.join(differing)}); {fix}"
         )
@@ -100,5 +108,7 @@ def load_tensors(directory: Path, manifest: dict[str, Any]) -> dict[str, torch.T
         raise ConfigError(f"dataset file {path} does not match the hash in its manifest (corrupt); {fix}")
     tensors = torch.load(path, weights_only=True)
     if len(tensors["train"]) != manifest["counts"]["train"]:
-        raise ConfigError(f"dataset file {path} has {len(tensors['train'])} training items, manifest says otherwise; {fix}")
+        raise ConfigError(
+            f"dataset file {path} has {len(tensors['train'])} training items, manifest says otherwise; {fix}"
+        )
     return tensors
