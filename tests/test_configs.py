@@ -10,11 +10,14 @@ from grokkit.cli import GrokkitCLI, GrokModule, TwoHopDataModule, main
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 OVERLAYS = {"wang2024": "composition.yaml", "he2026": "natural.yaml"}
+CPU_REGIMES = [CONFIGS / "default.yaml", CONFIGS / "cpu_regimes.yaml"]  # an overlay of the default
+STANDALONE = sorted(path for path in CONFIGS.glob("*.yaml") if path != CPU_REGIMES[1])
 
 
 def stacks() -> list[list[Path]]:
     """Standalone configs alone; overlays on top of their study's base config."""
-    result = [[path] for path in sorted(CONFIGS.glob("*.yaml"))]
+    result = [[path] for path in STANDALONE]
+    result += [CPU_REGIMES, [*CPU_REGIMES, CONFIGS / "he2026/second_hop_full.yaml"]]
     for study, base in OVERLAYS.items():
         result += [[CONFIGS / study / base]]
         result += [
@@ -42,9 +45,9 @@ def test_config_parses(paths, tmp_path, capsys):
         assert resolved["data"][key] == value
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
-def test_cpu_config_builds(name, tmp_path):
-    cli = build([CONFIGS / name], tmp_path)
+@pytest.mark.parametrize("paths", [[path] for path in STANDALONE] + [CPU_REGIMES], ids=lambda p: p[-1].stem)
+def test_cpu_config_builds(paths, tmp_path):
+    cli = build(paths, tmp_path)
     assert cli.model.hparams.vocab_size == cli.datamodule.vocab_size
 
 
