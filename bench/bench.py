@@ -101,7 +101,7 @@ class Settings:
 
 
 FULL = Settings(
-    warmup_steps=30, window_steps=None, windows=7, validations=5, window_s=2.5, matmul_n=2048, warmup_512=3
+    warmup_steps=30, window_steps=None, windows=9, validations=5, window_s=2.5, matmul_n=2048, warmup_512=3
 )
 QUICK = Settings(
     warmup_steps=5, window_steps=10, windows=2, validations=1, window_s=0.3, matmul_n=1024, warmup_512=1
@@ -583,7 +583,8 @@ def check(value: float, target: float, at_most: bool) -> bool:
 def rows_from(g: dict[str, Any], b: dict[str, Any], grok: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     step_g, step_p = median(g["grokkit_s"]), median(g["plain_s"])
-    ratio = step_g / step_p
+    # Each grokkit window against the plain window just before it: slow drifts in load cancel pairwise.
+    ratio = median([a / b for a, b in zip(g["grokkit_s"], g["plain_s"], strict=False)])
     rows.append(
         Row(
             "grokkit step / plain loop step",
@@ -592,7 +593,7 @@ def rows_from(g: dict[str, Any], b: dict[str, Any], grok: dict[str, Any]) -> lis
             "<= 1.05",
             check(ratio, 1.05, True),
             f"{step_g * 1e3:.1f} vs {step_p * 1e3:.1f} ms/step (batch {g['batch_size']}, {g['threads']} threads); "
-            f"median of {len(g['grokkit_s'])} + {len(g['plain_s'])} interleaved windows of {g['window_steps']} steps",
+            f"median of {len(g['grokkit_s'])} window pairs of {g['window_steps']} steps, interleaved",
         )
     )
 
@@ -764,6 +765,40 @@ def machine() -> dict[str, Any]:
     }
 
 
+def header_of(results: dict[str, Any]) -> str:
+    info, load = results["machine"], results["load_average"]
+    return (
+        f"grokkit bench {results['date'][:16].replace('T', ' ')} - {info['cpu']}, {info['cores']} cores, "
+        f"{info['threads']} threads, {'CUDA' if info['cuda'] else 'no GPU'}; load {load['start'][0]:.1f} -> "
+        f"{load['end'][0]:.1f}; {results['elapsed_s']:.0f} s{' (QUICK: noise)' if results['quick'] else ''}"
+    )
+
+
+def markdown(rows: list[Row]) -> str:
+    """The table as Markdown, for bench/RESULTS.md."""
+    lines = ["| measure | value | target | | detail |", "|---|---|---|---|---|"]
+    for row in rows:
+        status = "" if row.passed is None else "PASS" if row.passed else "**MISS**"
+        lines.append(f"| {row.name} | {row.shown} | {row.target} | {status} | {row.detail} |")
+    return "\n".join(lines)
+
+
+def report(results: dict[str, Any], console: Console, as_markdown: bool = False) -> None:
+    """Print the table of a results dict (fresh, or loaded from a results.json)."""
+    measured = results["raw"]
+    rows = rows_from(measured["grokkit"], measured["batch512"], measured["grok"])
+    if as_markdown:
+        print(f"{header_of(results)}\n\n{markdown(rows)}")
+        return
+    print_table(rows, header_of(results), console)
+    if results["load_average"]["busy"]:  # other processes shared the cores: absolute times are inflated
+        console.print(
+            f"[yellow]bench: the machine was busy (load average {results['load_average']['start'][0]:.1f} "
+            f"before the bench on {results['machine']['cores']} cores); ms/step and GFLOP/s are inflated, "
+            "the interleaved ratios less so[/]"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -781,12 +816,17 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch threads (default: torch's own choice)"
     )
     parser.add_argument("--out", type=Path, default=OUT / "results.json")
+    parser.add_argument("--show", type=Path, help="only print the table of a saved results.json")
+    parser.add_argument("--markdown", action="store_true", help="with --show: print it as Markdown")
     args = parser.parse_args()
+    console = Console(width=None if sys.stdout.isatty() else 170)  # a wide table in logs and pipes
+    if args.show:
+        report(json.loads(args.show.read_text()), console, args.markdown)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     os.chdir(ROOT)  # data/ and runs/ resolve as they do for `make fit`
     settings = QUICK if args.quick else FULL
-    console = Console(width=None if sys.stdout.isatty() else 170)  # a wide table in logs and pipes
     config, raw, config_source = load_config()
     started, load_before = datetime.datetime.now().astimezone(), os.getloadavg()
     console.print(
@@ -801,33 +841,25 @@ def main() -> None:
     grok = grok_result(raw, config, args.grok)
     elapsed, load_after = (datetime.datetime.now().astimezone() - started).total_seconds(), os.getloadavg()
 
-    rows = rows_from(g, b, grok)
-    info = machine()
-    header = (
-        f"grokkit bench {started:%Y-%m-%d %H:%M} - {info['cpu']}, {info['cores']} cores, {info['threads']} threads, "
-        f"{'CUDA' if info['cuda'] else 'no GPU'}; load {load_before[0]:.1f} -> {load_after[0]:.1f}; "
-        f"{elapsed:.0f} s{' (QUICK: noise)' if args.quick else ''}"
-    )
-    print_table(rows, header, console)
-    busy = load_before[0] > 0.5 * (os.cpu_count() or 1)  # before: the bench itself adds ~2 afterwards
-    if busy:  # other processes share the cores: interleaving keeps ratios fair, absolute times are inflated
-        console.print(
-            f"[yellow]bench: the machine was busy (load average {load_before[0]:.1f} -> {load_after[0]:.1f} on "
-            f"{os.cpu_count()} cores); ms/step and GFLOP/s are inflated, compare ratios only[/]"
-        )
     g.pop("table")
     g["network"] = str(g["network"])
     g["module_hparams"] = {k: str(v) for k, v in g["module_hparams"].items()}
     results = {
         "date": started.isoformat(timespec="seconds"),
-        "machine": info,
+        "machine": machine(),
         "quick": args.quick,
         "config": config_source,
         "elapsed_s": elapsed,
-        "load_average": {"start": load_before, "end": load_after, "busy": busy},
-        "rows": [row.__dict__ for row in rows],
+        # before the bench: afterwards the 1-minute average includes the bench's own ~2
+        "load_average": {
+            "start": load_before,
+            "end": load_after,
+            "busy": load_before[0] > 0.5 * os.cpu_count(),
+        },
         "raw": {"grokkit": g, "batch512": b, "grok": grok},
     }
+    results["rows"] = [row.__dict__ for row in rows_from(g, b, grok)]
+    report(results, console)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, default=str))
     console.print(f"bench: wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
