@@ -157,9 +157,17 @@ class GrokModule(L.LightningModule):
         loss, correct = item_loss_and_correct(self.train_net(inputs), targets)
         loss = loss.mean()
         self._step_loss = loss.detach()
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/batch_acc", correct.float().mean())
+        if (
+            self.is_logging_step
+        ):  # self.log costs ~0.5 ms and a host sync: only on steps that reach the logger
+            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/batch_acc", correct.float().mean())
         return loss
+
+    @property
+    def is_logging_step(self) -> bool:
+        """The steps whose training metrics Lightning passes to the loggers (every ``log_every_n_steps``)."""
+        return (self.global_step + 1) % self.trainer.log_every_n_steps == 0
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Stop or skip on a non-finite loss or gradient (before clipping; one host sync per step).
@@ -190,7 +198,7 @@ class GrokModule(L.LightningModule):
                 )
             optimizer.zero_grad(set_to_none=True)  # fused AdamW skips parameters without a gradient entirely
             self.skipped_steps += 1
-        if self.hparams.nonfinite == "skip":
+        if self.hparams.nonfinite == "skip" and self.is_logging_step:
             self.log("train/skipped_steps", float(self.skipped_steps))
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
