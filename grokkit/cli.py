@@ -101,7 +101,8 @@ class GrokkitCLI(LightningCLI):
         """Atomic checkpoint writes, a progress bar, and learning-rate and weight-decay curves, always."""
         configured = self._get(self.config_init, "trainer", default={})
         callbacks, plugins = (_as_list(configured.get(key)) for key in ("callbacks", "plugins"))
-        if not any(isinstance(c, RichProgressBar) for c in callbacks):
+        wants_bar = configured.get("enable_progress_bar") is not False
+        if wants_bar and not any(isinstance(c, RichProgressBar) for c in callbacks):
             callbacks.append(GrokProgressBar(refresh_rate=50))
         if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))

@@ -92,3 +92,9 @@ def test_the_console_entry_point_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("grokkit: error: data.phi=500.0 asks for")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_progress_bar_can_be_turned_off(tmp_path):
+    main(tiny_args(tmp_path, "--trainer.max_steps=5", "--trainer.enable_progress_bar=false"))
+    assert (tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt").is_file()
