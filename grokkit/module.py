@@ -131,8 +131,9 @@ class GrokModule(L.LightningModule):
         return self.ema.module if self.ema is not None else self.net
 
     def configure_optimizers(self):
-        decayed = [p for p in self.net.parameters() if p.dim() >= 2 or self.hparams.decay == "all"]
-        undecayed = [p for p in self.net.parameters() if not (p.dim() >= 2 or self.hparams.decay == "all")]
+        decayed, undecayed = [], []
+        for parameter in self.net.parameters():
+            (decayed if parameter.dim() >= 2 or self.hparams.decay == "all" else undecayed).append(parameter)
         groups = [
             {"params": decayed, "weight_decay": self.hparams.weight_decay, "name": "decay"},
             {"params": undecayed, "weight_decay": 0.0, "name": "no_decay"},

@@ -220,7 +220,6 @@ class TwoHopDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
         """Turn a batch of indices into token items, gathered on the batch's device."""
         split = "train" if self.trainer.training else EVAL_SPLITS[dataloader_idx]
-        key = "train" if split == "train" else f"eval/{split}"
-        if self.tables[key].device != batch.device:
+        if self.split_items(split).device != batch.device:
             self.tables = {name: table.to(batch.device) for name, table in self.tables.items()}
-        return self.tables[key][batch]
+        return self.split_items(split)[batch]
