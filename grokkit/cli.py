@@ -84,10 +84,22 @@ class GrokkitCLI(LightningCLI):
             {"checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.every_n_train_steps": 1000}
         )
         parser.add_lightning_class_args(TrajectoryCheckpoint, "trajectory")
+        parser.add_argument(
+            "--threads",
+            type=int | None,
+            default=None,
+            help="CPU threads for torch (null: torch's default, one per core). The thread count sets the "
+            "order of floating-point sums, so a fixed count gives the same curves on every machine.",
+        )
 
     def before_instantiate_classes(self) -> None:
         """Pin the run's version in the config, so its saved config.yaml resumes into the same run directory;
         ``validate``/``test`` of a run write into a ``validate``/``test`` folder inside it, not over it."""
+        threads = self._get(self.config, "threads")
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"threads={threads} must be at least 1 (or null: one per core)")
+            torch.set_num_threads(threads)
         logger = self._get(self.config, "trainer").get("logger")
         if not (isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger")):
             return

@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -21,17 +20,19 @@ from torchmetrics import MeanMetric
 from grokkit.checkpointing import last_good_checkpoint, rng_states, set_rng_states
 from grokkit.data.kg import EVAL_SPLITS
 from grokkit.errors import NonFiniteError
+from grokkit.losses import LossName, token_losses
 from grokkit.models import IGNORE, TwoHopModel
 from grokkit.probes.board import ResultsBoard
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
 
 
-def item_loss_and_correct(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per item: mean cross-entropy over supervised tokens, and exact match of all of them (argmax)."""
+def item_loss_and_correct(
+    logits: torch.Tensor, targets: torch.Tensor, kind: LossName = "cross_entropy"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item: mean loss over supervised tokens, and exact match of all of them (argmax)."""
     supervised = targets != IGNORE
-    token_loss = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
-    loss = token_loss.sum(1) / supervised.sum(1).clamp(min=1)
+    loss = token_losses(logits, targets, IGNORE, kind).sum(1) / supervised.sum(1).clamp(min=1)
     correct = ((logits.argmax(-1) == targets) | ~supervised).all(1)
     return loss, correct
 
@@ -59,6 +60,9 @@ class GrokModule(L.LightningModule):
         item_len: Linked from ``data.item_len``.
         lr: Peak learning rate (after warm-up, constant).
         betas: AdamW betas ([W]: 0.9, 0.999; [H]: 0.9, 0.95).
+        eps: AdamW epsilon. A larger value (1e-6) damps the updates of parameters whose gradients have
+            become tiny, which is where Adam's loss spikes ("slingshots") start once the training loss is
+            ~1e-3.
         weight_decay: AdamW decoupled weight decay.
         decay: ``matrices`` decays only parameters with 2+ dims (GPT-2 convention), ``all`` decays all ([H]).
         warmup_steps: Linear warm-up from 0 to ``lr``.
@@ -66,6 +70,8 @@ class GrokModule(L.LightningModule):
         compile: Run the training forward through ``torch.compile`` (evaluation and probes stay eager, so
             patched and state-returning forwards never recompile). Pays a one-off compile (tens of seconds
             on CPU) for faster steps; needs a working C++ compiler for the inductor backend.
+        loss: ``cross_entropy`` (softmax) or ``stablemax`` (Prieto et al. 2025; see :mod:`grokkit.losses`),
+            for training and for the validation losses alike.
         nonfinite: What a NaN or infinite loss or gradient does: ``stop`` the run with an error naming the step
             (no checkpoint is written after it, so ``last.ckpt`` stays the last good state), or ``skip`` the
             update (no change to weights, optimizer moments or EMA; counted in ``train/skipped_steps``).
@@ -79,11 +85,13 @@ class GrokModule(L.LightningModule):
         item_len: int = 5,
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
         weight_decay: float = 0.1,
         decay: Literal["matrices", "all"] = "matrices",
         warmup_steps: int = 0,
         ema_decay: float | None = None,
         compile: bool = False,
+        loss: LossName = "cross_entropy",
         nonfinite: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
@@ -138,7 +146,9 @@ class GrokModule(L.LightningModule):
             {"params": decayed, "weight_decay": self.hparams.weight_decay, "name": "decay"},
             {"params": undecayed, "weight_decay": 0.0, "name": "no_decay"},
         ]
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, betas=self.hparams.betas, fused=True)
+        optimizer = torch.optim.AdamW(
+            groups, lr=self.hparams.lr, betas=self.hparams.betas, eps=self.hparams.eps, fused=True
+        )
         warmup = max(1, self.hparams.warmup_steps)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
@@ -155,7 +165,7 @@ class GrokModule(L.LightningModule):
 
     def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
         inputs, targets = self.net.inputs_and_targets(items)
-        loss, correct = item_loss_and_correct(self.train_net(inputs), targets)
+        loss, correct = item_loss_and_correct(self.train_net(inputs), targets, self.hparams.loss)
         loss = loss.mean()
         self._step_loss = loss.detach()
         if (
@@ -224,7 +234,7 @@ class GrokModule(L.LightningModule):
     def validation_step(self, items: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
         split = EVAL_SPLITS[dataloader_idx]
         inputs, targets = self.eval_net.inputs_and_targets(items)
-        loss, correct = item_loss_and_correct(self.eval_net(inputs), targets)
+        loss, correct = item_loss_and_correct(self.eval_net(inputs), targets, self.hparams.loss)
         self.val_acc[split].update(correct.float())
         self.val_loss[split].update(loss)
 
@@ -237,7 +247,8 @@ class GrokModule(L.LightningModule):
             self.log(f"{stage}/{split}/loss", self.val_loss[split].compute())
             self.val_acc[split].reset()
             self.val_loss[split].reset()
-        train_accuracy = torch.stack([accuracy[split] for split in TRAIN_DISTRIBUTION]).mean()
+        # nanmean: a split without items (no training compositions at phi 0) has no accuracy
+        train_accuracy = torch.stack([accuracy[split] for split in TRAIN_DISTRIBUTION]).nanmean()
         self.log(f"{stage}/train/acc", train_accuracy, prog_bar=True)
         if stage == "val":  # what detectors read: the accuracies of this validation
             results = {f"{split}/acc": float(value) for split, value in accuracy.items()}

@@ -15,6 +15,11 @@ def curve(value) -> list[tuple[int, float]]:
     return [(step, value(step)) for step in STEPS]
 
 
+def train_splits(value: float) -> dict[str, float]:
+    """The training splits whose lowest accuracy is the training accuracy, all at ``value``."""
+    return {"id_atomic/acc": value, "train_inferred/acc": value}
+
+
 def memorized_at(t_mem: int) -> list[tuple[int, float]]:
     return curve(lambda step: 1.0 if step >= t_mem else 0.5)
 
@@ -100,9 +105,9 @@ def test_probe_reads_the_board_and_publishes_label_reason_code():
     board = ResultsBoard()
     for step, value in curve(lambda step: 0.96 if step >= 680_000 else 0.0):
         board.publish(
-            "val", step, {"train/acc": 1.0 if step >= 80_000 else 0.5, "test_inferred_ood/acc": value}
+            "val", step, {**train_splits(1.0 if step >= 80_000 else 0.5), "test_inferred_ood/acc": value}
         )
-        board.publish("logit_lens", step, {"ood/bridge_found_any": 0.3})
+        board.publish("logit_lens", step, {"ood/circuit_signal": 0.3})
     result = RunClassifier().compute(SimpleNamespace(), SimpleNamespace(board=board))
     assert result["label"] == "fake_grokking" and result["code"] == LABELS.index("fake_grokking")
     assert result["reason"].startswith("test_inferred_ood accuracy held >= 0.5 from step 680000")

@@ -19,7 +19,8 @@ def board_with(train, iid, ood=lambda step: 0.0) -> ResultsBoard:
             "val",
             step,
             {
-                "train/acc": train(step),
+                "id_atomic/acc": train(step),
+                "train_inferred/acc": train(step),
                 "test_inferred_iid/acc": iid(step),
                 "test_inferred_ood/acc": ood(step),
             },
@@ -103,7 +104,7 @@ def test_published_summary_and_onset_table():
     probe.render(writer, 10_000, result)
     probe.render(writer, 10_100, result)  # unchanged onsets: not drawn again
     assert len(texts) == 1 and texts[0][0] == "grokking/onset"
-    assert "t_mem (training accuracy >= 0.99): 1000" in texts[0][1] and "5000 (5.0x t_mem)" in texts[0][1]
+    assert "t_mem (id_atomic, train_inferred >= 0.99): 1000" in texts[0][1] and "5000 (5.0x t_mem)" in texts[0][1]
 
 
 def test_first_sustained_orders_steps_and_keeps_the_last_value_of_a_step():
@@ -123,3 +124,14 @@ def test_first_sustained_orders_steps_and_keeps_the_last_value_of_a_step():
 def test_bad_arguments_raise_config_error(arguments, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         GrokkingOnset(**arguments)
+
+
+def test_memorized_when_the_in_distribution_training_splits_hold_not_the_lagging_ood_facts():
+    """A model that keeps the OOD atomic facts at 0.9 has memorized once the ID training splits hold 0.99."""
+    board = ResultsBoard()
+    for step in STEPS:
+        fit = 1.0 if step >= 2000 else 0.5
+        board.publish("val", step, {"id_atomic/acc": fit, "train_inferred/acc": fit, "ood_atomic/acc": 0.9})
+    assert run_probe(GrokkingOnset(), board)[0]["t_mem"] == 2000
+    strict = GrokkingOnset(memorized_splits=("id_atomic", "ood_atomic", "train_inferred"))
+    assert run_probe(strict, board)[0]["t_mem"] is None

@@ -97,7 +97,7 @@ def test_logit_lens_rates_and_keys(data):
     model = MODELS["recursive"](data.vocab_size).eval()
     result = run_probe(LogitLens(splits=("test_inferred_ood", "train_inferred"), sample_size=20), model, data)
     scalars = [key for key, value in result.items() if isinstance(value, (int, float))]
-    assert len(scalars) == 2 * (3 * model.n_stages + 5)  # two splits: 3 MRRs per stage, 4 rates, best stage
+    assert len(scalars) == 2 * (3 * model.n_stages + 7)  # two splits: 3 MRRs per stage, 6 rates, best stage
     for prefix in ("ood", "train_inferred"):
         for key in FOUND:
             assert 0.0 <= result[f"{prefix}/{key}"] <= 1.0
@@ -174,7 +174,7 @@ def detect(bridge_found, causal=(), **kwargs):
     for step, value in causal:
         board.publish("causal_tracing", step, {"r1_mid_strength": value})
     for step, value in enumerate(bridge_found, start=1):
-        board.publish("logit_lens", 100 * step, {"ood/bridge_found_any": value})
+        board.publish("logit_lens", 100 * step, {"ood/circuit_signal": value})
     return CircuitDetector(**kwargs).compute(None, SimpleNamespace(board=board))
 
 

@@ -16,8 +16,8 @@ from test_cli import ROOT, scalars
 
 pytestmark = pytest.mark.slow
 
-# Dropout, EMA, a metric-triggered switch (it fires at the validation of step 20), a probe and a detector:
-# every kind of state a resume has to bring back. last.ckpt every 10 steps, validation every 20.
+# Dropout, EMA, a metric-triggered switch (it fires at the validation of step 20), the Grokfast gradient
+# filter, a probe and a detector: every kind of state a resume has to bring back. last.ckpt every 10 steps, validation every 20.
 RUN_ARGS = [
     "--trainer.max_steps=100",
     "--checkpoint.every_n_train_steps=10",
@@ -27,6 +27,7 @@ RUN_ARGS = [
     "--trainer.callbacks.threshold=0.0",
     "--trainer.callbacks.weight_decay=0.5",
     "--trainer.callbacks.lr_scale=0.5",
+    "--trainer.callbacks+=grokkit.grokfast.Grokfast",
     "--trainer.callbacks+=plugins.weight_norm.WeightNorm",
     "--trainer.callbacks+=GrokkingOnset",
 ]

@@ -1,7 +1,8 @@
 """Has the generalization circuit formed? He et al.'s rule on the logit lens history, read from the board.
 
-The circuit counts as formed once Bridge Found stays at or above a threshold for a few evaluations in a row
-(chance is about 1/|E|); ``formed_step`` is the first of those evaluations. For decoders one may also ask
+The circuit counts as formed once the circuit signal (Bridge Found where the objective cannot put the bridge)
+stays at or above a threshold for a few evaluations in a row (chance is about 1/|E|); ``formed_step`` is the
+first of those evaluations. For decoders one may also ask
 for Wang et al.'s signature, a strong causal effect of the bridge state S[mid, r1] on the answer.
 """
 
@@ -13,23 +14,17 @@ import lightning as L
 
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
-
-
-def first_sustained(series: list[tuple[int, float]], threshold: float, consecutive: int) -> int | None:
-    """Step of the first of ``consecutive`` values in a row that are all >= ``threshold``."""
-    run = 0
-    for index, (_, value) in enumerate(series):
-        run = run + 1 if value >= threshold else 0
-        if run == consecutive:
-            return series[index - consecutive + 1][0]
-    return None
+from grokkit.probes.onset import first_sustained
 
 
 class CircuitDetector(Probe):
     """Publishes ``formed`` (0/1), ``formed_step``, the latest ``bridge_found`` and a ``reason``.
 
     Args:
-        key: The ``logit_lens`` result to watch.
+        key: The ``logit_lens`` result to watch: by default ``circuit_signal`` on the OOD queries, Bridge
+            Found where the training objective cannot put the bridge by itself (the model's own positions;
+            see :mod:`grokkit.probes.logit_lens`). On a decoder, which does not compose OOD facts, watch
+            ``iid/circuit_signal``.
         threshold: Bridge Found level that counts as formed.
         consecutive: Evaluations in a row at or above it.
         min_causal_strength: Also require ``causal_tracing``'s ``r1_mid_strength`` to reach this once.
@@ -41,7 +36,7 @@ class CircuitDetector(Probe):
 
     def __init__(
         self,
-        key: str = "ood/bridge_found_any",
+        key: str = "ood/circuit_signal",
         threshold: float = 0.95,
         consecutive: int = 3,
         min_causal_strength: float | None = None,

@@ -36,7 +36,8 @@ import lightning as L
 from grokkit.data.kg import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
-from grokkit.probes.onset import Series, first_sustained
+from grokkit.probes.logit_lens import PREFIX
+from grokkit.probes.onset import MEMORIZED_SPLITS, Series, first_sustained, training_curve
 
 LABELS = (
     "not_generalized",
@@ -164,7 +165,10 @@ class RunClassifier(Probe):
     Args:
         split: The accuracy to classify (``test_inferred_iid`` for a decoder, which does not do OOD).
         bridge_section: Board section holding the circuit curve (the logit lens).
-        bridge_key: The Bridge Found rate in that section.
+        bridge_key: The circuit signal in that section: by default the logit lens's ``circuit_signal`` on the
+            split's queries, Bridge Found at the positions the training objective cannot fill with the
+            bridge by itself (see :mod:`grokkit.probes.logit_lens`). ``None``: the one of ``split``.
+        memorized_splits: Training splits whose lowest accuracy is the training accuracy (``t_mem``).
         thresholds: The levels and ratios of the classification (see :class:`Thresholds`).
     """
 
@@ -174,15 +178,19 @@ class RunClassifier(Probe):
         self,
         split: str = "test_inferred_ood",
         bridge_section: str = "logit_lens",
-        bridge_key: str = "ood/bridge_found_any",
+        bridge_key: str | None = None,
+        memorized_splits: tuple[str, ...] = MEMORIZED_SPLITS,
         thresholds: Thresholds = Thresholds(),
         every_n_steps: int = 1,
         per_decade: int | None = None,
     ) -> None:
         super().__init__(every_n_steps=every_n_steps, per_decade=per_decade)
-        if split not in EVAL_SPLITS:
-            raise ConfigError(f"RunClassifier: split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
-        self.split, self.bridge_section, self.bridge_key = split, bridge_section, bridge_key
+        for name in (split, *memorized_splits):
+            if name not in EVAL_SPLITS:
+                raise ConfigError(f"RunClassifier: split {name!r} is not one of {', '.join(EVAL_SPLITS)}")
+        self.split, self.bridge_section = split, bridge_section
+        self.bridge_key = bridge_key or f"{PREFIX.get(split, split)}/circuit_signal"
+        self.memorized_splits = tuple(memorized_splits)
         self.thresholds = thresholds
 
     @property
@@ -192,7 +200,7 @@ class RunClassifier(Probe):
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         board = pl_module.board
         label, reason = classify(
-            board.series("val", "train/acc"),
+            training_curve(board, self.memorized_splits),
             board.series("val", f"{self.split}/acc"),
             board.series(self.bridge_section, self.bridge_key),
             self.thresholds,

@@ -4,6 +4,15 @@ Each stage's states go through the model's own final norm and unembedding (:meth
 Wang et al. read the rank of the bridge ``b`` at the r1 position and of ``r2`` at the r2 position per
 layer; He et al. count a query as "Bridge Found" when ``b`` is the argmax at any position of any stage. Both
 come from one forward per split; ranks are counts of larger logits, so nothing is sorted.
+
+Bridge Found is only a circuit signal where the training objective cannot put the bridge by itself. The
+atomic items ``h r1 -> b`` train one position to output ``tail(h, r1)``, which *is* the bridge of every
+query ``h r1 r2``: the r1 position in a decoder, slot 2 in the recursive model (the model's own
+``answer_position`` of an atomic item). ``circuit_signal`` is Bridge Found over every other position the
+query shows (a decoder: the answer position, where the bridge can only be latent; the recursive model: its
+other slots), and is the signal the circuit detector and the run classifier read by default. A model
+trained on atomic facts only keeps it at chance, while ``bridge_found_any`` rises with atomic recall.
+``circuit_signal_chance`` is its chance level, measured: the same rate for another query's bridge.
 """
 
 from __future__ import annotations
@@ -20,7 +29,14 @@ from grokkit.probes.base import Probe
 from grokkit.probes.figures import heatmap_image
 
 PREFIX = {"test_inferred_ood": "ood", "test_inferred_iid": "iid", "train_inferred": "train_inferred"}
-FOUND = ("bridge_found_any", "bridge_found_answer_slot", "target_found_any", "target_found_answer_slot")
+FOUND = (
+    "bridge_found_any",
+    "bridge_found_answer_slot",
+    "circuit_signal",
+    "circuit_signal_chance",
+    "target_found_any",
+    "target_found_answer_slot",
+)
 
 
 def rank_of(logits: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
@@ -35,7 +51,12 @@ def lens(model: TwoHopModel, items: torch.Tensor, bridges: torch.Tensor) -> dict
     rows = torch.arange(len(items), device=items.device)
     answer, target = model.answer_position(items), items[:, 3]
     # Positions whose input is a query token or a blank slot; a decoder's position 3 reads t itself.
-    shown = ((torch.arange(inputs.size(1), device=items.device) < 3) | (inputs == PAD)).all(0)
+    positions = torch.arange(inputs.size(1), device=items.device)
+    shown = ((positions < 3) | (inputs == PAD)).all(0)  # (T,)
+    atomic = items.clone()
+    atomic[:, 4] = PAD  # the same prefix as an atomic item h r1 -> b: where the objective puts the bridge
+    unconfounded = shown & (positions[None, :] != model.answer_position(atomic)[:, None])  # (B, T)
+    decoys = bridges.roll(1)  # another query's bridge: the same rate for it is the signal's chance level
     probes = {"bridge/r1": (1, bridges), "r2/r2": (2, items[:, 2]), "target/answer": (answer, target)}
     mrr: dict[str, list[torch.Tensor]] = {name: [] for name in probes}
     top1: dict[str, list[torch.Tensor]] = {name: [] for name in probes}
@@ -52,6 +73,8 @@ def lens(model: TwoHopModel, items: torch.Tensor, bridges: torch.Tensor) -> dict
         for entity, hit in hits.items():
             found[f"{entity}_found_any"] |= hit[:, shown].any(1)
             found[f"{entity}_found_answer_slot"] |= hit[rows, answer]
+        found["circuit_signal"] |= (hits["bridge"] & unconfounded).any(1)
+        found["circuit_signal_chance"] |= ((argmax == decoys[:, None]) & unconfounded).any(1)
         bridge_map.append(hits["bridge"][:, shown].float().mean(0))
     result: dict[str, Any] = {key: hit.float().mean().item() for key, hit in found.items()}
     for name in probes:  # one transfer per list: no host sync inside the loop

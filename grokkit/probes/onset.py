@@ -4,9 +4,16 @@ Reads the accuracy curves the module publishes after every validation (board sec
 onsets with a *sustained* rule, so one lucky evaluation does not count: a level is reached at the first
 step of the first run of ``consecutive`` evaluations that all hold it.
 
-    t_mem          first step training accuracy >= memorized (sustained)
+    t_mem          first step training accuracy >= memorized (sustained), where training accuracy is the
+                   lowest accuracy of the in-distribution training splits (``memorized_splits``)
     t_gen[split][x] first step the split's accuracy >= x (sustained), x in thresholds
     delay = t_gen - t_mem, ratio = t_gen / t_mem; grokked: t_gen(grokked_at) exists and ratio >= min_ratio
+
+A late rise is late relative to when the model fit its in-distribution training data: the atomic facts and
+compositions it can fit by memorization (``id_atomic``, ``train_inferred``). The OOD atomic facts are left out
+by default: they appear in training only as atomic facts, and some models keep them below 0.99 for a long
+time (a recursive model held them at ~0.9), which would leave ``t_mem`` undefined and every later rise
+"without delay".
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from grokkit.probes.base import Probe
 from grokkit.probes.board import ResultsBoard
 
 Series = Sequence[tuple[int, float]]
+MEMORIZED_SPLITS = ("id_atomic", "train_inferred")
 
 
 def first_sustained(series: Series, threshold: float, consecutive: int) -> int | None:
@@ -40,6 +48,16 @@ def first_sustained(series: Series, threshold: float, consecutive: int) -> int |
     return None
 
 
+def training_curve(board: ResultsBoard, splits: Sequence[str]) -> list[tuple[int, float]]:
+    """(step, lowest accuracy of ``splits``) at every validation that published all of them."""
+    history = board.history.get("val", [])
+    return [
+        (step, min(values[f"{s}/acc"] for s in splits))
+        for step, values in history
+        if all(f"{s}/acc" in values for s in splits)
+    ]
+
+
 def level_key(threshold: float) -> str:
     """How a threshold is written in keys: 0.5 -> "0.5", 0.99 -> "0.99"."""
     return f"{threshold:g}"
@@ -52,6 +70,7 @@ class GrokkingOnset(Probe):
         splits: Test splits whose generalization onsets are measured.
         thresholds: Accuracy levels whose first sustained crossing is reported as ``t_gen``.
         memorized: Training accuracy that counts as memorized (``t_mem``).
+        memorized_splits: The training splits that must all hold ``memorized``.
         consecutive: Evaluations in a row a level must hold to count (1 takes the first crossing).
         grokked_at: The accuracy level whose onset decides ``grokked``.
         min_ratio: Grokked when t_gen(grokked_at) >= min_ratio * t_mem, i.e. generalization came well after
@@ -69,6 +88,7 @@ class GrokkingOnset(Probe):
         splits: tuple[str, ...] = ("test_inferred_iid", "test_inferred_ood"),
         thresholds: tuple[float, ...] = (0.5, 0.9, 0.99),
         memorized: float = 0.99,
+        memorized_splits: tuple[str, ...] = MEMORIZED_SPLITS,
         consecutive: int = 3,
         grokked_at: float = 0.9,
         min_ratio: float = 2.0,
@@ -79,7 +99,7 @@ class GrokkingOnset(Probe):
         per_decade: int | None = None,
     ) -> None:
         super().__init__(every_n_steps=every_n_steps, per_decade=per_decade)
-        for split in (*splits, stop_split):
+        for split in (*splits, *memorized_splits, stop_split):
             if split not in EVAL_SPLITS:
                 raise ConfigError(f"GrokkingOnset: split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
         for level in (*thresholds, memorized, grokked_at, stop_threshold):
@@ -90,7 +110,10 @@ class GrokkingOnset(Probe):
                 "GrokkingOnset: consecutive must be at least 1, min_ratio positive, stop_after_steps >= 0"
             )
         self.splits, self.thresholds = tuple(splits), tuple(sorted(thresholds))
-        self.memorized, self.consecutive = memorized, consecutive
+        if not memorized_splits:
+            raise ConfigError("GrokkingOnset: memorized_splits must name at least one training split")
+        self.memorized, self.memorized_splits = memorized, tuple(memorized_splits)
+        self.consecutive = consecutive
         self.grokked_at, self.min_ratio = grokked_at, min_ratio
         self.stop_after_steps, self.stop_split = stop_after_steps, stop_split
         self.stop_threshold = stop_threshold
@@ -105,7 +128,9 @@ class GrokkingOnset(Probe):
 
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         board = pl_module.board
-        t_mem = self.onset(board, "train/acc", self.memorized)
+        t_mem = first_sustained(
+            training_curve(board, self.memorized_splits), self.memorized, self.consecutive
+        )
 
         def delay(t: int | None) -> int | None:
             return None if t is None or t_mem is None else t - t_mem
@@ -158,7 +183,7 @@ class GrokkingOnset(Probe):
         """A markdown table of the onsets (TensorBoard's Text tab), drawn again only when an onset changes."""
         t_mem = "-" if result["t_mem"] is None else result["t_mem"]
         rows = [
-            f"t_mem (training accuracy >= {self.memorized:g}): {t_mem}",
+            f"t_mem ({', '.join(self.memorized_splits)} >= {self.memorized:g}): {t_mem}",
             "",
             "| split | " + " | ".join(f"t_gen({level_key(x)})" for x in self.thresholds) + " | grokked |",
             "|---" * (len(self.thresholds) + 2) + "|",

@@ -1,0 +1,36 @@
+"""Per-token losses the trainer can use: softmax cross-entropy, and StableMax cross-entropy.
+
+StableMax (Prieto et al. 2025, "Grokking at the Edge of Numerical Stability") replaces the exponential of
+softmax by ``s(x) = x + 1`` for ``x >= 0`` and ``1 / (1 - x)`` for ``x < 0``. Softmax lets a network that has
+fit its training data keep lowering the loss by scaling its logits up, until the probabilities round to
+exactly 0 and 1 ("Softmax Collapse") and the gradient turns into noise; StableMax grows only linearly with
+the logits, so the loss stays informative. ``s`` is increasing, so the argmax (the prediction) is unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+LossName = Literal["cross_entropy", "stablemax"]
+
+
+def stablemax_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """``log(s(x_i) / sum_j s(x_j))`` over the last dimension, in float32 or wider."""
+    x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    # Each branch sees only its own half of the axis, so neither produces an infinite value or gradient.
+    s = torch.where(x >= 0, x.clamp(min=0) + 1, 1 / (1 - x.clamp(max=0)))
+    return s.log() - s.sum(-1, keepdim=True).log()
+
+
+def token_losses(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, kind: LossName
+) -> torch.Tensor:
+    """Loss per token (B, T) of ``logits`` (B, T, V) against ``targets`` (B, T); 0 where ``ignore_index``."""
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=ignore_index, reduction="none")
+    supervised = targets != ignore_index
+    picked = stablemax_log_probs(logits).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+    return -picked * supervised

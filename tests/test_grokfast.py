@@ -1,0 +1,43 @@
+"""Grokfast's EMA gradient filter on a known gradient sequence (its exact resume is in test_resume.py)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from grokkit.errors import ConfigError
+from grokkit.grokfast import Grokfast
+
+
+def filtered(callback: Grokfast, module: nn.Module, grad: float) -> float:
+    module.weight.grad = torch.full_like(module.weight, grad)
+    callback.on_before_optimizer_step(SimpleNamespace(), module, None)
+    return module.weight.grad[0, 0].item()
+
+
+def test_filter_on_a_known_gradient_sequence():
+    module, callback = nn.Linear(2, 2, bias=False), Grokfast(alpha=0.5, lamb=2.0)
+    # mu: 0.5 * 4 = 2; then 0.5 * 2 + 0.5 * 0 = 1; then 0.5 * 1 + 0.5 * -2 = -0.5
+    assert filtered(callback, module, 4.0) == 4.0 + 2.0 * 2.0
+    assert filtered(callback, module, 0.0) == 0.0 + 2.0 * 1.0
+    assert filtered(callback, module, -2.0) == -2.0 + 2.0 * -0.5
+    state = callback.state_dict()["averages"]
+    assert list(state) == ["weight"] and torch.equal(state["weight"], torch.full((2, 2), -0.5))
+
+    restored = Grokfast(alpha=0.5, lamb=2.0)
+    restored.load_state_dict(callback.state_dict())
+    assert filtered(restored, module, 1.0) == filtered(callback, module, 1.0) == 1.0 + 2.0 * 0.25
+
+
+def test_a_non_finite_gradient_leaves_the_average_clean():
+    module, callback = nn.Linear(2, 2, bias=False), Grokfast(alpha=0.5, lamb=1.0)
+    filtered(callback, module, 2.0)  # mu = 1
+    assert torch.isnan(torch.tensor(filtered(callback, module, float("nan"))))  # the step is stopped/skipped
+    assert filtered(callback, module, 0.0) == 0.5  # mu = 0.5 * 1 + 0.5 * 0, the NaN never entered it
+
+
+@pytest.mark.parametrize("kwargs", [{"alpha": 1.0}, {"alpha": -0.1}, {"lamb": -1.0}, {"lamb": float("nan")}])
+def test_settings_are_checked(kwargs):
+    with pytest.raises(ConfigError, match="Grokfast"):
+        Grokfast(**kwargs)
