@@ -27,8 +27,8 @@ def test_atomic_only_control_keeps_the_circuit_signal_at_chance(tmp_path, family
     lens = {"class_path": "grokkit.probes.LogitLens", "init_args": {"splits": ["test_inferred_iid"]}}
     main(tiny_args(
         tmp_path,
-        "--data.phi=0", "--data.test_iid_probability=0.5", "--model.lr=3e-3",
-        "--trainer.max_steps=400", "--trainer.val_check_interval=200", "--trainer.enable_progress_bar=false",
+        "--data.phi=0", "--data.test_iid_probability=0.5", "--model.lr=2e-3",
+        "--trainer.max_steps=600", "--trainer.val_check_interval=200", "--trainer.enable_progress_bar=false",
         f"--trainer.callbacks+={json.dumps(lens)}", *(RECURSIVE if family == "recursive" else []),
     ))  # fmt: skip
     summary = json.loads((tmp_path / "runs/tiny/version_0/summary.json").read_text())
