@@ -1,0 +1,306 @@
+"""``grokkit sweep --config ... --grid KEY=[...]``: a grid of ``grokkit fit`` runs on Ray Tune.
+
+Before any trial starts, the sweep resolves the ``--config`` files (and any ``fit`` flags) into one base config
+(``SWEEP/base.yaml``), checks every grid key and value against ``grokkit fit``'s parser, and builds each
+distinct dataset once. Ray Tune then runs the unfinished trials (:mod:`grokkit.trial`), locally on this
+machine's cores or on an existing cluster (``--address``), with no pruning: during the memorization plateau
+every trial lags, so a pruner would select against grokking. Started again, a sweep keeps its finished
+trials and resumes the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import ArgumentError, Namespace
+
+from grokkit.errors import ConfigError, TrainingError
+
+try:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
+except ImportError:
+    raise ConfigError("grokkit sweep needs Ray Tune: pip install 'grokkit[sweep]'") from None
+
+from grokkit import grid
+from grokkit.checkpointing import atomic_write
+from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser
+from grokkit.data import TwoHopDataModule
+from grokkit.module import GrokModule
+from grokkit.results import SWEEP_PLAN, flatten, load_sweep
+from grokkit.trial import Trial, config_flags, is_done
+
+BASE = "base.yaml"
+
+
+class ConfigOnlyCLI(GrokkitCLI):
+    """Parses and checks a config exactly as ``grokkit fit`` does, and instantiates nothing."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def config_parser(args: list[str]) -> tuple[GrokkitParser, Namespace]:
+    """``grokkit fit``'s parser and the config ``args`` give (a bad config: one line, exit 2)."""
+    cli = ConfigOnlyCLI(
+        GrokModule,
+        TwoHopDataModule,
+        trainer_defaults=TRAINER_DEFAULTS,
+        auto_configure_optimizers=False,
+        parser_class=GrokkitParser,
+        parser_kwargs={"prog": "grokkit sweep"},
+        save_config_callback=None,
+        args=args,
+        run=False,
+    )
+    return cli.parser, cli.config
+
+
+def read_configs(paths: list[str]) -> tuple[list[str], list[grid.Axis]]:
+    """``--config`` arguments for the parser (a file's ``sweep:`` section taken out) and the sections' axes."""
+    args, axes = [], []
+    for path in paths:
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"--config {path}: no such file") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(
+                f"--config {path}: not valid YAML ({' '.join(str(error).split())[:120]})"
+            ) from None
+        if isinstance(content, dict) and "sweep" in content:
+            axes += grid.parse_section(content.pop("sweep"), path)
+            args += [
+                "--config",
+                yaml.safe_dump(content, sort_keys=False),
+            ]  # jsonargparse takes the YAML text too
+        else:
+            args += ["--config", path]
+    return args, axes
+
+
+def base_config(parser: GrokkitParser, config: Namespace, sweep_dir: Path) -> dict[str, Any]:
+    """The resolved config, logging every trial to ``sweep_dir/<trial>`` without a progress bar."""
+    base = yaml.safe_load(parser.dump(config, skip_none=False))
+    logger = {"save_dir": str(sweep_dir.resolve()), "name": "", "version": "", "default_hp_metric": False}
+    base["trainer"]["logger"] = {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": logger,
+    }
+    base["trainer"]["enable_progress_bar"] = False
+    return base
+
+
+def check_axes(parser: GrokkitParser, config: Namespace, base: dict[str, Any], axes: list[grid.Axis]) -> None:
+    """Refuse a key the config does not have, one the sweep sets itself, or a value of the wrong type."""
+    for axis in axes:
+        for key in axis.keys:
+            if key.startswith("trainer.logger"):
+                raise ConfigError(f"grid key {key}: grokkit sweep sets the logger itself (one run per trial)")
+            if key not in config:
+                raise ConfigError(
+                    f"grid key {key} is not a config key; `grokkit fit --config ... --print_config` lists them"
+                )
+    parser.exit_on_error = False  # an error raises, so it can name the grid value
+    base_text = yaml.safe_dump(base, sort_keys=False)
+    for axis in axes:
+        for value in axis.values:
+            try:
+                parser.parse_args(["--config", base_text, *config_flags(dict.fromkeys(axis.keys, value))])
+            except ArgumentError as error:
+                message = " ".join(str(error).split())
+                raise ConfigError(f"grid {axis.text}={grid.format_value(value)}: {message}") from None
+
+
+def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]]) -> int:
+    """Build every dataset the trials need, once, before they run in parallel; returns how many differ."""
+    built = set()
+    for name, point in points.items():
+        data = {**base["data"], **{key[5:]: v for key, v in point.items() if key.startswith("data.")}}
+        try:
+            datamodule = TwoHopDataModule(**data)
+        except ConfigError as error:
+            raise ConfigError(f"trial {name}: {error}") from None
+        if datamodule.dataset_dir not in built:
+            datamodule.prepare_data()
+            built.add(datamodule.dataset_dir)
+    return len(built)
+
+
+def check_same_base(sweep_dir: Path, base: dict[str, Any]) -> None:
+    """Refuse to mix trials of another base config into a sweep directory."""
+    path = sweep_dir / BASE
+    if not path.is_file():
+        return
+    earlier, now = flatten(yaml.safe_load(path.read_text())), flatten(base)
+    differing = sorted(key for key in earlier.keys() | now.keys() if earlier.get(key) != now.get(key))
+    if differing:
+        raise ConfigError(
+            f"{sweep_dir} holds a sweep of another config (it differs in {', '.join(differing[:3])}); "
+            "give the same --config files and flags to continue it, or another --out"
+        )
+
+
+def write_plan(sweep_dir: Path, base: dict[str, Any], points: dict[str, dict[str, Any]]) -> None:
+    """``base.yaml`` and ``sweep.json``: every trial's point, the trials of earlier runs kept."""
+    plan_path = sweep_dir / SWEEP_PLAN
+    trials = json.loads(plan_path.read_text())["trials"] if plan_path.is_file() else {}
+    plan = {"base": BASE, "trials": {**trials, **points}}
+    atomic_write(sweep_dir / BASE, lambda f: f.write(yaml.safe_dump(base, sort_keys=False).encode()))
+    atomic_write(plan_path, lambda f: f.write(json.dumps(plan, indent=1).encode()))
+
+
+class TrialLines(tune.Callback):
+    """One line per trial started, finished or failed (instead of Ray Tune's tables)."""
+
+    def __init__(self, trials: dict[str, Trial]) -> None:
+        self.trials = trials
+
+    def say(self, trial: Any, what: str) -> None:
+        print(f"grokkit sweep: {trial.config['trial']} {what}", flush=True)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.say(trial, "started")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.say(trial, f"done ({trial.last_result.get('seconds', 0):.0f} s)")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.say(trial, f"failed; see {self.trials[trial.config['trial']].run_dir / 'fit.log'}")
+
+
+def run_trial(config: dict[str, Any], trials: dict[str, Trial]) -> dict[str, Any]:
+    """Ray Tune's function trainable: ``config["trial"]`` names the grid point."""
+    return trials[config["trial"]].run()
+
+
+def run_on_ray(trials: list[Trial], options: argparse.Namespace, sweep_dir: Path) -> None:
+    """Run ``trials`` on a local Ray instance (``options.max_concurrent`` at once), or on ``options.address``."""
+    if options.address:
+        ray.init(address=options.address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=options.max_concurrent * options.cpus_per_trial,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    try:
+        available = ray.cluster_resources()
+        for resource, need in (("CPU", options.cpus_per_trial), ("GPU", options.gpus_per_trial)):
+            if need > available.get(resource, 0):
+                raise ConfigError(
+                    f"--{resource.lower()}s-per-trial {need:g}: the Ray cluster has {available.get(resource, 0):g} {resource}s"
+                )
+        resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+        by_name = {trial.name: trial for trial in trials}
+        trainable = tune.with_resources(tune.with_parameters(run_trial, trials=by_name), resources)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search([trial.name for trial in trials])},
+            tune_config=tune.TuneConfig(
+                scheduler=FIFOScheduler(),  # no pruning
+                max_concurrent_trials=options.max_concurrent,
+                trial_dirname_creator=lambda trial: trial.trial_id,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=time.strftime("%Y%m%d-%H%M%S"),
+                storage_path=str((sweep_dir / ".tune").resolve()),
+                verbose=0,
+                callbacks=[TrialLines(by_name)],
+            ),
+        )
+        tuner.fit()
+    finally:
+        ray.shutdown()
+
+
+def sweep(argv: list[str]) -> Path:
+    """The command: check everything, build the datasets, run the unfinished trials; returns the sweep dir."""
+    options, fit_flags = parse_options(argv)
+    config_args, axes = read_configs(options.config)
+    axes = grid.merge(axes + [grid.parse_flag(text) for text in options.grid])
+    if not axes:
+        raise ConfigError(
+            "no grid: give --grid KEY=[VALUE,...] or a sweep: {grid: {KEY: [...]}} section in a --config file"
+        )
+    sweep_dir = Path(options.out or Path("runs", "sweeps", Path(options.config[-1]).stem))
+    parser, config = config_parser([*config_args, *fit_flags])
+    base = base_config(parser, config, sweep_dir)
+    check_same_base(sweep_dir, base)
+    check_axes(parser, config, base, axes)
+    points = grid.trial_points(axes)
+    n_datasets = build_datasets(base, points)
+    write_plan(sweep_dir, base, points)
+    trials = [
+        Trial(name, point, sweep_dir, sweep_dir / BASE, options.cpus_per_trial, os.getcwd())
+        for name, point in points.items()
+    ]
+    pending = [trial for trial in trials if not is_done(trial.run_dir)]
+    print(
+        f"grokkit sweep: {len(trials)} trials ({len(trials) - len(pending)} finished earlier, kept), "
+        f"{n_datasets} datasets -> {sweep_dir}",
+        flush=True,
+    )
+    if pending:
+        run_on_ray(pending, options, sweep_dir)
+    failed = [trial for trial in trials if not is_done(trial.run_dir)]
+    if failed:
+        names = ", ".join(trial.name for trial in failed[:3]) + (", ..." if len(failed) > 3 else "")
+        raise TrainingError(
+            f"{len(failed)} of {len(trials)} trials did not finish ({names}; see RUN/fit.log); "
+            "run the same command again to resume them"
+        )
+    return sweep_dir
+
+
+def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The sweep's own options; every other ``--key value`` goes to the config, as for ``grokkit fit``."""
+    parser = argparse.ArgumentParser(
+        prog="grokkit sweep",
+        description="Run a grid of `grokkit fit` runs on Ray Tune; each trial is a run directory in --out. "
+        "Other --key=value flags set the config as for `grokkit fit`.",
+    )
+    parser.add_argument(
+        "--config", action="append", required=True, help="a config file, as for grokkit fit (repeatable)"
+    )
+    parser.add_argument(
+        "--grid", action="append", default=[], metavar="KEY=[V,...]",
+        help="config key(s) and their values, e.g. data.phi=[7.2,9.0] or data.seed,seed_everything=[0,1] (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--out", help="the sweep directory (default runs/sweeps/<name of the last --config>)")
+    parser.add_argument("--cpus-per-trial", type=int, default=1, help="CPU threads of each trial (default 1)")
+    parser.add_argument(
+        "--gpus-per-trial", type=float, default=0.0, help="GPUs of each trial; 0.25 packs four on one"
+    )
+    parser.add_argument(
+        "--max-concurrent", type=int,
+        help="trials at once (default: this machine's cores / --cpus-per-trial; on a cluster, as many as fit)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--address", help="an existing Ray cluster, e.g. auto or ray://HEAD:10001 (default: local)"
+    )
+    options, rest = parser.parse_known_args(argv)
+    if options.cpus_per_trial < 1 or options.gpus_per_trial < 0 or (options.max_concurrent or 1) < 1:
+        raise ConfigError(
+            "--cpus-per-trial and --max-concurrent must be at least 1, --gpus-per-trial not negative"
+        )
+    if options.max_concurrent is None and not options.address:
+        options.max_concurrent = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
+    return options, rest
+
+
+def sweep_command(argv: list[str]) -> None:
+    sweep_dir = sweep(argv)
+    table = load_sweep(sweep_dir)
+    print(f"grokkit sweep: all {len(table)} trials done; grokkit.results.load_sweep({str(sweep_dir)!r})")
