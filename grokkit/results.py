@@ -19,9 +19,9 @@ import pandas as pd
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from grokkit.errors import ConfigError
+from grokkit.trial import trial_status
 
 SWEEP_PLAN = "sweep.json"  # written by `grokkit sweep`
-TRIAL_MARKER = "trial.json"
 
 
 class Run(NamedTuple):
@@ -60,14 +60,6 @@ def load_run(run_dir: str | Path) -> Run:
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     return Run(scalars.reset_index(drop=True), summary)
-
-
-def trial_status(run_dir: Path) -> str:
-    """``done`` or ``failed`` as the trial's ``trial.json`` says once its fit ended, else ``unfinished``."""
-    try:
-        return json.loads((run_dir / TRIAL_MARKER).read_text())["status"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return "unfinished"
 
 
 def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,12 @@ except ImportError:
     raise ConfigError("grokkit sweep needs Ray Tune: pip install 'grokkit[sweep]'") from None
 
 from grokkit import grid
-from grokkit.checkpointing import atomic_write
+from grokkit.atomic import atomic_write
 from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser
 from grokkit.data import TwoHopDataModule
 from grokkit.module import GrokModule
 from grokkit.results import SWEEP_PLAN, flatten, load_sweep
-from grokkit.trial import Trial, config_flags, is_done
+from grokkit.trial import Trial, config_flags, is_done, run_trial
 
 BASE = "base.yaml"
 
@@ -52,17 +53,19 @@ class ConfigOnlyCLI(GrokkitCLI):
 
 def config_parser(args: list[str]) -> tuple[GrokkitParser, Namespace]:
     """``grokkit fit``'s parser and the config ``args`` give (a bad config: one line, exit 2)."""
-    cli = ConfigOnlyCLI(
-        GrokModule,
-        TwoHopDataModule,
-        trainer_defaults=TRAINER_DEFAULTS,
-        auto_configure_optimizers=False,
-        parser_class=GrokkitParser,
-        parser_kwargs={"prog": "grokkit sweep"},
-        save_config_callback=None,
-        args=args,
-        run=False,
-    )
+    with warnings.catch_warnings():  # Lightning warns that `args` is not sys.argv (it is the config's part)
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = ConfigOnlyCLI(
+            GrokModule,
+            TwoHopDataModule,
+            trainer_defaults=TRAINER_DEFAULTS,
+            auto_configure_optimizers=False,
+            parser_class=GrokkitParser,
+            parser_kwargs={"prog": "grokkit sweep"},
+            save_config_callback=None,
+            args=args,
+            run=False,
+        )
     return cli.parser, cli.config
 
 
@@ -179,17 +182,13 @@ class TrialLines(tune.Callback):
         self.say(trial, f"failed; see {self.trials[trial.config['trial']].run_dir / 'fit.log'}")
 
 
-def run_trial(config: dict[str, Any], trials: dict[str, Trial]) -> dict[str, Any]:
-    """Ray Tune's function trainable: ``config["trial"]`` names the grid point."""
-    return trials[config["trial"]].run()
-
-
 def run_on_ray(trials: list[Trial], options: argparse.Namespace, sweep_dir: Path) -> None:
     """Run ``trials`` on a local Ray instance (``options.max_concurrent`` at once), or on ``options.address``."""
     if options.address:
         ray.init(address=options.address, log_to_driver=False)
     else:
-        ray.init(
+        ray.init(  # "local": a new Ray instance, even where a `ray start` cluster runs on this machine
+            address="local",
             num_cpus=options.max_concurrent * options.cpus_per_trial,
             include_dashboard=False,
             log_to_driver=False,

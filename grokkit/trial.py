@@ -18,10 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grokkit.checkpointing import atomic_write
-from grokkit.results import TRIAL_MARKER, trial_status
+from grokkit.atomic import atomic_write
 
-LOG = "fit.log"
+TRIAL_MARKER, LOG = "trial.json", "fit.log"
+
+
+def trial_status(run_dir: Path) -> str:
+    """``done`` or ``failed`` as the trial's ``trial.json`` says once its fit ended, else ``unfinished``."""
+    try:
+        return json.loads((run_dir / TRIAL_MARKER).read_text())["status"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return "unfinished"
 
 
 def is_done(run_dir: Path) -> bool:
@@ -86,3 +93,9 @@ class Trial:
                 f"trial {self.name}: grokkit fit exited with {returncode}; see {self.run_dir / LOG}"
             )
         return marker
+
+
+def run_trial(config: dict[str, Any], trials: dict[str, Trial]) -> dict[str, Any]:
+    """Ray Tune's function trainable: ``config["trial"]`` names the grid point. It lives here, in a module that
+    imports neither torch nor Ray, so that a Ray worker starts quickly."""
+    return trials[config["trial"]].run()
