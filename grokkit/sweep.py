@@ -26,6 +26,7 @@ from grokkit.errors import ConfigError, TrainingError
 try:
     import ray
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
     from ray.tune.schedulers import FIFOScheduler
 except ImportError:
     raise ConfigError("grokkit sweep needs Ray Tune: pip install 'grokkit[sweep]'") from None
@@ -185,7 +186,13 @@ class TrialLines(tune.Callback):
 def run_on_ray(trials: list[Trial], options: argparse.Namespace, sweep_dir: Path) -> None:
     """Run ``trials`` on a local Ray instance (``options.max_concurrent`` at once), or on ``options.address``."""
     if options.address:
-        ray.init(address=options.address, log_to_driver=False)
+        try:
+            ray.init(address=options.address, log_to_driver=False)
+        except (ConnectionError, SystemExit):  # Ray exits after its connection attempts time out
+            raise ConfigError(
+                f"--address {options.address}: no Ray cluster answered; start one there (`ray start --head`) "
+                "or leave --address out to run on this machine"
+            ) from None
     else:
         ray.init(  # "local": a new Ray instance, even where a `ray start` cluster runs on this machine
             address="local",
@@ -200,6 +207,9 @@ def run_on_ray(trials: list[Trial], options: argparse.Namespace, sweep_dir: Path
                 raise ConfigError(
                     f"--{resource.lower()}s-per-trial {need:g}: the Ray cluster has {available.get(resource, 0):g} {resource}s"
                 )
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = (
+            "1"  # Tune's own result files would be TensorBoard runs too
+        )
         resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
         by_name = {trial.name: trial for trial in trials}
         trainable = tune.with_resources(tune.with_parameters(run_trial, trials=by_name), resources)
@@ -216,7 +226,7 @@ def run_on_ray(trials: list[Trial], options: argparse.Namespace, sweep_dir: Path
                 name=time.strftime("%Y%m%d-%H%M%S"),
                 storage_path=str((sweep_dir / ".tune").resolve()),
                 verbose=0,
-                callbacks=[TrialLines(by_name)],
+                callbacks=[TrialLines(by_name), JsonLoggerCallback()],
             ),
         )
         tuner.fit()
@@ -224,8 +234,9 @@ def run_on_ray(trials: list[Trial], options: argparse.Namespace, sweep_dir: Path
         ray.shutdown()
 
 
-def sweep(argv: list[str]) -> Path:
-    """The command: check everything, build the datasets, run the unfinished trials; returns the sweep dir."""
+def sweep(argv: list[str]) -> Path | None:
+    """The command: check everything, build the datasets, run the unfinished trials; returns the sweep dir
+    (``None`` for ``--dry-run``, which lists the trials after the checks and writes nothing)."""
     options, fit_flags = parse_options(argv)
     config_args, axes = read_configs(options.config)
     axes = grid.merge(axes + [grid.parse_flag(text) for text in options.grid])
@@ -239,6 +250,9 @@ def sweep(argv: list[str]) -> Path:
     check_same_base(sweep_dir, base)
     check_axes(parser, config, base, axes)
     points = grid.trial_points(axes)
+    if options.dry_run:
+        print(f"grokkit sweep: {len(points)} trials -> {sweep_dir}", *points, sep="\n  ")
+        return None
     n_datasets = build_datasets(base, points)
     write_plan(sweep_dir, base, points)
     trials = [
@@ -289,6 +303,9 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--address", help="an existing Ray cluster, e.g. auto or ray://HEAD:10001 (default: local)"
     )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the config and grid, list the trials, stop"
+    )
     options, rest = parser.parse_known_args(argv)
     if options.cpus_per_trial < 1 or options.gpus_per_trial < 0 or (options.max_concurrent or 1) < 1:
         raise ConfigError(
@@ -301,5 +318,7 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def sweep_command(argv: list[str]) -> None:
     sweep_dir = sweep(argv)
+    if sweep_dir is None:
+        return
     table = load_sweep(sweep_dir)
     print(f"grokkit sweep: all {len(table)} trials done; grokkit.results.load_sweep({str(sweep_dir)!r})")

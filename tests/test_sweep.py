@@ -170,3 +170,9 @@ def test_an_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     (trial.run_dir / "checkpoints").mkdir(parents=True)
     (trial.run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
     assert trial.fit_args() == ["--config", str(trial.run_dir / "config.yaml"), "--ckpt_path", "last"]
+
+
+def test_the_phi_sweep_config_spans_eight_trials(capsys):
+    main(["sweep", "--config", str(ROOT / "configs/default.yaml"), "--config", str(ROOT / "configs/sweeps/phi_cpu.yaml"), "--dry-run"])  # fmt: skip
+    listed = capsys.readouterr().out.split()
+    assert "8" in listed and "phi=7.2,seed=0" in listed and "phi=12.6,seed=1" in listed
