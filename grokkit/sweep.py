@@ -11,15 +11,10 @@ trials and resumes the others.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any
-
-import yaml
-from jsonargparse import ArgumentError, Namespace
 
 from grokkit.errors import ConfigError, TrainingError
 
@@ -32,136 +27,17 @@ except ImportError:
     raise ConfigError("grokkit sweep needs Ray Tune: pip install 'grokkit[sweep]'") from None
 
 from grokkit import grid
-from grokkit.atomic import atomic_write
-from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser
-from grokkit.data import TwoHopDataModule
-from grokkit.module import GrokModule
-from grokkit.results import SWEEP_PLAN, flatten, load_sweep
-from grokkit.trial import Trial, config_flags, is_done, run_trial
-
-BASE = "base.yaml"
-
-
-class ConfigOnlyCLI(GrokkitCLI):
-    """Parses and checks a config exactly as ``grokkit fit`` does, and instantiates nothing."""
-
-    def before_instantiate_classes(self) -> None:
-        pass
-
-    def instantiate_classes(self) -> None:
-        pass
-
-
-def config_parser(args: list[str]) -> tuple[GrokkitParser, Namespace]:
-    """``grokkit fit``'s parser and the config ``args`` give (a bad config: one line, exit 2)."""
-    with warnings.catch_warnings():  # Lightning warns that `args` is not sys.argv (it is the config's part)
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = ConfigOnlyCLI(
-            GrokModule,
-            TwoHopDataModule,
-            trainer_defaults=TRAINER_DEFAULTS,
-            auto_configure_optimizers=False,
-            parser_class=GrokkitParser,
-            parser_kwargs={"prog": "grokkit sweep"},
-            save_config_callback=None,
-            args=args,
-            run=False,
-        )
-    return cli.parser, cli.config
-
-
-def read_configs(paths: list[str]) -> tuple[list[str], list[grid.Axis]]:
-    """``--config`` arguments for the parser (a file's ``sweep:`` section taken out) and the sections' axes."""
-    args, axes = [], []
-    for path in paths:
-        try:
-            content = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"--config {path}: no such file") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(
-                f"--config {path}: not valid YAML ({' '.join(str(error).split())[:120]})"
-            ) from None
-        if isinstance(content, dict) and "sweep" in content:
-            axes += grid.parse_section(content.pop("sweep"), path)
-            args += [
-                "--config",
-                yaml.safe_dump(content, sort_keys=False),
-            ]  # jsonargparse takes the YAML text too
-        else:
-            args += ["--config", path]
-    return args, axes
-
-
-def base_config(parser: GrokkitParser, config: Namespace, sweep_dir: Path) -> dict[str, Any]:
-    """The resolved config, logging every trial to ``sweep_dir/<trial>`` without a progress bar."""
-    base = yaml.safe_load(parser.dump(config, skip_none=False))
-    logger = {"save_dir": str(sweep_dir.resolve()), "name": "", "version": "", "default_hp_metric": False}
-    base["trainer"]["logger"] = {
-        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": logger,
-    }
-    base["trainer"]["enable_progress_bar"] = False
-    return base
-
-
-def check_axes(parser: GrokkitParser, config: Namespace, base: dict[str, Any], axes: list[grid.Axis]) -> None:
-    """Refuse a key the config does not have, one the sweep sets itself, or a value of the wrong type."""
-    for axis in axes:
-        for key in axis.keys:
-            if key.startswith("trainer.logger"):
-                raise ConfigError(f"grid key {key}: grokkit sweep sets the logger itself (one run per trial)")
-            if key not in config:
-                raise ConfigError(
-                    f"grid key {key} is not a config key; `grokkit fit --config ... --print_config` lists them"
-                )
-    parser.exit_on_error = False  # an error raises, so it can name the grid value
-    base_text = yaml.safe_dump(base, sort_keys=False)
-    for axis in axes:
-        for value in axis.values:
-            try:
-                parser.parse_args(["--config", base_text, *config_flags(dict.fromkeys(axis.keys, value))])
-            except ArgumentError as error:
-                message = " ".join(str(error).split())
-                raise ConfigError(f"grid {axis.text}={grid.format_value(value)}: {message}") from None
-
-
-def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]]) -> int:
-    """Build every dataset the trials need, once, before they run in parallel; returns how many differ."""
-    built = set()
-    for name, point in points.items():
-        data = {**base["data"], **{key[5:]: v for key, v in point.items() if key.startswith("data.")}}
-        try:
-            datamodule = TwoHopDataModule(**data)
-        except ConfigError as error:
-            raise ConfigError(f"trial {name}: {error}") from None
-        if datamodule.dataset_dir not in built:
-            datamodule.prepare_data()
-            built.add(datamodule.dataset_dir)
-    return len(built)
-
-
-def check_same_base(sweep_dir: Path, base: dict[str, Any]) -> None:
-    """Refuse to mix trials of another base config into a sweep directory."""
-    path = sweep_dir / BASE
-    if not path.is_file():
-        return
-    earlier, now = flatten(yaml.safe_load(path.read_text())), flatten(base)
-    differing = sorted(key for key in earlier.keys() | now.keys() if earlier.get(key) != now.get(key))
-    if differing:
-        raise ConfigError(
-            f"{sweep_dir} holds a sweep of another config (it differs in {', '.join(differing[:3])}); "
-            "give the same --config files and flags to continue it, or another --out"
-        )
-
-
-def write_plan(sweep_dir: Path, base: dict[str, Any], points: dict[str, dict[str, Any]]) -> None:
-    """``base.yaml`` and ``sweep.json``: every trial's point, the trials of earlier runs kept."""
-    plan_path = sweep_dir / SWEEP_PLAN
-    trials = json.loads(plan_path.read_text())["trials"] if plan_path.is_file() else {}
-    plan = {"base": BASE, "trials": {**trials, **points}}
-    atomic_write(sweep_dir / BASE, lambda f: f.write(yaml.safe_dump(base, sort_keys=False).encode()))
-    atomic_write(plan_path, lambda f: f.write(json.dumps(plan, indent=1).encode()))
+from grokkit.sweep_plan import (
+    BASE,
+    base_config,
+    build_datasets,
+    check_axes,
+    check_same_base,
+    config_parser,
+    read_configs,
+    write_plan,
+)
+from grokkit.trial import Trial, is_done, run_trial
 
 
 class TrialLines(tune.Callback):
@@ -207,9 +83,7 @@ def run_on_ray(trials: list[Trial], options: argparse.Namespace, sweep_dir: Path
                 raise ConfigError(
                     f"--{resource.lower()}s-per-trial {need:g}: the Ray cluster has {available.get(resource, 0):g} {resource}s"
                 )
-        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = (
-            "1"  # Tune's own result files would be TensorBoard runs too
-        )
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # else Tune's files show as TensorBoard runs
         resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
         by_name = {trial.name: trial for trial in trials}
         trainable = tune.with_resources(tune.with_parameters(run_trial, trials=by_name), resources)
@@ -232,6 +106,45 @@ def run_on_ray(trials: list[Trial], options: argparse.Namespace, sweep_dir: Path
         tuner.fit()
     finally:
         ray.shutdown()
+
+
+def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The sweep's own options; every other ``--key value`` goes to the config, as for ``grokkit fit``."""
+    parser = argparse.ArgumentParser(
+        prog="grokkit sweep",
+        description="Run a grid of `grokkit fit` runs on Ray Tune; each trial is a run directory in --out. "
+        "Other --key=value flags set the config as for `grokkit fit`.",
+    )
+    parser.add_argument(
+        "--config", action="append", required=True, help="a config file, as for grokkit fit (repeatable)"
+    )
+    parser.add_argument(
+        "--grid", action="append", default=[], metavar="KEY=[V,...]",
+        help="config key(s) and their values, e.g. data.phi=[7.2,9.0] or data.seed,seed_everything=[0,1] (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--out", help="the sweep directory (default runs/sweeps/<name of the last --config>)")
+    parser.add_argument("--cpus-per-trial", type=int, default=1, help="CPU threads of each trial (default 1)")
+    parser.add_argument(
+        "--gpus-per-trial", type=float, default=0.0, help="GPUs of each trial; 0.25 packs four on one"
+    )
+    parser.add_argument(
+        "--max-concurrent", type=int,
+        help="trials at once (default: this machine's cores / --cpus-per-trial; on a cluster, as many as fit)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--address", help="an existing Ray cluster, e.g. auto or ray://HEAD:10001 (default: local)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the config and grid, list the trials, stop"
+    )
+    options, rest = parser.parse_known_args(argv)
+    if options.cpus_per_trial < 1 or options.gpus_per_trial < 0 or (options.max_concurrent or 1) < 1:
+        raise ConfigError(
+            "--cpus-per-trial and --max-concurrent must be at least 1, --gpus-per-trial not negative"
+        )
+    if options.max_concurrent is None and not options.address:
+        options.max_concurrent = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
+    return options, rest
 
 
 def sweep(argv: list[str]) -> Path | None:
@@ -274,51 +187,9 @@ def sweep(argv: list[str]) -> Path | None:
             f"{len(failed)} of {len(trials)} trials did not finish ({names}; see RUN/fit.log); "
             "run the same command again to resume them"
         )
+    print(f"grokkit sweep: all {len(trials)} trials done; grokkit.results.load_sweep({str(sweep_dir)!r})")
     return sweep_dir
 
 
-def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """The sweep's own options; every other ``--key value`` goes to the config, as for ``grokkit fit``."""
-    parser = argparse.ArgumentParser(
-        prog="grokkit sweep",
-        description="Run a grid of `grokkit fit` runs on Ray Tune; each trial is a run directory in --out. "
-        "Other --key=value flags set the config as for `grokkit fit`.",
-    )
-    parser.add_argument(
-        "--config", action="append", required=True, help="a config file, as for grokkit fit (repeatable)"
-    )
-    parser.add_argument(
-        "--grid", action="append", default=[], metavar="KEY=[V,...]",
-        help="config key(s) and their values, e.g. data.phi=[7.2,9.0] or data.seed,seed_everything=[0,1] (repeatable)",
-    )  # fmt: skip
-    parser.add_argument("--out", help="the sweep directory (default runs/sweeps/<name of the last --config>)")
-    parser.add_argument("--cpus-per-trial", type=int, default=1, help="CPU threads of each trial (default 1)")
-    parser.add_argument(
-        "--gpus-per-trial", type=float, default=0.0, help="GPUs of each trial; 0.25 packs four on one"
-    )
-    parser.add_argument(
-        "--max-concurrent", type=int,
-        help="trials at once (default: this machine's cores / --cpus-per-trial; on a cluster, as many as fit)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--address", help="an existing Ray cluster, e.g. auto or ray://HEAD:10001 (default: local)"
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="check the config and grid, list the trials, stop"
-    )
-    options, rest = parser.parse_known_args(argv)
-    if options.cpus_per_trial < 1 or options.gpus_per_trial < 0 or (options.max_concurrent or 1) < 1:
-        raise ConfigError(
-            "--cpus-per-trial and --max-concurrent must be at least 1, --gpus-per-trial not negative"
-        )
-    if options.max_concurrent is None and not options.address:
-        options.max_concurrent = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
-    return options, rest
-
-
 def sweep_command(argv: list[str]) -> None:
-    sweep_dir = sweep(argv)
-    if sweep_dir is None:
-        return
-    table = load_sweep(sweep_dir)
-    print(f"grokkit sweep: all {len(table)} trials done; grokkit.results.load_sweep({str(sweep_dir)!r})")
+    sweep(argv)
