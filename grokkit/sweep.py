@@ -123,7 +123,10 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         help="config key(s) and their values, e.g. data.phi=[7.2,9.0] or data.seed,seed_everything=[0,1] (repeatable)",
     )  # fmt: skip
     parser.add_argument("--out", help="the sweep directory (default runs/sweeps/<name of the last --config>)")
-    parser.add_argument("--cpus-per-trial", type=int, default=1, help="CPU threads of each trial (default 1)")
+    parser.add_argument(
+        "--cpus-per-trial", type=int,
+        help="CPUs of each trial, and its torch threads (default: the config's threads, else 1)",
+    )  # fmt: skip
     parser.add_argument(
         "--gpus-per-trial", type=float, default=0.0, help="GPUs of each trial; 0.25 packs four on one"
     )
@@ -138,12 +141,10 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--dry-run", action="store_true", help="check the config and grid, list the trials, stop"
     )
     options, rest = parser.parse_known_args(argv)
-    if options.cpus_per_trial < 1 or options.gpus_per_trial < 0 or (options.max_concurrent or 1) < 1:
+    if (options.cpus_per_trial or 1) < 1 or options.gpus_per_trial < 0 or (options.max_concurrent or 1) < 1:
         raise ConfigError(
             "--cpus-per-trial and --max-concurrent must be at least 1, --gpus-per-trial not negative"
         )
-    if options.max_concurrent is None and not options.address:
-        options.max_concurrent = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
     return options, rest
 
 
@@ -159,7 +160,10 @@ def sweep(argv: list[str]) -> Path | None:
         )
     sweep_dir = Path(options.out or Path("runs", "sweeps", Path(options.config[-1]).stem))
     parser, config = config_parser([*config_args, *fit_flags])
-    base = base_config(parser, config, sweep_dir)
+    options.cpus_per_trial = options.cpus_per_trial or config.get("threads") or 1
+    if options.max_concurrent is None and not options.address:
+        options.max_concurrent = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
+    base = base_config(parser, config, sweep_dir, options.cpus_per_trial)
     check_same_base(sweep_dir, base)
     check_axes(parser, config, base, axes)
     points = grid.trial_points(axes)

@@ -77,8 +77,9 @@ def read_configs(paths: list[str]) -> tuple[list[str], list[grid.Axis]]:
     return args, axes
 
 
-def base_config(parser: GrokkitParser, config: Namespace, sweep_dir: Path) -> dict[str, Any]:
-    """The resolved config, logging every trial to ``sweep_dir/<trial>`` without a progress bar."""
+def base_config(parser: GrokkitParser, config: Namespace, sweep_dir: Path, threads: int) -> dict[str, Any]:
+    """The resolved config, logging every trial to ``sweep_dir/<trial>`` without a progress bar, on ``threads``
+    torch threads (recorded in each trial's config.yaml: the thread count is part of a run's numbers)."""
     base = yaml.safe_load(parser.dump(config, skip_none=False))
     logger = {"save_dir": str(sweep_dir.resolve()), "name": "", "version": "", "default_hp_metric": False}
     base["trainer"]["logger"] = {
@@ -86,6 +87,7 @@ def base_config(parser: GrokkitParser, config: Namespace, sweep_dir: Path) -> di
         "init_args": logger,
     }
     base["trainer"]["enable_progress_bar"] = False
+    base["threads"] = threads
     return base
 
 

@@ -89,7 +89,8 @@ def test_a_restarted_sweep_keeps_finished_trials_and_completes(sweep_dir):
     for name, phi in ((FIRST, 3.0), (SECOND, 4.0)):
         assert json.loads((out / name / "trial.json").read_text())["status"] == "done"
         config = (out / name / "config.yaml").read_text()
-        assert f"phi: {phi}" in config and (out / name / "checkpoints" / "last.ckpt").is_file()
+        assert f"phi: {phi}" in config and "threads: 1" in config  # --cpus-per-trial defaults to 1
+        assert (out / name / "checkpoints" / "last.ckpt").is_file()
 
 
 @pytest.mark.slow
