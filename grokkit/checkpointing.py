@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import glob
-import os
 import random
 import re
 from pathlib import Path
@@ -24,52 +22,14 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
+from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError
 from grokkit.schedule import is_log_spaced
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """Write to a temporary sibling, flush to disk, then rename over ``path``: readers see old or new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_temporaries(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-        _fsync_directory(path.parent)  # the rename itself survives a power cut
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _remove_dead_temporaries(path: Path) -> None:
-    """Delete ``.NAME.PID.tmp`` siblings left by processes killed mid-write (no such process any more)."""
-    for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = temporary.name[len(path.name) + 2 : -len(".tmp")]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            temporary.unlink(missing_ok=True)
-        except (PermissionError, OSError):  # alive (another user's), or cannot tell: leave it
-            pass
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+    """``torch.save`` that readers see whole or not at all."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -258,6 +258,14 @@ def main(args: ArgsType = None) -> None:
             from grokkit.analyze import analyze_command  # imported here: it builds on GrokkitCLI
 
             return analyze_command(argv[1:])
+        if isinstance(argv, list) and argv[:1] == ["sweep"]:
+            from grokkit.sweep import sweep_command  # imported here: it builds on GrokkitCLI
+
+            return sweep_command(argv[1:])
+        if isinstance(argv, list) and argv[:1] == ["compare"]:
+            from grokkit.compare import compare_command
+
+            return compare_command(argv[1:])
         GrokkitCLI(
             GrokModule,
             TwoHopDataModule,
