@@ -175,7 +175,8 @@ def detect(bridge_found, causal=(), **kwargs):
         board.publish("causal_tracing", step, {"r1_mid_strength": value})
     for step, value in enumerate(bridge_found, start=1):
         board.publish("logit_lens", 100 * step, {"ood/circuit_signal": value})
-    return CircuitDetector(**kwargs).compute(None, SimpleNamespace(board=board))
+    model = SimpleNamespace(circuit_signal=Recursive.circuit_signal)
+    return CircuitDetector(**kwargs).compute(None, SimpleNamespace(board=board, eval_net=model))
 
 
 def test_circuit_formed_after_a_sustained_run():
@@ -183,15 +184,28 @@ def test_circuit_formed_after_a_sustained_run():
     assert detect(history[:4]) | {"reason": ""} == {
         "formed": 0,
         "formed_step": None,
-        "bridge_found": 0.5,
+        "signal": 0.5,
+        "key": "logit_lens ood/circuit_signal",
         "reason": "",
     }
     result = detect(history)
-    assert result["formed"] == 1 and result["formed_step"] == 500 and result["bridge_found"] == 0.98
+    assert result["formed"] == 1 and result["formed_step"] == 500 and result["signal"] == 0.98
     assert "step 500" in result["reason"]
     assert detect(history, consecutive=2)["formed_step"] == 200
     assert detect(history, threshold=0.99)["formed"] == 0
     assert detect([])["formed"] == 0 and "no logit_lens" in detect([])["reason"]
+
+
+def test_a_decoder_watches_the_causal_strength_of_the_bridge_state():
+    board = ResultsBoard()
+    for step, value in [(200, 0.5), (400, 0.82), (600, 0.85), (800, 0.9)]:
+        board.publish("causal_tracing", step, {"r1_mid_strength": value})
+        board.publish("logit_lens", step, {"iid/circuit_signal": 0.04})  # at chance in a decoder
+    module = SimpleNamespace(board=board, eval_net=SimpleNamespace(circuit_signal=Decoder.circuit_signal))
+    result = CircuitDetector(split="test_inferred_iid").compute(None, module)
+    assert result["key"] == "causal_tracing r1_mid_strength" and result["formed_step"] == 400
+    configured = CircuitDetector(split="test_inferred_iid", key="iid/circuit_signal").compute(None, module)
+    assert configured["key"] == "logit_lens iid/circuit_signal" and configured["formed"] == 0
 
 
 def test_circuit_can_require_causal_strength():
@@ -206,7 +220,10 @@ def test_circuit_can_require_causal_strength():
 @pytest.mark.slow
 def test_probes_in_a_tiny_fit(tmp_path):
     probes = [
-        {"class_path": "grokkit.probes.CircuitDetector", "init_args": {"threshold": 0.0}},
+        {
+            "class_path": "grokkit.probes.CircuitDetector",
+            "init_args": {"key": "ood/circuit_signal", "threshold": 0.0},
+        },
         {"class_path": "grokkit.probes.LogitLens", "init_args": {"sample_size": 100}},
         {"class_path": "grokkit.probes.CausalTracing", "init_args": {"every_n_steps": 40, "sample_size": 50}},
     ]  # listed detector first: the CLI runs measurements before detectors

@@ -18,6 +18,19 @@ from grokkit.data.kg import EOS, PAD
 IGNORE = -100
 
 
+@dataclass(frozen=True)
+class CircuitSignal:
+    """Which probe result says "the two-hop circuit formed" for a model family, and from which level.
+
+    ``key`` may hold ``{split}``, the logit lens's prefix of the queries read (``ood``, ``iid``). A signal is
+    valid only if the training objective cannot produce it by itself (see ``grokkit.probes.logit_lens``).
+    """
+
+    section: str  # the probe publishing it (its name on the results board)
+    key: str
+    formed: float  # the level that counts as formed, when held for a few evaluations
+
+
 @dataclass
 class Patch:
     """Overwrite the state at ``stage`` and per-example ``position`` with ``value`` (B, d_model)."""
@@ -43,6 +56,7 @@ class TwoHopModel(nn.Module):
     n_stages: int
     d_model: int
     n_prefix: int = 0  # extra positions a model keeps before the tokens; hidden from states and patches
+    circuit_signal: CircuitSignal
 
     def inputs_and_targets(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Model inputs (B, T) and targets (B, T) with ``IGNORE`` where no loss is taken."""

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grokkit.errors import ConfigError
-from grokkit.models.base import IGNORE, Patch, TwoHopModel, query_length
+from grokkit.models.base import IGNORE, CircuitSignal, Patch, TwoHopModel, query_length
 
 
 class CausalSelfAttention(nn.Module):
@@ -87,6 +87,12 @@ class Decoder(TwoHopModel):
         dropout: On embeddings, attention and residual branches (GPT-2: 0.1).
         attention: ``manual`` (explicit softmax), ``sdpa`` (fused kernel) or ``auto`` (sdpa on GPU only).
     """
+
+    # A decoder's circuit is Wang et al.'s signature: the causal strength of the bridge state S[mid, r1] on
+    # the answer grows from weak (~0.5 when the compositions are memorized) to strong. The logit lens cannot
+    # see it: the bridge is decodable at the r1 position by atomic recall alone, and at the answer position
+    # it stays at chance even while the ID test accuracy climbs (README, "What `make fit` shows").
+    circuit_signal = CircuitSignal("causal_tracing", "r1_mid_strength", formed=0.8)
 
     def __init__(
         self,

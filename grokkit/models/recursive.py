@@ -25,7 +25,7 @@ from torch import nn
 
 from grokkit.data.kg import PAD
 from grokkit.errors import ConfigError
-from grokkit.models.base import Patch, TwoHopModel, pad_mask_targets, query_length
+from grokkit.models.base import CircuitSignal, Patch, TwoHopModel, pad_mask_targets, query_length
 
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
@@ -101,6 +101,10 @@ class Recursive(TwoHopModel):
         expansion: Width factor of the channel SwiGLU (and of the sequence MLP).
         n_prefix: Learned scratch positions prepended to the sequence (paper: 16).
     """
+
+    # He et al.'s Bridge Found: the model writes every slot at once, so the bridge appearing in any slot but
+    # the one atomic items train to hold it is the circuit at work (chance ~1/|E|).
+    circuit_signal = CircuitSignal("logit_lens", "{split}/circuit_signal", formed=0.95)
 
     def __init__(
         self,

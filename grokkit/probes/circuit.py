@@ -1,9 +1,10 @@
 """Has the generalization circuit formed? He et al.'s rule on the logit lens history, read from the board.
 
-The circuit counts as formed once the circuit signal (Bridge Found where the objective cannot put the bridge)
-stays at or above a threshold for a few evaluations in a row (chance is about 1/|E|); ``formed_step`` is the
-first of those evaluations. For decoders one may also ask
-for Wang et al.'s signature, a strong causal effect of the bridge state S[mid, r1] on the answer.
+The circuit counts as formed once the model family's circuit signal stays at or above its level for a few
+evaluations in a row; ``formed_step`` is the first of those evaluations. The signal is one the training
+objective cannot produce by itself: Bridge Found outside the slot atomic items train (the recursive model;
+chance is about 1/|E|), or Wang et al.'s strong causal effect of the bridge state S[mid, r1] on the answer
+(decoders).
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ import lightning as L
 
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
+from grokkit.probes.logit_lens import PREFIX
 from grokkit.probes.onset import first_sustained
+from grokkit.probes.signal import circuit_signal
 
 
 class CircuitDetector(Probe):
-    """Publishes ``formed`` (0/1), ``formed_step``, the latest ``bridge_found`` and a ``reason``.
+    """Publishes ``formed`` (0/1), ``formed_step``, the latest ``signal`` value, its ``key`` and a ``reason``.
 
     Args:
-        key: The ``logit_lens`` result to watch: by default ``circuit_signal`` on the OOD queries, Bridge
-            Found where the training objective cannot put the bridge by itself (the model's own positions;
-            see :mod:`grokkit.probes.logit_lens`). On a decoder, which does not compose OOD facts, watch
-            ``iid/circuit_signal``.
-        threshold: Bridge Found level that counts as formed.
+        split: The queries whose circuit signal is watched (``test_inferred_iid`` for a decoder, which does
+            not compose OOD facts).
+        section: The probe publishing the signal; ``None`` (with ``key`` ``None``): the model family's own
+            signal (:attr:`grokkit.models.TwoHopModel.circuit_signal`): the causal strength of S[mid, r1]
+            for a decoder, the logit lens's ``circuit_signal`` for the recursive model.
+        key: The result to watch in that section (``None``: the model's; a key alone is a logit-lens key).
+        threshold: The level that counts as formed (``None``: the signal's own; 0.95 for a configured one).
         consecutive: Evaluations in a row at or above it.
         min_causal_strength: Also require ``causal_tracing``'s ``r1_mid_strength`` to reach this once.
         every_n_steps: See :class:`Probe`.
@@ -36,8 +41,10 @@ class CircuitDetector(Probe):
 
     def __init__(
         self,
-        key: str = "ood/circuit_signal",
-        threshold: float = 0.95,
+        split: str = "test_inferred_ood",
+        section: str | None = None,
+        key: str | None = None,
+        threshold: float | None = None,
         consecutive: int = 3,
         min_causal_strength: float | None = None,
         every_n_steps: int = 1,
@@ -46,25 +53,32 @@ class CircuitDetector(Probe):
         super().__init__(every_n_steps=every_n_steps, per_decade=per_decade)
         if consecutive < 1:
             raise ConfigError(f"circuit_detector.consecutive={consecutive} must be at least 1")
-        self.key, self.threshold, self.consecutive = key, threshold, consecutive
+        if split not in PREFIX:
+            raise ConfigError(
+                f"circuit_detector.split={split!r}: choose a two-hop split among {list(PREFIX)}"
+            )
+        self.split, self.section, self.key = split, section, key
+        self.threshold, self.consecutive = threshold, consecutive
         self.min_causal_strength = min_causal_strength
 
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         board = pl_module.board
-        bridge = board.series("logit_lens", self.key)
-        if not bridge:
-            return {"formed": 0, "formed_step": None, "reason": f"no logit_lens result {self.key!r} yet"}
-        result: dict[str, Any] = {"bridge_found": bridge[-1][1]}
-        formed_step = first_sustained(bridge, self.threshold, self.consecutive)
-        reason = f"{self.key} >= {self.threshold} for {self.consecutive} evaluations from step {formed_step}"
+        signal = circuit_signal(pl_module.eval_net, self.split, self.section, self.key, self.threshold)
+        name, level = f"{signal.section} {signal.key}", signal.formed
+        series = board.series(signal.section, signal.key)
+        if not series:
+            return {"formed": 0, "formed_step": None, "key": name, "reason": f"no {name} yet"}
+        result: dict[str, Any] = {"signal": series[-1][1], "key": name}
+        formed_step = first_sustained(series, level, self.consecutive)
+        reason = f"{name} >= {level:g} for {self.consecutive} evaluations from step {formed_step}"
         if formed_step is None:
-            reason = f"{self.key} has not stayed >= {self.threshold} for {self.consecutive} evaluations"
+            reason = f"{name} has not stayed >= {level:g} for {self.consecutive} evaluations"
         elif self.min_causal_strength is not None:
             strength = board.series("causal_tracing", "r1_mid_strength")
             causal_step = first_sustained(strength, self.min_causal_strength, 1)
             if causal_step is None:
                 formed_step = None
-                reason = f"bridge found, but causal_tracing r1_mid_strength has not reached {self.min_causal_strength}"
+                reason = f"{name} formed, but causal_tracing r1_mid_strength has not reached {self.min_causal_strength}"
             else:  # both signatures: the circuit is formed when the later one appears
                 formed_step = max(formed_step, causal_step)
                 reason += f" and r1_mid_strength >= {self.min_causal_strength} from step {causal_step}"

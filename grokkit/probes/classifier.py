@@ -2,18 +2,19 @@
 
 He et al. found that high accuracy on unseen compositions and the generalization circuit can appear
 independently of each other, depending on the data regime. This probe puts a run in one of six classes,
-from the test accuracy of one split (``val`` board section) and the Bridge Found rate of the logit lens
-(the circuit), every level reached only when held for ``consecutive`` evaluations:
+from the test accuracy of one split (``val`` board section) and the circuit signal of the model family
+(Bridge Found outside the atomically trained slot for the recursive model, the causal strength of S[mid, r1]
+for a decoder; see :mod:`grokkit.probes.signal`), every level reached only when held for ``consecutive`` evaluations:
 
     t_mem     training accuracy >= memorized        t_rise  accuracy >= rise     t_high  accuracy >= high
-    t_formed  Bridge Found >= formed (circuit formed)
+    t_formed  circuit signal >= formed (circuit formed)
     late      t_rise >= late_ratio * t_mem
 
     accuracy rose (t_rise):
         not late ............................................................. no_delay
         late, circuit formed long before (t_formed <= t_rise / late_ratio) ... circuit_without_accuracy
         late, circuit formed with it (t_formed <= together_ratio * t_rise)
-              or Bridge Found median since the rise >= fake_bridge_max ....... real_grokking
+              or signal median since the rise >= fake_bridge_max ............. real_grokking
         late, to >= high, circuit low or unstable ............................ fake_grokking
         late, below high, no circuit ......................................... partial
     accuracy never rose:
@@ -28,7 +29,7 @@ says that real and fake grokking could not be told apart.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import lightning as L
@@ -36,8 +37,8 @@ import lightning as L
 from grokkit.data.kg import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
-from grokkit.probes.logit_lens import PREFIX
 from grokkit.probes.onset import MEMORIZED_SPLITS, Series, first_sustained, training_curve
+from grokkit.probes.signal import DEFAULT_FORMED, circuit_signal
 
 LABELS = (
     "not_generalized",
@@ -57,8 +58,8 @@ class Thresholds:
     consecutive: int = 3  # evaluations in a row a level must hold to count
     rise: float = 0.5  # accuracy whose first sustained crossing is "the rise" (t_rise)
     high: float = 0.9  # fake grokking rises to at least this accuracy
-    formed: float = 0.95  # Bridge Found that counts as the circuit formed (t_formed); chance is ~0.002
-    fake_bridge_max: float = 0.8  # fake grokking: Bridge Found median since the rise stays below this
+    formed: float | None = None  # circuit signal that counts as formed (t_formed); None: the signal's own
+    fake_bridge_max: float = 0.8  # fake grokking: the signal's median since the rise stays below this
     late_ratio: float = (
         2.0  # late: t_rise >= late_ratio * t_mem; circuit long before: t_formed <= t_rise / this
     )
@@ -67,7 +68,14 @@ class Thresholds:
     plateau_window: float = 0.5  # ... over this last fraction of the run's steps
 
     def __post_init__(self) -> None:
-        levels = (self.memorized, self.rise, self.high, self.formed, self.fake_bridge_max, *self.plateau)
+        levels = (
+            self.memorized,
+            self.rise,
+            self.high,
+            self.formed or 1.0,
+            self.fake_bridge_max,
+            *self.plateau,
+        )
         if not all(0.0 < level <= 1.0 for level in levels) or self.plateau[0] > self.plateau[1]:
             raise ConfigError("RunClassifier: thresholds must lie in (0, 1] and plateau must be (low, high)")
         if (
@@ -85,7 +93,7 @@ class Thresholds:
 def classify(
     train: Series, accuracy: Series, bridge: Series | None, t: Thresholds = Thresholds(), split: str = "test"
 ) -> tuple[str, str]:
-    """Label a run from (step, value) curves of training accuracy, test accuracy and Bridge Found.
+    """Label a run from (step, value) curves of training accuracy, test accuracy and the circuit signal.
 
     Returns the label (one of ``LABELS``) and one sentence with the numbers that decided it.
     ``bridge`` is ``None`` (or empty) when no circuit was measured; its steps need not match the others.
@@ -94,6 +102,8 @@ def classify(
     if not accuracy:
         return "not_generalized", f"no {split} accuracy evaluated yet"
     k = t.consecutive
+    if t.formed is None:
+        t = replace(t, formed=DEFAULT_FORMED)
     t_mem = first_sustained(train, t.memorized, k)
     t_rise = first_sustained(accuracy, t.rise, k)
     t_high = first_sustained(accuracy, t.high, k)
@@ -107,7 +117,7 @@ def classify(
             f" (max {max(v for _, v in bridge):.2f})" if bridge else ""
         )
     circuit = (
-        f"Bridge Found {bridge_state}"
+        f"circuit signal {bridge_state}"
         if bridge
         else "no circuit data (add the logit lens to tell real from fake grokking)"
     )
@@ -135,9 +145,9 @@ def classify(
         if median >= t.fake_bridge_max:
             return (
                 "real_grokking",
-                f"{rose}; Bridge Found median {median:.2f} >= {t.fake_bridge_max:g} since the rise",
+                f"{rose}; circuit signal median {median:.2f} >= {t.fake_bridge_max:g} since the rise",
             )
-        low = f"Bridge Found median {median:.2f} < {t.fake_bridge_max:g} since the rise and {bridge_state}"
+        low = f"circuit signal median {median:.2f} < {t.fake_bridge_max:g} since the rise and {bridge_state}"
         if t_high is not None:
             return "fake_grokking", f"{rose} and >= {t.high:g} from step {t_high}, while {low}"
         return "partial", f"{rose} but never held >= {t.high:g} (max {peak:.2f}), and {low}"
@@ -164,10 +174,9 @@ class RunClassifier(Probe):
 
     Args:
         split: The accuracy to classify (``test_inferred_iid`` for a decoder, which does not do OOD).
-        bridge_section: Board section holding the circuit curve (the logit lens).
-        bridge_key: The circuit signal in that section: by default the logit lens's ``circuit_signal`` on the
-            split's queries, Bridge Found at the positions the training objective cannot fill with the
-            bridge by itself (see :mod:`grokkit.probes.logit_lens`). ``None``: the one of ``split``.
+        bridge_section: Board section holding the circuit curve; with ``bridge_key`` ``None``: the model
+            family's own signal for ``split``'s queries (:attr:`grokkit.models.TwoHopModel.circuit_signal`).
+        bridge_key: The circuit curve in that section (a key alone is a logit-lens key).
         memorized_splits: Training splits whose lowest accuracy is the training accuracy (``t_mem``).
         thresholds: The levels and ratios of the classification (see :class:`Thresholds`).
     """
@@ -177,7 +186,7 @@ class RunClassifier(Probe):
     def __init__(
         self,
         split: str = "test_inferred_ood",
-        bridge_section: str = "logit_lens",
+        bridge_section: str | None = None,
         bridge_key: str | None = None,
         memorized_splits: tuple[str, ...] = MEMORIZED_SPLITS,
         thresholds: Thresholds = Thresholds(),
@@ -188,8 +197,7 @@ class RunClassifier(Probe):
         for name in (split, *memorized_splits):
             if name not in EVAL_SPLITS:
                 raise ConfigError(f"RunClassifier: split {name!r} is not one of {', '.join(EVAL_SPLITS)}")
-        self.split, self.bridge_section = split, bridge_section
-        self.bridge_key = bridge_key or f"{PREFIX.get(split, split)}/circuit_signal"
+        self.split, self.bridge_section, self.bridge_key = split, bridge_section, bridge_key
         self.memorized_splits = tuple(memorized_splits)
         self.thresholds = thresholds
 
@@ -199,11 +207,15 @@ class RunClassifier(Probe):
 
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         board = pl_module.board
+        signal = circuit_signal(
+            pl_module.eval_net, self.split, self.bridge_section, self.bridge_key, self.thresholds.formed
+        )
         label, reason = classify(
             training_curve(board, self.memorized_splits),
             board.series("val", f"{self.split}/acc"),
-            board.series(self.bridge_section, self.bridge_key),
-            self.thresholds,
+            board.series(signal.section, signal.key),
+            replace(self.thresholds, formed=signal.formed),
             self.split,
         )
-        return {"label": label, "reason": reason, "code": LABELS.index(label)}
+        key = f"{signal.section} {signal.key}"
+        return {"label": label, "reason": reason, "code": LABELS.index(label), "signal": key}
