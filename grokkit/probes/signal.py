@@ -17,7 +17,7 @@ def circuit_signal(
     """
     if section is None and key is None:
         own = model.circuit_signal
-        return CircuitSignal(
-            own.section, own.key.format(split=PREFIX.get(split, split)), formed or own.formed
-        )
-    return CircuitSignal(section or "logit_lens", key or "", formed or DEFAULT_FORMED)
+        level = own.formed if formed is None else formed
+        return CircuitSignal(own.section, own.key.format(split=PREFIX.get(split, split)), level)
+    level = DEFAULT_FORMED if formed is None else formed
+    return CircuitSignal(section or "logit_lens", key or "", level)
