@@ -18,6 +18,7 @@ def stacks() -> list[list[Path]]:
     """Standalone configs alone; overlays on top of their study's base config."""
     result = [[path] for path in STANDALONE]
     result += [CPU_REGIMES, [*CPU_REGIMES, CONFIGS / "he2026/second_hop_full.yaml"]]
+    result += [[CONFIGS / "default.yaml", path] for path in sorted((CONFIGS / "demo").glob("*.yaml"))]
     for study, base in OVERLAYS.items():
         result += [[CONFIGS / study / base]]
         result += [
