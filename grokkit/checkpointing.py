@@ -1,7 +1,7 @@
 """Checkpoints that are never half-written, resume exactly, and a trajectory of weights that does not fill the disk.
 
-* :func:`atomic_torch_save` (and :class:`AtomicCheckpointIO`, Lightning's writer made atomic): a reader, or a
-  run resumed after a crash, sees the old file or the new one, never half of one.
+* :func:`atomic_write` (and :func:`atomic_torch_save`, :class:`AtomicCheckpointIO`, Lightning's writer made
+  atomic): a reader, or a run resumed after a crash, sees the old file or the new one, never half of one.
 * :class:`ResumableCheckpoint` writes ``last.ckpt``, the full training state that ``--ckpt_path last`` resumes.
 * :class:`TrajectoryCheckpoint` writes weights-only checkpoints for offline analysis: at log-spaced steps
   (kept forever; ~10 per decade, so a million-step run holds ~40 of them) and, optionally, every N steps
@@ -14,8 +14,9 @@ import glob
 import os
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import lightning as L
 import numpy as np
@@ -29,14 +30,20 @@ from grokkit.schedule import is_log_spaced
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """Write to a temporary sibling, flush to disk, then rename over ``path``: readers see old or new, never half."""
+    """``torch.save`` through :func:`atomic_write`."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Let ``write`` fill a temporary sibling, flush it to disk, then rename it over ``path``: readers see the
+    old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_temporaries(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
