@@ -36,7 +36,7 @@ def run_hparams(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, H
     """The numbers that tell runs apart, flat, under the names of their config keys."""
     data, net, module = trainer.datamodule, pl_module.net, dict(pl_module.hparams)
     found: dict[str, Any] = {
-        "seed_everything": os.environ.get("PL_GLOBAL_SEED"),  # set by Lightning's seed_everything
+        "seed_everything": int(os.environ.get("PL_GLOBAL_SEED", -1)),  # set by Lightning's seed_everything
         "data.seed": data.seed,
         "data.facts_file": data.facts_file,
         **{f"data.{key}": value for key, value in data.spec.__dict__.items()},

@@ -158,6 +158,6 @@ class CausalTracing(Probe):
     def render(self, writer: Any, step: int, result: dict[str, Any]) -> None:
         publish_heatmap(
             writer, step, self.name, "strength_stage_x_position", torch.tensor(result["strength_map"]),
-            title=f"causal tracing: strength of each state on the answer ({self.split})",
-            colour_label="fraction of answers changed by the patch", first_stage=1,
+            title=f"causal tracing: strength\n{self.split}", colour_label="answers changed by the patch",
+            first_stage=1,
         )  # fmt: skip

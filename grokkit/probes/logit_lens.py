@@ -133,6 +133,5 @@ class LogitLens(Probe):
             publish_heatmap(
                 writer, step, self.name, f"{prefix}/bridge_top1_stage_x_position",
                 torch.tensor(result[f"{prefix}/bridge_top1_map"]),
-                title=f"logit lens: is the bridge the top-1 token? ({split})",
-                colour_label="fraction of queries",
+                title=f"logit lens: bridge is top-1\n{split}", colour_label="fraction of queries",
             )  # fmt: skip
