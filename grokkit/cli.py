@@ -296,12 +296,14 @@ def main(args: ArgsType = None) -> None:
     cli_args = None if args is None else argv
     if isinstance(argv, list) and argv[:1] in (["-h"], ["--help"], ["--version"]):
         return print(f"grokkit {version('grokkit')}" if argv[0] == "--version" else overview())
-    if isinstance(argv, list) and (not argv or argv[0] not in [*TRAINER_COMMANDS, *TOOLS]):
-        given = f"unknown subcommand {argv[0]!r}" if argv and not argv[0].startswith("-") else None
-        if given or not argv:
-            names = ", ".join([*TRAINER_COMMANDS, *TOOLS])
-            print(f"grokkit: error: {given or 'no subcommand'}; choose one of {names}", file=sys.stderr)
-            sys.exit(2)
+    known = [*TRAINER_COMMANDS, *TOOLS]
+    if isinstance(argv, list) and (not argv or (argv[0] not in known and not argv[0].startswith("-"))):
+        what = f"unknown subcommand {argv[0]!r}" if argv else "no subcommand"
+        print(
+            f"grokkit: error: {what}; choose one of {', '.join(known)} (see `grokkit --help`)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     try:
         if isinstance(argv, list) and argv[0] in TOOLS:  # imported when used: some build on GrokkitCLI
             module, _, function = TOOLS[argv[0]][0].partition(":")

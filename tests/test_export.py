@@ -1,5 +1,7 @@
 """`grokkit export`: a trained decoder, shared layers unrolled, gives TransformerLens the same logits."""
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,11 @@ from grokkit.export import load_hooked_transformer, run_decoder
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def readme_python_block(containing: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    return next(block for block in blocks if containing in block)
+
+
 @pytest.mark.slow
 def test_exported_decoder_gives_grokkit_logits_in_transformer_lens(tmp_path, capsys):
     pytest.importorskip("transformer_lens")  # the `export` extra; `make test` installs it
@@ -20,7 +27,7 @@ def test_exported_decoder_gives_grokkit_logits_in_transformer_lens(tmp_path, cap
             "--config", str(ROOT / "configs/tiny.yaml"),
             f"--data.data_dir={tmp_path / 'data'}",
             f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
-            "--trainer.max_steps=40",
+            "--trainer.max_steps=20",
             "--model.network.init_args.n_layers=4",
             "--model.network.init_args.n_unique_layers=2",  # 2 weight sets applied twice: exported unrolled
         ]
@@ -47,6 +54,11 @@ def test_exported_decoder_gives_grokkit_logits_in_transformer_lens(tmp_path, cap
         expected[:, 2].argmax(-1) == items[:, 3]
     ).float().mean()
     assert extra["vocab"][int(items[0, 0])].startswith("<e_")
+
+    example = readme_python_block("run_with_cache").replace("runs/default/version_0", str(run))
+    exec(compile(example, "README.md", "exec"), {})  # the README's example, as written
+    answers, truths = map(ast.literal_eval, capsys.readouterr().out.splitlines())  # two lists of token names
+    assert len(answers) == len(truths) > 0 and set(answers + truths) <= set(extra["vocab"])
 
 
 def test_export_refuses_a_recursive_run(tmp_path, capsys):
