@@ -19,7 +19,8 @@ def test_help_lists_every_subcommand(capsys):
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])
         assert exit_info.value.code == 0
-        assert capsys.readouterr().out.startswith("usage: grokkit ")  # that subcommand's own usage
+        usage = capsys.readouterr().out.splitlines()[0]  # that subcommand's own usage line
+        assert usage.startswith("usage: grokkit ") and f" {name} " in f"{usage} "
 
 
 def test_version(capsys):

@@ -5,10 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from grokkit.cli import main
 from grokkit.run_log import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,3 +88,18 @@ def test_validation_and_probes_are_logged_at_the_same_step(fit):
     assert figures[:3] == [
         f"logit_lens_iid_bridge_top1_stage_x_position_step000000{n}.png" for n in (20, 40, 60)
     ]
+
+
+@pytest.mark.slow
+def test_plot_draws_the_runs_curves(fit, capsys):
+    run_dir, _ = fit
+    main(["plot", str(run_dir)])
+    assert capsys.readouterr().out == f"grokkit plot: {run_dir / 'figures' / 'accuracy.png'}\n"
+    assert matplotlib.image.imread(run_dir / "figures" / "accuracy.png").shape[:2] == (504, 960)  # 8 x 4.2 in
+
+
+def test_plot_refuses_a_directory_without_a_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plot", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no validation curves" in capsys.readouterr().err
