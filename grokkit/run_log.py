@@ -47,7 +47,7 @@ def run_hparams(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, H
         "model.parameters": sum(parameter.numel() for parameter in net.parameters()),
         "model.stages": net.n_stages,
         "trainer.max_steps": trainer.max_steps,
-        "threads": torch.get_num_threads(),  # it sets the order of floating-point sums: the curves
+        "threads": torch.get_num_threads(),  # sets the order of float sums: curves differ with it
     }
     if data.facts_file is None:
         keys = ("data.n_entities", "data.n_relations", "data.out_degree")
