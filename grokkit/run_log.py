@@ -36,8 +36,9 @@ Hparam = int | float | str | bool
 def run_hparams(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Hparam]:
     """The numbers that tell runs apart, flat, under the names of their config keys."""
     data, net, module = trainer.datamodule, pl_module.net, dict(pl_module.hparams)
+    seed = os.environ.get("PL_GLOBAL_SEED")  # set by Lightning's seed_everything
     found: dict[str, Any] = {
-        "seed_everything": os.environ.get("PL_GLOBAL_SEED"),  # set by Lightning's seed_everything
+        "seed_everything": None if seed is None else int(seed),
         "data.seed": data.seed,
         "data.facts_file": data.facts_file,
         **{f"data.{key}": value for key, value in data.spec.__dict__.items()},
@@ -52,8 +53,6 @@ def run_hparams(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, H
     if data.facts_file is None:
         keys = ("data.n_entities", "data.n_relations", "data.out_degree")
         found |= dict(zip(keys, data.graph_size, strict=True))
-    if found["seed_everything"] is not None:
-        found["seed_everything"] = int(found["seed_everything"])
     network = module.pop("network", None)
     if isinstance(network, dict):  # as LightningCLI gives it: {class_path, init_args}
         found |= {f"model.network.{key}": value for key, value in network.get("init_args", {}).items()}
