@@ -121,13 +121,7 @@ def test_heatmap_has_labelled_axes_a_colour_bar_and_a_png(tmp_path):
     )
     assert [label.get_text() for label in axes.get_yticklabels()] == ["1", "2"]
     assert colour_bar.get_ylabel() == "fraction changed"
-    assert sorted(text.get_text() for text in axes.texts) == [
-        "0.00",
-        "0.25",
-        "0.50",
-        "0.75",
-        "1.00",
-    ]  # NaN: blank
+    assert sorted(text.get_text() for text in axes.texts) == ["0.00", "0.25", "0.50", "0.75", "1.00", "n/a"]
 
     writer = SummaryWriter(str(tmp_path))
     publish_heatmap(writer, 200, "causal_tracing", "strength_stage_x_position", values, "title", "fraction")
