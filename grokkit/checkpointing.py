@@ -1,7 +1,7 @@
 """Checkpoints that are never half-written, resume exactly, and a trajectory of weights that does not fill the disk.
 
-* :func:`atomic_write` (and :func:`atomic_torch_save`, :class:`AtomicCheckpointIO`, Lightning's writer made
-  atomic): a reader, or a run resumed after a crash, sees the old file or the new one, never half of one.
+* :func:`atomic_torch_save` (and :class:`AtomicCheckpointIO`, Lightning's writer made atomic): a reader, or a
+  run resumed after a crash, sees the old file or the new one, never half of one.
 * :class:`ResumableCheckpoint` writes ``last.ckpt``, the full training state that ``--ckpt_path last`` resumes.
 * :class:`TrajectoryCheckpoint` writes weights-only checkpoints for offline analysis: at log-spaced steps
   (kept forever; ~10 per decade, so a million-step run holds ~40 of them) and, optionally, every N steps
@@ -10,13 +10,10 @@
 
 from __future__ import annotations
 
-import glob
-import os
 import random
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -25,58 +22,14 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
+from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError
 from grokkit.schedule import is_log_spaced
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` through :func:`atomic_write`."""
+    """``torch.save`` that readers see whole or not at all."""
     atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Let ``write`` fill a temporary sibling, flush it to disk, then rename it over ``path``: readers see the
-    old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_temporaries(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-        _fsync_directory(path.parent)  # the rename itself survives a power cut
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _remove_dead_temporaries(path: Path) -> None:
-    """Delete ``.NAME.PID.tmp`` siblings left by processes killed mid-write (no such process any more)."""
-    for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = temporary.name[len(path.name) + 2 : -len(".tmp")]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            temporary.unlink(missing_ok=True)
-        except (PermissionError, OSError):  # alive (another user's), or cannot tell: leave it
-            pass
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

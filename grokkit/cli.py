@@ -58,6 +58,8 @@ TOOLS = {
         "write a trained decoder as a TransformerLens HookedTransformer",
     ),
     "plot": ("grokkit.plot:plot_command", "draw a run's accuracy curves as a PNG"),
+    "sweep": ("grokkit.sweep:sweep_command", "run a grid of `grokkit fit` runs on Ray Tune (resumable)"),
+    "compare": ("grokkit.compare:compare_command", "draw curves or a summary field across runs and sweeps"),
 }
 
 

@@ -10,21 +10,15 @@ import argparse
 import json
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from grokkit.data.kg import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.figures import new_figure, png_bytes, save_png
+from grokkit.results import load_run
 
 
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    curves: dict[str, dict[int, float]] = {}
-    for tag in events.Tags()["scalars"]:
-        for event in events.Scalars(tag):  # a resumed run logs some steps twice: the later value wins
-            curves.setdefault(tag, {})[event.step] = event.value
-    return {tag: sorted(points.items()) for tag, points in curves.items()}
+    scalars = load_run(run_dir).scalars
+    return {str(tag): list(zip(rows.step, rows.value, strict=True)) for tag, rows in scalars.groupby("tag")}
 
 
 def plot(run_dir: Path, out: Path) -> None:

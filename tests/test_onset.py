@@ -104,7 +104,10 @@ def test_published_summary_and_onset_table():
     probe.render(writer, 10_000, result)
     probe.render(writer, 10_100, result)  # unchanged onsets: not drawn again
     assert len(texts) == 1 and texts[0][0] == "grokking/onset"
-    assert "t_mem (id_atomic, train_inferred >= 0.99): 1000" in texts[0][1] and "5000 (5.0x t_mem)" in texts[0][1]
+    assert (
+        "t_mem (id_atomic, train_inferred >= 0.99): 1000" in texts[0][1]
+        and "5000 (5.0x t_mem)" in texts[0][1]
+    )
 
 
 def test_first_sustained_orders_steps_and_keeps_the_last_value_of_a_step():

@@ -18,7 +18,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from grokkit.checkpointing import atomic_write
+from grokkit.atomic import atomic_write
 
 POSITION_NAMES = ("h", "r1", "r2", "t", "</a>")  # the item slots; a decoder's query shows the first three
 

@@ -1,0 +1,53 @@
+"""Atomic file writes: a reader, or a run resumed after a crash, sees the old file or the new one, never half."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
+    """``write`` to a temporary sibling, flush to disk, then rename over ``path``: readers see old or new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temporaries(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+        _fsync_directory(path.parent)  # the rename itself survives a power cut
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _remove_dead_temporaries(path: Path) -> None:
+    """Delete ``.NAME.PID.tmp`` siblings left by processes killed mid-write (no such process any more)."""
+    for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = temporary.name[len(path.name) + 2 : -len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            temporary.unlink(missing_ok=True)
+        except (PermissionError, OSError):  # alive (another user's), or cannot tell: leave it
+            pass
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

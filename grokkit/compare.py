@@ -1,0 +1,128 @@
+"""``grokkit compare DIR... --out FIG.png``: figures across runs, as a PNG and in TensorBoard.
+
+Two kinds, from run directories or sweep directories (a sweep stands for its trials):
+
+* curves (the default): the chosen ``--tags`` over steps, one panel per tag with every run overlaid, or with
+  ``--panels`` one panel per run with every tag (He et al.'s regime panels: training accuracy, test accuracy,
+  circuit signal);
+* a summary field against a grid value (``--x data.phi --y grokking.t_gen.test_inferred_iid.0.9``), one line
+  per value of the other grid keys (e.g. per seed).
+
+The figure also goes to TensorBoard (``--logdir``, default ``runs/compare``; Images tab, tag
+``compare/<FIG name>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+
+from grokkit.errors import ConfigError  # noqa: E402
+from grokkit.results import SWEEP_PLAN, load_run, load_sweep  # noqa: E402
+
+CURVE_TAGS = ("val/train/acc", "val/test_inferred_iid/acc", "val/test_inferred_ood/acc")
+
+
+def is_sweep(path: Path) -> bool:
+    return (path / SWEEP_PLAN).is_file()
+
+
+def expand_runs(paths: list[Path]) -> dict[str, Path]:
+    """Label -> run directory: a sweep's trials under their names, other runs as ``parent/name``."""
+    runs = {}
+    for path in paths:
+        if is_sweep(path):
+            runs |= {name: path / name for name in load_sweep(path)["trial"] if (path / name).is_dir()}
+        elif path.is_dir():
+            runs[f"{path.parent.name}/{path.name}"] = path
+        else:
+            raise ConfigError(f"{path}: no such run or sweep directory")
+    if not runs:
+        raise ConfigError("no run directories to compare (the sweeps have no trial started yet)")
+    return runs
+
+
+def curves_figure(runs: dict[str, Path], tags: list[str], panels: bool) -> Figure:
+    """One panel per tag (runs overlaid), or with ``panels`` one per run (tags overlaid)."""
+    scalars = {label: load_run(path).scalars for label, path in runs.items()}
+    known = {tag for frame in scalars.values() for tag in frame["tag"].unique()}
+    missing = [tag for tag in tags if tag not in known]
+    if missing:
+        raise ConfigError(
+            f"--tags {missing[0]}: no run logged it; the runs have e.g. {', '.join(sorted(known)[:5])}"
+        )
+    outer, inner = (list(runs), tags) if panels else (tags, list(runs))
+    fig, axes = plt.subplots(1, len(outer), figsize=(4.2 * len(outer), 3.6), dpi=120, squeeze=False)
+    for ax, title in zip(axes[0], outer, strict=True):
+        for label in inner:
+            run, tag = (title, label) if panels else (label, title)
+            rows = scalars[run][scalars[run]["tag"] == tag]
+            ax.plot(rows["step"], rows["value"], label=label, linewidth=1.4)
+        ax.set(title=title, xlabel="step")
+        if all(tag.endswith("acc") for tag in tags):
+            ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
+    """``y`` (a summary field) against ``x`` (a grid key), a line per value of the sweeps' other grid keys."""
+    if not sweeps or not all(is_sweep(path) for path in sweeps):
+        raise ConfigError("--x/--y compare the trials of sweeps: give sweep directories (holding sweep.json)")
+    table = pd.concat([load_sweep(path) for path in sweeps], ignore_index=True)
+    for key, flag in ((x, "--x"), (y, "--y")):
+        if key not in table:
+            raise ConfigError(
+                f"{flag} {key}: no such column; the sweeps have {', '.join(table.columns[:12])}, ..."
+            )
+    first_summary_column = list(table.columns).index("status")
+    groups = [key for key in table.columns[1:first_summary_column] if key != x]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for values, rows in table.groupby(groups, dropna=False) if groups else [((), table)]:
+        label = ", ".join(f"{k}={v}" for k, v in zip(groups, values if groups else (), strict=True))
+        rows = rows.sort_values(x)
+        ax.plot(rows[x], pd.to_numeric(rows[y], errors="coerce"), marker="o", label=label or None)
+    unreached = int(pd.to_numeric(table[y], errors="coerce").isna().sum())
+    note = f" ({unreached} trials without a value: not drawn)" if unreached else ""
+    ax.set(xlabel=x, ylabel=y, title=f"{y} against {x}{note}")
+    ax.grid(alpha=0.3)
+    if groups:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def compare_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="grokkit compare",
+        description="Draw runs' curves, or a summary field against a grid value, to a PNG and TensorBoard.",
+    )
+    parser.add_argument("dirs", nargs="+", type=Path, help="run directories or sweep directories")
+    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    parser.add_argument("--tags", nargs="+", default=list(CURVE_TAGS), help="scalar tags to draw over steps")
+    parser.add_argument("--panels", action="store_true", help="one panel per run (default: one per tag)")
+    parser.add_argument("--x", help="a grid key, e.g. data.phi (with --y: a summary figure)")
+    parser.add_argument("--y", help="a load_sweep column, e.g. grokking.t_gen.test_inferred_iid.0.9")
+    parser.add_argument("--logdir", type=Path, default=Path("runs/compare"), help="TensorBoard directory")
+    args = parser.parse_args(argv)
+    if (args.x is None) != (args.y is None):
+        raise ConfigError("--x and --y go together: a summary field (--y) against a grid key (--x)")
+    if args.x is not None:
+        fig = summary_figure(args.dirs, args.x, args.y)
+    else:
+        fig = curves_figure(expand_runs(args.dirs), args.tags, args.panels)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out)
+    with SummaryWriter(str(args.logdir)) as writer:
+        writer.add_figure(f"compare/{args.out.stem}", fig)
+    print(f"grokkit compare: {args.out}; TensorBoard: {args.logdir} (tag compare/{args.out.stem})")

@@ -1,0 +1,94 @@
+"""Runs and sweeps as pandas tables, for notebooks and scripts.
+
+    from grokkit.results import load_run, load_sweep
+    scalars, summary = load_run("runs/default/version_0")   # step, tag, value, wall_time; summary.json
+    table = load_sweep("runs/sweeps/phi_cpu")               # one row per trial: grid values, summary fields
+
+Both tables export with pandas (``.to_csv(path, index=False)``); from a shell,
+``python -m grokkit.results RUN_OR_SWEEP_DIR OUT.csv`` does the same.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from grokkit.errors import ConfigError
+from grokkit.trial import trial_status
+
+SWEEP_PLAN = "sweep.json"  # written by `grokkit sweep`
+
+
+class Run(NamedTuple):
+    scalars: pd.DataFrame  # columns step, tag, value, wall_time; one row per (tag, step)
+    summary: dict[str, Any]  # summary.json ({} before the first validation)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys: ``{"grokking": {"t_mem": 800}}`` -> ``{"grokking.t_mem": 800}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """The run's scalars, read from its TensorBoard events (a resumed run's repeated steps keep the later
+    value), and its ``summary.json``."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory")
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    rows = [
+        (event.step, tag, event.value, event.wall_time)
+        for tag in events.Tags()["scalars"]
+        for event in events.Scalars(tag)
+    ]
+    scalars = pd.DataFrame(rows, columns=["step", "tag", "value", "wall_time"])
+    scalars = scalars.drop_duplicates(["tag", "step"], keep="last").sort_values(
+        ["tag", "step"], kind="stable"
+    )
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    return Run(scalars.reset_index(drop=True), summary)
+
+
+def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per trial of a ``grokkit sweep``: ``trial``, its grid values (one column per config key),
+    ``status`` (done, failed, or unfinished) and every scalar field of its summary.json, flattened
+    (``grokking.t_mem``, ``grokking.t_gen.test_inferred_iid.0.9``, ``classification.label``,
+    ``val.test_inferred_iid/acc``, ...)."""
+    sweep_dir = Path(sweep_dir)
+    plan_path = sweep_dir / SWEEP_PLAN
+    if not plan_path.is_file():
+        raise ConfigError(f"{plan_path} not found: give a directory written by `grokkit sweep`")
+    rows = []
+    for name, point in json.loads(plan_path.read_text())["trials"].items():
+        run_dir = sweep_dir / name
+        summary_path = run_dir / "summary.json"
+        summary = flatten(json.loads(summary_path.read_text())) if summary_path.is_file() else {}
+        scalars = {
+            key: v for key, v in summary.items() if v is None or isinstance(v, (bool, int, float, str))
+        }
+        rows.append({"trial": name, **point, "status": trial_status(run_dir), **scalars})
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str]) -> None:
+    source, out = Path(argv[0]), Path(argv[1])
+    table = load_sweep(source) if (source / SWEEP_PLAN).is_file() else load_run(source).scalars
+    table.to_csv(out, index=False)
+    print(f"{len(table)} rows -> {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,150 @@
+"""A sweep's plan, checked before any trial starts: the resolved base config, the grid, the datasets.
+
+The ``--config`` files (a file's ``sweep:`` section taken out) and ``fit`` flags resolve, through ``grokkit
+fit``'s own parser, into one base config that logs each trial to ``SWEEP/<trial name>``; every grid key must
+be a key of it and every value parse as that key's type; each distinct dataset is built once, so trials
+running in parallel only read it. ``SWEEP/base.yaml`` and ``SWEEP/sweep.json`` (every trial's point) record
+the plan, and a sweep directory refuses trials of another base config.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import ArgumentError, Namespace
+
+from grokkit import grid
+from grokkit.atomic import atomic_write
+from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser
+from grokkit.data import TwoHopDataModule
+from grokkit.errors import ConfigError
+from grokkit.module import GrokModule
+from grokkit.results import SWEEP_PLAN, flatten
+from grokkit.trial import config_flags
+
+BASE = "base.yaml"
+
+
+class ConfigOnlyCLI(GrokkitCLI):
+    """Parses and checks a config exactly as ``grokkit fit`` does, and instantiates nothing."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def config_parser(args: list[str]) -> tuple[GrokkitParser, Namespace]:
+    """``grokkit fit``'s parser and the config ``args`` give (a bad config: one line, exit 2)."""
+    with warnings.catch_warnings():  # Lightning warns that `args` is not sys.argv (it is the config's part)
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = ConfigOnlyCLI(
+            GrokModule,
+            TwoHopDataModule,
+            trainer_defaults=TRAINER_DEFAULTS,
+            auto_configure_optimizers=False,
+            parser_class=GrokkitParser,
+            parser_kwargs={"prog": "grokkit sweep"},
+            save_config_callback=None,
+            args=args,
+            run=False,
+        )
+    return cli.parser, cli.config
+
+
+def read_configs(paths: list[str]) -> tuple[list[str], list[grid.Axis]]:
+    """``--config`` arguments for the parser (a file's ``sweep:`` section taken out) and the sections' axes."""
+    args, axes = [], []
+    for path in paths:
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"--config {path}: no such file") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(
+                f"--config {path}: not valid YAML ({' '.join(str(error).split())[:120]})"
+            ) from None
+        if isinstance(content, dict) and "sweep" in content:
+            axes += grid.parse_section(content.pop("sweep"), path)
+            args += ["--config", yaml.safe_dump(content, sort_keys=False)]  # jsonargparse reads YAML text too
+        else:
+            args += ["--config", path]
+    return args, axes
+
+
+def base_config(parser: GrokkitParser, config: Namespace, sweep_dir: Path, threads: int) -> dict[str, Any]:
+    """The resolved config, logging every trial to ``sweep_dir/<trial>`` without a progress bar, on ``threads``
+    torch threads (recorded in each trial's config.yaml: the thread count is part of a run's numbers)."""
+    base = yaml.safe_load(parser.dump(config, skip_none=False))
+    logger = {"save_dir": str(sweep_dir.resolve()), "name": "", "version": "", "default_hp_metric": False}
+    base["trainer"]["logger"] = {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": logger,
+    }
+    base["trainer"]["enable_progress_bar"] = False
+    base["threads"] = threads
+    return base
+
+
+def check_axes(parser: GrokkitParser, config: Namespace, base: dict[str, Any], axes: list[grid.Axis]) -> None:
+    """Refuse a key the config does not have, one the sweep sets itself, or a value of the wrong type."""
+    for axis in axes:
+        for key in axis.keys:
+            if key.startswith("trainer.logger"):
+                raise ConfigError(f"grid key {key}: grokkit sweep sets the logger itself (one run per trial)")
+            if key not in config:
+                raise ConfigError(
+                    f"grid key {key} is not a config key; `grokkit fit --config ... --print_config` lists them"
+                )
+    parser.exit_on_error = False  # an error raises, so it can name the grid value
+    base_text = yaml.safe_dump(base, sort_keys=False)
+    for axis in axes:
+        for value in axis.values:
+            try:
+                parser.parse_args(["--config", base_text, *config_flags(dict.fromkeys(axis.keys, value))])
+            except ArgumentError as error:
+                message = " ".join(str(error).split())
+                raise ConfigError(f"grid {axis.text}={grid.format_value(value)}: {message}") from None
+
+
+def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]]) -> int:
+    """Build every dataset the trials need, once, before they run in parallel; returns how many differ."""
+    built = set()
+    for name, point in points.items():
+        data = {**base["data"], **{key[5:]: v for key, v in point.items() if key.startswith("data.")}}
+        try:
+            datamodule = TwoHopDataModule(**data)
+        except ConfigError as error:
+            raise ConfigError(f"trial {name}: {error}") from None
+        if datamodule.dataset_dir not in built:
+            datamodule.prepare_data()
+            built.add(datamodule.dataset_dir)
+    return len(built)
+
+
+def check_same_base(sweep_dir: Path, base: dict[str, Any]) -> None:
+    """Refuse to mix trials of another base config into a sweep directory."""
+    path = sweep_dir / BASE
+    if not path.is_file():
+        return
+    earlier, now = flatten(yaml.safe_load(path.read_text())), flatten(base)
+    differing = sorted(key for key in earlier.keys() | now.keys() if earlier.get(key) != now.get(key))
+    if differing:
+        raise ConfigError(
+            f"{sweep_dir} holds a sweep of another config (it differs in {', '.join(differing[:3])}); "
+            "give the same --config files and flags to continue it, or another --out"
+        )
+
+
+def write_plan(sweep_dir: Path, base: dict[str, Any], points: dict[str, dict[str, Any]]) -> None:
+    """``base.yaml`` and ``sweep.json``: every trial's point, the trials of earlier runs kept."""
+    plan_path = sweep_dir / SWEEP_PLAN
+    trials = json.loads(plan_path.read_text())["trials"] if plan_path.is_file() else {}
+    plan = {"base": BASE, "trials": {**trials, **points}}
+    atomic_write(sweep_dir / BASE, lambda f: f.write(yaml.safe_dump(base, sort_keys=False).encode()))
+    atomic_write(plan_path, lambda f: f.write(json.dumps(plan, indent=1).encode()))

@@ -1,0 +1,179 @@
+"""``grokkit sweep`` on Ray Tune, ``grokkit.results`` and ``grokkit compare``, on one real tiny sweep: two
+trials, killed after the first has finished, then started again."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_cli import ROOT
+
+from grokkit import grid
+from grokkit.cli import main
+from grokkit.errors import ConfigError
+from grokkit.results import load_run, load_sweep
+from grokkit.trial import Trial
+
+FIRST, SECOND = "phi=3.0", "phi=4.0"
+
+
+def sweep_command(tmp_path: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "grokkit", "sweep",
+        "--config", str(ROOT / "configs/tiny.yaml"),
+        "--grid", "data.phi=[3.0,4.0]",
+        "--trainer.max_steps=20", "--trainer.val_check_interval=10",
+        f"--data.data_dir={tmp_path / 'data'}",
+        "--out", str(tmp_path / "sweep"),
+        "--max-concurrent", "1",
+    ]  # fmt: skip
+
+
+def snapshot(run_dir: Path) -> dict[str, str]:
+    """Every file of a run directory with the hash of its content."""
+    return {
+        str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(run_dir.rglob("*"))
+        if path.is_file()
+    }
+
+
+def kill_session(process: subprocess.Popen) -> None:
+    """SIGKILL the sweep and everything it started (Ray's processes, the trial's fit), as a crash would."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    listed = subprocess.run(["ps", "-o", "pid=", "-s", str(process.pid)], capture_output=True, text=True)
+    for pid in map(int, listed.stdout.split()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """The sweep, killed as soon as its first trial is done, then run again to the end."""
+    tmp_path = tmp_path_factory.mktemp("sweep")
+    command, out = sweep_command(tmp_path), tmp_path / "sweep"
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    first = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 150
+    try:
+        while not (out / FIRST / "trial.json").exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the first trial did not finish"
+            time.sleep(0.05)
+    finally:
+        kill_session(first)
+    killed = {"first": snapshot(out / FIRST), "second_done": (out / SECOND / "trial.json").exists()}
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return out, killed, second.stdout
+
+
+@pytest.mark.slow
+def test_a_restarted_sweep_keeps_finished_trials_and_completes(sweep_dir):
+    out, killed, restart_output = sweep_dir
+    assert json.loads((out / FIRST / "trial.json").read_text())["status"] == "done"
+    assert not killed["second_done"]  # killed while the second trial was pending or running
+    assert "2 trials (1 finished earlier, kept)" in restart_output
+    assert f"{SECOND} started" in restart_output and f"{FIRST} started" not in restart_output
+    assert snapshot(out / FIRST) == killed["first"]  # not a byte of the finished trial was rewritten
+    for name, phi in ((FIRST, 3.0), (SECOND, 4.0)):
+        assert json.loads((out / name / "trial.json").read_text())["status"] == "done"
+        config = (out / name / "config.yaml").read_text()
+        assert f"phi: {phi}" in config and "threads: 1" in config  # --cpus-per-trial defaults to 1
+        assert (out / name / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_load_run_and_load_sweep_read_the_trials(sweep_dir, tmp_path):
+    out, _, _ = sweep_dir
+    scalars, summary = load_run(out / FIRST)
+    assert list(scalars.columns) == ["step", "tag", "value", "wall_time"]
+    iid = scalars[scalars["tag"] == "val/test_inferred_iid/acc"]
+    assert len(iid) == 2  # validations every 10 of 20 steps
+    assert iid["value"].iloc[-1] == pytest.approx(summary["val"]["test_inferred_iid/acc"])
+    table = load_sweep(out)
+    assert list(table["trial"]) == [FIRST, SECOND] and list(table["data.phi"]) == [3.0, 4.0]
+    assert list(table["status"]) == ["done", "done"]
+    assert table["val.test_inferred_iid/acc"].between(0, 1).all() and (table["val.step"] == 20).all()
+    table.to_csv(tmp_path / "sweep.csv", index=False)
+    assert pd.read_csv(tmp_path / "sweep.csv").shape == table.shape
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "how",
+    [[], ["--panels"], ["--x", "data.phi", "--y", "val.test_inferred_iid/acc"]],
+    ids=["tags", "panels", "x-y"],
+)
+def test_compare_draws_a_png_and_writes_tensorboard(sweep_dir, tmp_path, how):
+    out, _, _ = sweep_dir
+    main(["compare", str(out), "--out", str(tmp_path / "fig.png"), "--logdir", str(tmp_path / "tb"), *how])
+    height, width, _ = matplotlib.image.imread(tmp_path / "fig.png").shape
+    assert height > 300 and width > 500
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert events.Tags()["images"] == ["compare/fig"]
+
+
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        (["--grid", "data.phee=[1.0]"], "grid key data.phee is not a config key"),
+        (["--grid", "data.phi=[9.0,abc]"], "grid data.phi=abc"),
+        (["--grid", "data.phi=[]"], "--grid data.phi: the list of values is empty"),
+        (["--grid", "data.phi=9.0"], "--grid data.phi: the values must be a list"),
+        ([], "no grid"),
+    ],
+)
+def test_bad_grids_are_refused_before_any_trial(tmp_path, capsys, bad, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--config", str(ROOT / "configs/tiny.yaml"), "--out", str(tmp_path / "sweep"), *bad])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("grokkit: error: ") and expected in error
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_tied_keys_take_one_value_and_name_the_trials():
+    axes = grid.merge(
+        [
+            grid.parse_flag("data.phi=[7.2,9.0]"),
+            grid.parse_flag("data.seed=[5]"),
+            grid.parse_flag("data.seed,seed_everything=[0,1]"),  # replaces the data.seed axis
+        ]
+    )
+    points = grid.trial_points(axes)
+    assert list(points) == ["phi=7.2,seed=0", "phi=7.2,seed=1", "phi=9.0,seed=0", "phi=9.0,seed=1"]
+    assert points["phi=9.0,seed=1"] == {"data.phi": 9.0, "data.seed": 1, "seed_everything": 1}
+    with pytest.raises(ConfigError, match="given twice"):
+        grid.parse_flag("data.phi=[9.0,9.0]")
+
+
+def test_an_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
+    trial = Trial(
+        "phi=3.0", {"data.phi": 3.0}, tmp_path, tmp_path / "base.yaml", threads=1, cwd=str(tmp_path)
+    )
+    (trial.run_dir / "checkpoints").mkdir(parents=True)
+    (trial.run_dir / "events.out.tfevents.1").write_text("")  # a run killed before its first checkpoint
+    fresh = ["--config", str(tmp_path / "base.yaml"), "--data.phi", "3.0"]
+    assert trial.fit_args() == [*fresh, "--trainer.logger.init_args.name", "phi=3.0"]
+    assert not trial.run_dir.exists()  # cleared: it starts over
+    (trial.run_dir / "checkpoints").mkdir(parents=True)
+    (trial.run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert trial.fit_args() == ["--config", str(trial.run_dir / "config.yaml"), "--ckpt_path", "last"]
+
+
+def test_the_phi_sweep_config_spans_eight_trials(capsys):
+    main(["sweep", "--config", str(ROOT / "configs/default.yaml"), "--config", str(ROOT / "configs/sweeps/phi_cpu.yaml"), "--dry-run"])  # fmt: skip
+    listed = capsys.readouterr().out.split()
+    assert "8" in listed and "phi=7.2,seed=0" in listed and "phi=12.6,seed=1" in listed
