@@ -8,23 +8,27 @@ has to stop (a non-finite loss, a failing probe) says so in one line too (exit c
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from importlib.metadata import version
 
 import lightning as L
 import torch
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, RichProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.checkpointing import AtomicCheckpointIO, ResumableCheckpoint, TrajectoryCheckpoint
+from grokkit.console import GrokProgressBar, OneLineSummary, quiet_known_noise
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError, GrokkitError
 from grokkit.module import GrokModule
 from grokkit.probes import Probe
 from grokkit.probes.registry import explain_class_path_error, load_entry_point_probes
+from grokkit.run_log import HparamsSession, ValidationAtProbeStep
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -36,20 +40,48 @@ TRAINER_DEFAULTS = {
     "log_every_n_steps": 50,
     "num_sanity_val_steps": 0,
 }
-PROGRESS_NAMES = {
-    "train/loss": "loss",
-    "val/train/acc": "train",
-    "val/test_inferred_iid/acc": "iid",
-    "val/test_inferred_ood/acc": "ood",
+# `grokkit --help` lists these, in this order. LightningCLI runs the trainer commands (its `predict` is left
+# out: grokkit's models have no predict step); every other command is "module:function", called with the
+# arguments after its name.
+TRAINER_COMMANDS = {
+    "fit": "train a model: grokkit fit --config CONFIG.yaml [--section.key value ...]",
+    "validate": "evaluate a checkpoint and run every probe on it, at its step",
+    "test": "evaluate a checkpoint on the evaluation splits, logged as test/...",
+}
+TOOLS = {
+    "analyze": (
+        "grokkit.analyze:analyze_command",
+        "run a finished run's probes over its trajectory checkpoints",
+    ),
+    "export": (
+        "grokkit.export:export_command",
+        "write a trained decoder as a TransformerLens HookedTransformer",
+    ),
+    "plot": ("grokkit.plot:plot_command", "draw a run's accuracy curves as a PNG"),
+    "sweep": ("grokkit.sweep:sweep_command", "run a grid of `grokkit fit` runs on Ray Tune (resumable)"),
+    "compare": ("grokkit.compare:compare_command", "draw curves or a summary field across runs and sweeps"),
 }
 
 
-class GrokProgressBar(RichProgressBar):
-    """The step and the few numbers that tell the grokking story, under short names."""
-
-    def get_metrics(self, trainer, pl_module) -> dict:
-        metrics = super().get_metrics(trainer, pl_module)
-        return {short: metrics[name] for name, short in PROGRESS_NAMES.items() if name in metrics}
+def overview() -> str:
+    """``grokkit --help``: every subcommand in one line."""
+    helps = {**TRAINER_COMMANDS, **{name: help for name, (_, help) in TOOLS.items()}}
+    lines = [f"  {name:<10}{help}" for name, help in helps.items()]
+    return "\n".join(
+        [
+            "usage: grokkit [-h] [--version] [--debug] SUBCOMMAND ...",
+            "",
+            "Grokking and generalization circuits in transformers on two-hop knowledge composition.",
+            "",
+            "subcommands (`grokkit SUBCOMMAND --help` gives each one's options):",
+            *lines,
+            "",
+            "options:",
+            "  -h, --help  show this overview and exit",
+            "  --version   show grokkit's version and exit",
+            f"  --debug     show tracebacks instead of one-line errors (also {DEBUG_ENV}=1)",
+        ]
+    )
 
 
 DEBUG_ENV = "GROKKIT_DEBUG"
@@ -76,6 +108,10 @@ def set_step(trainer: L.Trainer, step: int) -> None:
 
 
 class GrokkitCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name in TRAINER_COMMANDS}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.item_len", "model.item_len", apply_on="instantiate")
@@ -110,15 +146,21 @@ class GrokkitCLI(LightningCLI):
             init.sub_dir = self.subcommand
 
     def instantiate_trainer(self, **kwargs):
-        """Atomic checkpoint writes, a progress bar, and learning-rate and weight-decay curves, always."""
+        """Atomic checkpoint writes, a progress bar in steps, a one-line model summary, learning-rate and
+        weight-decay curves, validation metrics at the probes' step, and the HPARAMS session, always."""
         configured = self._get(self.config_init, "trainer", default={})
         callbacks, plugins = (_as_list(configured.get(key)) for key in ("callbacks", "plugins"))
         wants_bar = configured.get("enable_progress_bar") is not False
         if wants_bar and not any(isinstance(c, RichProgressBar) for c in callbacks):
             callbacks.append(GrokProgressBar(refresh_rate=50))
+        if configured.get("enable_model_summary") is not False:  # Lightning's default: a table with FLOPs 0
+            if not any(isinstance(c, ModelSummary) for c in callbacks):
+                callbacks.append(OneLineSummary())
+            kwargs["enable_model_summary"] = False  # no default summary, nor a line saying it was skipped
         if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
         callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
+        callbacks += [ValidationAtProbeStep(), HparamsSession()]
         interval = self._get(self.config, "trainer").get("val_check_interval")
         if isinstance(interval, (int, float)) and interval <= 0:
             raise ConfigError(
@@ -245,6 +287,7 @@ def main(args: ArgsType = None) -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     load_entry_point_probes()
+    quiet_known_noise()
     global _debug
     argv = sys.argv[1:] if args is None else args
     _debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
@@ -253,19 +296,20 @@ def main(args: ArgsType = None) -> None:
         if args is None:
             sys.argv[1:] = argv  # LightningCLI reads sys.argv itself when given no args
     cli_args = None if args is None else argv
+    if isinstance(argv, list) and argv[:1] in (["-h"], ["--help"], ["--version"]):
+        return print(f"grokkit {version('grokkit')}" if argv[0] == "--version" else overview())
+    known = [*TRAINER_COMMANDS, *TOOLS]
+    if isinstance(argv, list) and (not argv or (argv[0] not in known and not argv[0].startswith("-"))):
+        what = f"unknown subcommand {argv[0]!r}" if argv else "no subcommand"
+        print(
+            f"grokkit: error: {what}; choose one of {', '.join(known)} (see `grokkit --help`)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     try:
-        if isinstance(argv, list) and argv[:1] == ["analyze"]:
-            from grokkit.analyze import analyze_command  # imported here: it builds on GrokkitCLI
-
-            return analyze_command(argv[1:])
-        if isinstance(argv, list) and argv[:1] == ["sweep"]:
-            from grokkit.sweep import sweep_command  # imported here: it builds on GrokkitCLI
-
-            return sweep_command(argv[1:])
-        if isinstance(argv, list) and argv[:1] == ["compare"]:
-            from grokkit.compare import compare_command
-
-            return compare_command(argv[1:])
+        if isinstance(argv, list) and argv[0] in TOOLS:  # imported when used: some build on GrokkitCLI
+            module, _, function = TOOLS[argv[0]][0].partition(":")
+            return getattr(importlib.import_module(module), function)(argv[1:])
         GrokkitCLI(
             GrokModule,
             TwoHopDataModule,

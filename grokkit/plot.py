@@ -1,4 +1,4 @@
-"""``python -m grokkit.plot RUN_DIR OUT.png``: the grokking picture of a run as a PNG.
+"""``grokkit plot RUN_DIR [--out OUT.png]``: the grokking picture of a run as a PNG.
 
 Reads the run's TensorBoard events (the same numbers TensorBoard shows) and draws every split's accuracy
 over steps, with the hyperparameter switch and the onset times of ``summary.json`` when present.
@@ -6,11 +6,13 @@ over steps, with the hyperparameter switch and the onset times of ``summary.json
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from grokkit.data.kg import EVAL_SPLITS
+from grokkit.errors import ConfigError
+from grokkit.probes.figures import new_figure, png_bytes, save_png
 from grokkit.results import load_run
 
 
@@ -20,13 +22,10 @@ def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def plot(run_dir: Path, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     curves = read_scalars(run_dir)
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
+    if not any(tag.startswith("val/") for tag in curves):
+        raise ConfigError(f"{run_dir}: no validation curves in its TensorBoard events; give a run directory")
+    fig, ax = new_figure(figsize=(8, 4.2), dpi=120)
     for split in ("train", *EVAL_SPLITS):
         points = curves.get(f"val/{split}/acc", [])
         if points:
@@ -49,9 +48,16 @@ def plot(run_dir: Path, out: Path) -> None:
     )
     ax.legend(fontsize=8, loc="center right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out)
+    save_png(png_bytes(fig), out)
 
 
-if __name__ == "__main__":
-    plot(Path(sys.argv[1]), Path(sys.argv[2]))
+def plot_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="grokkit plot", description="Draw a run's accuracy curves as a PNG."
+    )
+    parser.add_argument("run_dir", type=Path, help="a run directory written by `grokkit fit`")
+    parser.add_argument("--out", type=Path, help="the PNG to write (default: RUN_DIR/figures/accuracy.png)")
+    args = parser.parse_args(argv)
+    out = args.out or args.run_dir / "figures" / "accuracy.png"
+    plot(args.run_dir, out)
+    print(f"grokkit plot: {out}")

@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import matplotlib.image
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
 from grokkit.cli import main
 from grokkit.data import TwoHopDataModule
@@ -18,7 +20,7 @@ from grokkit.errors import ConfigError
 from grokkit.models import Decoder, Recursive
 from grokkit.probes import CausalTracing, CircuitDetector, LogitLens, ResultsBoard
 from grokkit.probes.causal_tracing import causal_strengths, counterfactuals
-from grokkit.probes.figures import heatmap_image
+from grokkit.probes.figures import POSITION_NAMES, heatmap, publish_heatmap
 from grokkit.probes.logit_lens import FOUND
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +92,9 @@ def test_logit_lens_final_stage_is_the_models_own_prediction(model, data):
     bridge_map = torch.tensor(result["ood/bridge_top1_map"])
     shown = 3 if isinstance(model, Decoder) else 5  # a decoder's position 3 reads t
     assert bridge_map.shape == (model.n_stages, shown) and bridge_map[middle, 1] == 1.0
-    assert heatmap_image(bridge_map).shape == (3, 24 * model.n_stages, 24 * shown)
+    axes = heatmap(bridge_map, "title", "fraction").axes[0]
+    assert [label.get_text() for label in axes.get_xticklabels()] == list(POSITION_NAMES[:shown])
+    assert len(axes.get_yticklabels()) == model.n_stages
 
 
 def test_logit_lens_rates_and_keys(data):
@@ -106,11 +110,30 @@ def test_logit_lens_rates_and_keys(data):
         LogitLens(splits=("id_atomic",))
 
 
-def test_heatmap_image_colors():
-    image = heatmap_image(torch.tensor([[0.0, 1.0], [float("nan"), 0.5]]), cell=4)
-    assert image.shape == (3, 8, 8) and 0.0 <= image.min() and image.max() <= 1.0
-    assert torch.all(image[:, 4:, :4] == 0.5)  # NaN is grey
-    assert image[0, 0, 0] < image[0, 0, 4]  # low is dark, high is bright
+def test_heatmap_has_labelled_axes_a_colour_bar_and_a_png(tmp_path):
+    values = torch.tensor([[0.0, 1.0, 0.25], [float("nan"), 0.5, 0.75]])
+    figure = heatmap(values, "causal tracing", "fraction changed", first_stage=1)
+    axes, colour_bar = figure.axes
+    assert (axes.get_xlabel(), axes.get_ylabel(), axes.get_title()) == (
+        "input position",
+        "stage",
+        "causal tracing",
+    )
+    assert [label.get_text() for label in axes.get_yticklabels()] == ["1", "2"]
+    assert colour_bar.get_ylabel() == "fraction changed"
+    assert sorted(text.get_text() for text in axes.texts) == ["0.00", "0.25", "0.50", "0.75", "1.00", "n/a"]
+
+    writer = SummaryWriter(str(tmp_path))
+    publish_heatmap(writer, 200, "causal_tracing", "strength_stage_x_position", values, "title", "fraction")
+    writer.close()
+    png = matplotlib.image.imread(
+        tmp_path / "figures" / "causal_tracing_strength_stage_x_position_step00000200.png"
+    )
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    (image,) = events.Images("probe/causal_tracing/strength_stage_x_position")
+    assert image.step == 200 and (image.height, image.width) == png.shape[:2]
+    assert png.shape[0] >= 150 and png.shape[1] >= 300  # readable, not 72 x 120
 
 
 # ----- causal tracing -----

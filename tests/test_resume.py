@@ -116,7 +116,7 @@ def test_killed_and_resumed_run_logs_what_an_uninterrupted_run_logs(tmp_path):
     assert len(validation_tags) == 11  # 5 splits x (acc, loss) + val/train/acc
     for tag in expected:
         assert got[tag] == expected[tag], tag  # equal at every step, bit for bit (CPU)
-    assert sorted(expected["val/test_inferred_ood/acc"]) == [19, 39, 59, 79, 99]  # Lightning: at step - 1
+    assert sorted(expected["val/test_inferred_ood/acc"]) == [20, 40, 60, 80, 100]  # the probes' steps
     assert sorted(expected["schedule/switch"]) == [20]  # fired once, not again after a resume
     assert json.loads((killed / "summary.json").read_text()) == json.loads(
         (straight / "summary.json").read_text()

@@ -17,7 +17,7 @@ import torch
 from grokkit.errors import ConfigError
 from grokkit.models import Patch, TwoHopModel
 from grokkit.probes.base import Probe
-from grokkit.probes.figures import heatmap_image
+from grokkit.probes.figures import publish_heatmap
 
 TWO_HOP_SPLITS = ("train_inferred", "test_inferred_iid", "test_inferred_ood")
 POSITIONS = ("h", "r1", "r2")
@@ -156,5 +156,8 @@ class CausalTracing(Probe):
         return result
 
     def render(self, writer: Any, step: int, result: dict[str, Any]) -> None:
-        strength_map = torch.tensor(result["strength_map"])
-        writer.add_image(f"probe/{self.name}/strength_stage_x_position", heatmap_image(strength_map), step)
+        publish_heatmap(
+            writer, step, self.name, "strength_stage_x_position", torch.tensor(result["strength_map"]),
+            title=f"causal tracing: strength\n{self.split}", colour_label="answers changed by the patch",
+            first_stage=1,
+        )  # fmt: skip

@@ -26,7 +26,7 @@ from grokkit.data.kg import PAD
 from grokkit.errors import ConfigError
 from grokkit.models import TwoHopModel
 from grokkit.probes.base import Probe
-from grokkit.probes.figures import heatmap_image
+from grokkit.probes.figures import publish_heatmap
 
 PREFIX = {"test_inferred_ood": "ood", "test_inferred_iid": "iid", "train_inferred": "train_inferred"}
 FOUND = (
@@ -129,9 +129,9 @@ class LogitLens(Probe):
 
     def render(self, writer: Any, step: int, result: dict[str, Any]) -> None:
         for split in self.splits:
-            bridge_map = torch.tensor(result[f"{PREFIX[split]}/bridge_top1_map"])
-            writer.add_image(
-                f"probe/{self.name}/{PREFIX[split]}/bridge_top1_stage_x_position",
-                heatmap_image(bridge_map),
-                step,
-            )
+            prefix = PREFIX[split]
+            publish_heatmap(
+                writer, step, self.name, f"{prefix}/bridge_top1_stage_x_position",
+                torch.tensor(result[f"{prefix}/bridge_top1_map"]),
+                title=f"logit lens: bridge is top-1\n{split}", colour_label="fraction of queries",
+            )  # fmt: skip

@@ -1,0 +1,89 @@
+"""What a run prints: a progress bar in optimizer steps, a one-line model summary, and no noise lines.
+
+Lightning's defaults print an epoch counter ("Epoch 0/-2" when training is bounded by ``max_steps``), a
+module table with a FLOPs column that reads 0 (FLOPs are counted only with an ``example_input_array``), an
+advertisement for a cloud logger, and a deprecation warning that Lightning itself triggers in torch; none
+of them says anything about the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelSummary, RichProgressBar
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.model_summary import get_human_readable_count
+
+PROGRESS_NAMES = {
+    "train/loss": "loss",
+    "val/train/acc": "train",
+    "val/test_inferred_iid/acc": "iid",
+    "val/test_inferred_ood/acc": "ood",
+}
+
+
+class GrokProgressBar(RichProgressBar):
+    """``step 1200/16000`` with the few numbers that tell the grokking story, under short names."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        return {short: metrics[name] for name, short in PROGRESS_NAMES.items() if name in metrics}
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self.show_steps(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args)
+        self.show_steps(trainer)
+
+    def show_steps(self, trainer: L.Trainer) -> None:
+        """Count optimizer steps against ``max_steps`` (epochs mean nothing here: batches are drawn by step)."""
+        if self.progress is None or self.train_progress_bar_id is None or trainer.max_steps < 1:
+            return
+        self.progress.update(
+            self.train_progress_bar_id,
+            description="step",
+            completed=trainer.global_step,
+            total=trainer.max_steps,
+        )
+
+
+class OneLineSummary(ModelSummary):
+    """``model: net (Decoder, 27.3 K), ema (AveragedModel, 27.3 K); 27.3 K trainable, 0.1 MB``."""
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        **kwargs: Any,
+    ) -> None:
+        columns = dict(summary_data)
+        rows = zip(columns["Name"], columns["Type"], columns["Params"], strict=True)
+        parts = [f"{name} ({kind}, {count})" for name, kind, count in rows if count.strip() != "0"]
+        trainable = get_human_readable_count(trainable_parameters)
+        rank_zero_info(f"model: {', '.join(parts)}; {trainable} trainable parameters, {model_size:.1f} MB")
+
+
+class LitLoggerTipFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+LIT_LOGGER_TIP_FILTER = LitLoggerTipFilter()  # one instance: adding it again is a no-op
+
+
+def quiet_known_noise() -> None:
+    """Silence the two lines every run printed that grokkit cannot act on, and nothing else."""
+    # Lightning (2.6) asks every Trainer without its cloud logger to install one.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(LIT_LOGGER_TIP_FILTER)
+    # Lightning's CombinedLoader uses torch's LeafSpec, which torch 2.13 deprecates; Lightning's to fix.
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )

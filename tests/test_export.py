@@ -1,0 +1,72 @@
+"""`grokkit export`: a trained decoder, shared layers unrolled, gives TransformerLens the same logits."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from grokkit.cli import main
+from grokkit.export import load_hooked_transformer, run_decoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_python_block(containing: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    return next(block for block in blocks if containing in block)
+
+
+@pytest.mark.slow
+def test_exported_decoder_gives_grokkit_logits_in_transformer_lens(tmp_path, capsys):
+    pytest.importorskip("transformer_lens")  # the `export` extra; `make test` installs it
+    main(
+        [
+            "fit",
+            "--config", str(ROOT / "configs/tiny.yaml"),
+            f"--data.data_dir={tmp_path / 'data'}",
+            f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+            "--trainer.max_steps=20",
+            "--model.network.init_args.n_layers=4",
+            "--model.network.init_args.n_unique_layers=2",  # 2 weight sets applied twice: exported unrolled
+        ]
+    )  # fmt: skip
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    main(["export", str(run)])
+    assert f"grokkit export: {run / 'hooked_transformer.pt'}" in capsys.readouterr().out
+
+    model, extra = load_hooked_transformer(run / "hooked_transformer.pt")
+    decoder, _ = run_decoder(run, run / "checkpoints" / "last.ckpt")
+    assert model.cfg.n_layers == 4 and len(decoder.blocks) == 2
+    items = torch.cat([extra["items"][split] for split in ("train_inferred", "test_inferred_iid")])
+    inputs, _ = decoder.inputs_and_targets(items)  # h r1 r2 t: real queries with their answers
+    with torch.no_grad():
+        expected, states = decoder(inputs, return_states=True)
+        logits, cache = model.run_with_cache(inputs)
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+    for layer in range(4):  # the residual stream too, stage by stage
+        torch.testing.assert_close(
+            cache[f"blocks.{layer}.hook_resid_post"], states[layer + 1], rtol=1e-4, atol=1e-4
+        )
+    answers = logits[:, 2].argmax(-1)  # the output at r2 predicts t
+    assert (answers == items[:, 3]).float().mean() == (
+        expected[:, 2].argmax(-1) == items[:, 3]
+    ).float().mean()
+    assert extra["vocab"][int(items[0, 0])].startswith("<e_")
+
+    example = readme_python_block("run_with_cache").replace("runs/default/version_0", str(run))
+    exec(compile(example, "README.md", "exec"), {})  # the README's example, as written
+    answers, truths = map(ast.literal_eval, capsys.readouterr().out.splitlines())  # two lists of token names
+    assert len(answers) == len(truths) > 0 and set(answers + truths) <= set(extra["vocab"])
+
+
+def test_export_refuses_a_recursive_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (run / "config.yaml").write_text("model:\n  network:\n    class_path: grokkit.models.Recursive\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(run)])
+    assert exit_info.value.code == 2
+    assert "only grokkit.models.Decoder runs are exported" in capsys.readouterr().err
