@@ -9,7 +9,10 @@ has to stop (a non-finite loss, a failing probe) says so in one line too (exit c
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import lightning as L
 import torch
@@ -20,11 +23,13 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.checkpointing import AtomicCheckpointIO, ResumableCheckpoint, TrajectoryCheckpoint
+from grokkit.configfiles import check_config_file, config_paths, where_set
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError, GrokkitError
 from grokkit.module import GrokModule
 from grokkit.probes import Probe
 from grokkit.probes.registry import explain_class_path_error, load_entry_point_probes
+from grokkit.ranges import check_ranges
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -54,18 +59,40 @@ class GrokProgressBar(RichProgressBar):
 
 DEBUG_ENV = "GROKKIT_DEBUG"
 _debug = False  # set by main(): --debug or GROKKIT_DEBUG=1 shows tracebacks and jsonargparse's full errors
+_argv: list[str] = []  # set by main(): the arguments, for the config files and keys named in errors
 
 
 class GrokkitParser(LightningArgumentParser):
-    """Config errors in one line (jsonargparse would print the whole usage first)."""
+    """Config errors in one line (jsonargparse would print the whole usage first), naming the config file and
+    line that set the key at fault, and the part a config lacks."""
 
     def error(self, message: str, ex: Exception | None = None):
         if not self.exit_on_error or _debug:  # jsonargparse probing alternatives internally, or --debug
             return super().error(message, ex)
         command = self.prog.replace(" [options]", "")
         message = explain_class_path_error(message) or " ".join(message.split())
+        missing = re.match(r"the following arguments are required: (?:\w+\.)?([\w.]+)", message)
+        if missing:
+            files = ", ".join(map(str, config_paths(_argv))) or "none given"
+            message = (
+                f"the config lacks {missing.group(1)}, which is required (config files: {files}); e.g. "
+                "model: {network: {class_path: grokkit.models.Decoder}}, or start from configs/tiny.yaml"
+            )
+        key = re.search(
+            r"Parser key \"([^\"]+)\"|does not accept option '([^']+)'|arguments: --([\w.]+)", message
+        )
+        if key:
+            message += located(next(k for k in key.groups() if k))
         sys.stderr.write(f"grokkit: error: {message} (see `{command} --help`)\n")
         sys.exit(2)
+
+
+def located(key: str) -> str:
+    """`` (set in FILE, line N)`` for a key a config file sets and the command line does not; else ``""``."""
+    if any(arg.startswith(f"--{key}") for arg in _argv):
+        return ""
+    where = where_set(key, config_paths(_argv))
+    return f" (set in {where})" if where else ""
 
 
 def set_step(trainer: L.Trainer, step: int) -> None:
@@ -91,6 +118,17 @@ class GrokkitCLI(LightningCLI):
             help="CPU threads for torch (null: torch's default, one per core). The thread count sets the "
             "order of floating-point sums, so a fixed count gives the same curves on every machine.",
         )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse, then refuse any number outside its range before anything (the seed included) is set."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        sections = {"model": self.model_class, "data": self.datamodule_class, "trainer": self.trainer_class}
+        sections |= {"": type(self), "checkpoint": ResumableCheckpoint, "trajectory": TrajectoryCheckpoint}
+        try:
+            check_ranges(self.config[subcommand] if subcommand else self.config, sections)
+        except ConfigError as error:
+            raise ConfigError(f"{error}{located(error.key or '')}", error.key) from None
 
     def before_instantiate_classes(self) -> None:
         """Pin the run's version in the config, so its saved config.yaml resumes into the same run directory;
@@ -119,11 +157,6 @@ class GrokkitCLI(LightningCLI):
         if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
         callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
-        interval = self._get(self.config, "trainer").get("val_check_interval")
-        if isinstance(interval, (int, float)) and interval <= 0:
-            raise ConfigError(
-                f"trainer.val_check_interval={interval} must be positive (steps, or a fraction)"
-            )
         try:
             return super().instantiate_trainer(
                 callbacks=callbacks, plugins=[*plugins, AtomicCheckpointIO()], **kwargs
@@ -245,27 +278,30 @@ def main(args: ArgsType = None) -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     load_entry_point_probes()
-    global _debug
+    global _debug, _argv
     argv = sys.argv[1:] if args is None else args
     _debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     if isinstance(argv, list) and "--debug" in argv:
         _debug, argv = True, [arg for arg in argv if arg != "--debug"]
         if args is None:
             sys.argv[1:] = argv  # LightningCLI reads sys.argv itself when given no args
+    _argv = [str(arg) for arg in argv] if isinstance(argv, list) else []
     cli_args = None if args is None else argv
-    try:
-        if isinstance(argv, list) and argv[:1] == ["analyze"]:
+    with errors_in_one_line():
+        for path in config_paths(_argv):
+            check_config_file(path)
+        if _argv[:1] == ["analyze"]:
             from grokkit.analyze import analyze_command  # imported here: it builds on GrokkitCLI
 
-            return analyze_command(argv[1:])
-        if isinstance(argv, list) and argv[:1] == ["sweep"]:
+            return analyze_command(_argv[1:])
+        if _argv[:1] == ["sweep"]:
             from grokkit.sweep import sweep_command  # imported here: it builds on GrokkitCLI
 
-            return sweep_command(argv[1:])
-        if isinstance(argv, list) and argv[:1] == ["compare"]:
+            return sweep_command(_argv[1:])
+        if _argv[:1] == ["compare"]:
             from grokkit.compare import compare_command
 
-            return compare_command(argv[1:])
+            return compare_command(_argv[1:])
         GrokkitCLI(
             GrokModule,
             TwoHopDataModule,
@@ -276,7 +312,15 @@ def main(args: ArgsType = None) -> None:
             parser_kwargs={"prog": "grokkit"},
             args=cli_args,
         )
-    except Exception as error:  # a GrokkitError, possibly wrapped by jsonargparse while instantiating a class
+
+
+@contextmanager
+def errors_in_one_line() -> Iterator[None]:
+    """A grokkit error (possibly wrapped by jsonargparse while instantiating a class) or Lightning's
+    misconfiguration error becomes one line on stderr and its exit code; anything else keeps its traceback."""
+    try:
+        yield
+    except Exception as error:
         cause = _one_line_cause(error)
         if cause is None or _debug:
             raise
