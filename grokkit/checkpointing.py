@@ -23,7 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.atomic import atomic_write
-from grokkit.errors import ConfigError
+from grokkit.errors import ConfigError, StorageError
 from grokkit.schedule import is_log_spaced
 
 
@@ -38,7 +38,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
-        atomic_torch_save(checkpoint, path)
+        """A failed write (a full disk, no permission) stops the run in one line; the old file is untouched."""
+        try:
+            atomic_torch_save(checkpoint, path)
+        except OSError as error:
+            raise StorageError(
+                f"cannot write checkpoint {path} ({error.strerror or error}); the checkpoint there before, if "
+                f"any, is intact; free disk space or fix the permissions of {Path(path).parent}, then resume "
+                "with --ckpt_path last"
+            ) from error
 
 
 def rng_states() -> dict[str, Any]:

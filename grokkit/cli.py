@@ -103,6 +103,8 @@ def set_step(trainer: L.Trainer, step: int) -> None:
 
 
 class GrokkitCLI(LightningCLI):
+    new_version = False  # whether this fit chose its run's version itself (and must claim the directory)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.item_len", "model.item_len", apply_on="instantiate")
@@ -131,12 +133,11 @@ class GrokkitCLI(LightningCLI):
             raise ConfigError(f"{error}{located(error.key or '')}", error.key) from None
 
     def before_instantiate_classes(self) -> None:
-        """Pin the run's version in the config, so its saved config.yaml resumes into the same run directory;
-        ``validate``/``test`` of a run write into a ``validate``/``test`` folder inside it, not over it."""
+        """Pin the run's version in the config, so its saved config.yaml resumes into the same run directory
+        (a new run claims it in :meth:`claim_run_directory`); ``validate``/``test`` of a run write into a
+        ``validate``/``test`` folder inside it, not over it. Set the thread count (its range is checked)."""
         threads = self._get(self.config, "threads")
         if threads is not None:
-            if threads < 1:
-                raise ConfigError(f"threads={threads} must be at least 1 (or null: one per core)")
             torch.set_num_threads(threads)
         logger = self._get(self.config, "trainer").get("logger")
         if not (isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger")):
@@ -144,6 +145,7 @@ class GrokkitCLI(LightningCLI):
         init = logger.init_args
         if self.subcommand == "fit" and init.get("version") is None:
             init.version = TensorBoardLogger(init.save_dir, name=init.get("name", "default")).version
+            self.new_version = True
         elif self.subcommand in ("validate", "test") and init.get("sub_dir") is None:
             init.sub_dir = self.subcommand
 
@@ -175,6 +177,25 @@ class GrokkitCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self.check_inputs()
+        self.claim_run_directory()
+
+    def claim_run_directory(self) -> None:
+        """Create the new run's version directory, once every input is checked; if another run created it
+        since the version was chosen, take the next one: two runs never write into the same directory."""
+        logger, init = self.trainer.logger, self.config[self.subcommand].trainer.logger.init_args
+        while self.new_version and isinstance(logger, TensorBoardLogger):
+            try:
+                os.makedirs(logger.root_dir, exist_ok=True)
+                os.mkdir(logger.log_dir)
+                return
+            except FileExistsError:
+                init.version += 1  # the saved config.yaml names the directory this run claims
+                logger = self.trainer.logger = type(logger)(**init.as_dict())
+            except OSError as error:
+                raise ConfigError(
+                    f"trainer.logger.init_args.save_dir={init.save_dir}: cannot create the run directory "
+                    f"{logger.log_dir} ({error.strerror}); choose a writable directory"
+                ) from None
 
     def before_validate(self) -> None:
         """`grokkit validate --ckpt_path CKPT` publishes at CKPT's step (Lightning restores it only in fit)."""
@@ -273,6 +294,15 @@ def _as_list(value) -> list:
     return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
+CLI_KWARGS = {  # how `grokkit` builds its LightningCLI
+    "trainer_defaults": TRAINER_DEFAULTS,
+    "save_config_kwargs": {"overwrite": True},
+    "auto_configure_optimizers": False,
+    "parser_class": GrokkitParser,
+    "parser_kwargs": {"prog": "grokkit"},
+}
+
+
 def main(args: ArgsType = None) -> None:
     # `class_path: plugins.<name>.<Class>` from the repo root, nothing installed
     if os.getcwd() not in sys.path:
@@ -302,16 +332,7 @@ def main(args: ArgsType = None) -> None:
             from grokkit.compare import compare_command
 
             return compare_command(_argv[1:])
-        GrokkitCLI(
-            GrokModule,
-            TwoHopDataModule,
-            trainer_defaults=TRAINER_DEFAULTS,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            parser_class=GrokkitParser,
-            parser_kwargs={"prog": "grokkit"},
-            args=cli_args,
-        )
+        GrokkitCLI(GrokModule, TwoHopDataModule, **CLI_KWARGS, args=cli_args)
 
 
 @contextmanager

@@ -34,3 +34,7 @@ class NonFiniteError(TrainingError):
 
 class ProbeError(TrainingError):
     """A probe raised; the training state was saved first when a ``fit`` was running."""
+
+
+class StorageError(GrokkitError):
+    """A file could not be written (a full disk, no permission); what was written before it is intact (exit 1)."""

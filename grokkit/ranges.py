@@ -54,6 +54,7 @@ BATCH = Range(1, 2**20)
 
 RANGES: dict[str, dict[str, Range]] = {
     "lightning.pytorch.cli.LightningCLI": {"seed_everything": SEED},
+    "grokkit.cli.GrokkitCLI": {"threads": Range(1, 4096, null="one per core")},
     "grokkit.data.datamodule.TwoHopDataModule": {
         "seed": SEED,
         "n_entities": Range(1, 10**6),
@@ -138,8 +139,8 @@ RANGES: dict[str, dict[str, Range]] = {
     },
     "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint": {
         "save_top_k": Range(-1, 10**6),
-        "every_n_train_steps": Range(0, TRILLION, null="0"),
-        "every_n_epochs": Range(0, BILLION, null="1"),
+        "every_n_train_steps": Range(0, TRILLION, null="off"),
+        "every_n_epochs": Range(0, BILLION, null="Lightning decides"),
     },
     "lightning.pytorch.trainer.trainer.Trainer": {
         "max_steps": Range(-1, TRILLION),
@@ -148,8 +149,8 @@ RANGES: dict[str, dict[str, Range]] = {
         "min_epochs": Range(0, BILLION, null="no minimum"),
         "val_check_interval": Range(0, TRILLION, low_open=True, null="once per epoch"),
         "check_val_every_n_epoch": Range(1, BILLION, null="validate by steps"),
-        "log_every_n_steps": Range(1, BILLION, null="50"),
-        "num_sanity_val_steps": Range(-1, BILLION, null="2"),
+        "log_every_n_steps": Range(1, BILLION, null="every 50 steps"),
+        "num_sanity_val_steps": Range(-1, BILLION, null="2 batches"),
         "accumulate_grad_batches": Range(1, 10**6),
         "gradient_clip_val": Range(0, 10**6, null="no clipping"),
         "num_nodes": Range(1, 10**6),
@@ -158,6 +159,13 @@ RANGES: dict[str, dict[str, Range]] = {
             for stage in ("train", "val", "test", "predict")
         },
         "overfit_batches": Range(0, BILLION),
+        "fast_dev_run": Range(0, BILLION),
+        "reload_dataloaders_every_n_epochs": Range(0, BILLION),
+    },
+    "lightning.pytorch.loggers.tensorboard.TensorBoardLogger": {
+        "max_queue": Range(1, 10**6),
+        "flush_secs": Range(0, 10**6, low_open=True),
+        "purge_step": Range(0, TRILLION, null="no purge"),
     },
 }
 
@@ -195,12 +203,12 @@ def _check_object(path: str, cls: type, values: Namespace) -> None:
         for index, item in enumerate(value) if isinstance(value, list) else [(None, value)]:
             at = f"{prefix}{key}" + ("" if index is None else f"[{index}]")
             if isinstance(item, Namespace) and isinstance(item.get("class_path"), str):
-                target = _import(item.class_path)
+                target = import_class(item.class_path)
                 if target is not None and isinstance(item.get("init_args"), Namespace):
                     _check_object(f"{at}.init_args", target, item.init_args)
 
 
-def _import(class_path: str) -> type | None:
+def import_class(class_path: str) -> type | None:
     """The class a parsed ``class_path`` names (the parser has resolved and imported it already)."""
     module, _, name = class_path.rpartition(".")
     try:

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, IterableDataset
 
 from grokkit.data import store
@@ -167,10 +168,17 @@ class TwoHopDataModule(L.LightningDataModule):
 
     # ----- Lightning hooks -----
     def prepare_data(self) -> None:
-        """Build the dataset directory once; an existing one is verified instead."""
-        if self.dataset_dir.exists():
-            store.read_manifest(self.dataset_dir, self.params)
-            return
+        """Build the dataset directory once, even when several runs need it at once; then verify it."""
+        if not self.dataset_dir.exists():
+            with store.build_lock(self.dataset_dir):
+                if not self.dataset_dir.exists():  # else another run built it while this one waited
+                    self.build()
+        store.read_manifest(self.dataset_dir, self.params)
+
+    def build(self) -> None:
+        """Generate (or read) the graph, draw the splits and write the dataset directory (holding the lock)."""
+        store.remove_leftovers(self.dataset_dir)
+        rank_zero_info(f"grokkit: building dataset {self.dataset_dir}")
         rng = np.random.default_rng(self.seed)
         graph = self._user_graph or generate_graph(*self.graph_size, rng)
         splits = build_splits(graph, self.spec, rng)
