@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from jsonargparse import Namespace
 
@@ -185,6 +186,12 @@ def check_ranges(config: Namespace, sections: dict[str, type]) -> None:
         values = config if key == "" else config.get(key)
         if isinstance(values, Namespace):
             _check_object(key, cls, values)
+
+
+def check_arguments(path: str, cls: type, arguments: dict[str, Any]) -> None:
+    """The same check on a constructor's arguments, for a class built in Python rather than from a config."""
+    allowed = ranges_of(cls)
+    _check_object(path, cls, Namespace(**{k: v for k, v in arguments.items() if k in allowed}))
 
 
 def _check_object(path: str, cls: type, values: Namespace) -> None:

@@ -20,6 +20,7 @@ checked on a sample of tiny.yaml's (a few steps each): a training run per case w
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import math
 import os
@@ -97,15 +98,22 @@ class Mutation:
             f" = {self.value!r}" if self.kind != "drop" else ""
         )
 
-    def apply(self, config: dict) -> dict:
-        mutated = yaml.safe_load(yaml.safe_dump(config))  # a deep copy
+    def apply(self, files: dict, parsed: dict) -> dict:
+        """The config files' content with the mutation; a part they leave to the defaults is copied from
+        ``parsed`` first (a small config parses 3 times faster than the parsed one with every default)."""
+        mutated, source = copy.deepcopy(files), parsed
         *parents, last = self.path
         target = mutated
         for part in parents:
+            source = source[part]
+            if isinstance(target, dict) and part not in target:
+                target[part] = copy.deepcopy(source)
             target = target[part]
         if self.kind == "drop":
             del target[last]
         elif self.kind == "unknown key":
+            if isinstance(target, dict) and last not in target:
+                target[last] = copy.deepcopy(source[last])
             target[last]["no_such_key"] = 1
         else:
             target[last] = self.value
@@ -155,8 +163,17 @@ def is_numeric(cls: type | None, name: str) -> bool:
     return False
 
 
-def mutations(config: dict, stack: tuple[str, ...]) -> list[Mutation]:
+def mutations(files: dict, config: dict, stack: tuple[str, ...]) -> list[Mutation]:
+    """Every mutation of every key of the parsed ``config``; keys are dropped only where ``files`` set them."""
     found: list[Mutation] = []
+
+    def in_files(path: tuple) -> bool:
+        node: Any = files
+        for part in path:
+            if not (isinstance(node, dict) and part in node or isinstance(node, list) and part < len(node)):
+                return False
+            node = node[part]
+        return True
 
     def visit(node: Any, path: tuple) -> None:
         if isinstance(node, dict):
@@ -165,7 +182,7 @@ def mutations(config: dict, stack: tuple[str, ...]) -> list[Mutation]:
             for key, value in node.items():
                 visit(value, (*path, key))
             return
-        if path and isinstance(path[-1], str):
+        if path and isinstance(path[-1], str) and in_files(path):
             found.append(Mutation(stack, path, "drop"))
         found.append(Mutation(stack, path, "empty list", []))
         if isinstance(node, list):
@@ -187,19 +204,37 @@ def mutations(config: dict, stack: tuple[str, ...]) -> list[Mutation]:
     return found
 
 
+def merged_files(stack: list[str]) -> dict:
+    """The stacked config files as one (mappings merged, lists replaced, as the parser stacks them)."""
+
+    def merge(into: dict, top: dict) -> dict:
+        for key, value in top.items():
+            both = isinstance(value, dict) and isinstance(into.get(key), dict)
+            into[key] = merge(into[key], value) if both else value
+        return into
+
+    merged: dict = {}
+    for name in stack:
+        merge(merged, yaml.safe_load((CONFIGS / name).read_text()))
+    return merged
+
+
 @pytest.fixture(scope="module")
-def bases(cli) -> dict[tuple[str, ...], dict]:
-    return {tuple(stack): parsed_config(cli, stack) for stack in STACKS}
+def bases(cli) -> dict[tuple[str, ...], tuple[dict, dict]]:
+    """Per stack: the files' content and the parsed config."""
+    return {tuple(stack): (merged_files(stack), parsed_config(cli, stack)) for stack in STACKS}
 
 
 @pytest.fixture(scope="module")
 def all_mutations(bases) -> list[Mutation]:
-    return [m for stack, config in bases.items() for m in mutations(config, stack)]
+    return [m for stack, (files, parsed) in bases.items() for m in mutations(files, parsed, stack)]
 
 
-def outcome(cli: GrokkitCLI, mutation: Mutation, base: dict, workdir: Path, *extra: str) -> tuple[str, str]:
+def outcome(
+    cli: GrokkitCLI, mutation: Mutation, base: tuple[dict, dict], workdir: Path, *extra: str
+) -> tuple[str, str]:
     """``("accepted" | "refused", stderr)`` of the mutated config, run in ``workdir``; checks the one line."""
-    (workdir / "config.yaml").write_text(yaml.safe_dump(mutation.apply(base)))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(mutation.apply(*base)))
     before, stderr, previous = snapshot(workdir), io.StringIO(), os.getcwd()
     os.chdir(workdir)  # data_dir and save_dir are relative: anything written would land here
     try:
@@ -230,7 +265,7 @@ def test_every_shipped_config_is_mutated(all_mutations):
     assert shipped == {name for stack in STACKS for name in stack}
     kinds = {m.kind for m in all_mutations}
     assert kinds == {"drop", "wrong type", "zero", "negative", "NaN", "huge", "empty list", "unknown key"}
-    assert len(all_mutations) > 5000
+    assert len(all_mutations) > 10000
 
 
 @settings(
@@ -244,7 +279,7 @@ def test_every_shipped_config_is_mutated(all_mutations):
 def test_a_mutated_config_is_refused_in_one_line_or_accepted(
     cli, bases, all_mutations, tmp_path_factory, data
 ):
-    mutation = data.draw(st.sampled_from(all_mutations), label="mutation")
+    mutation = all_mutations[data.draw(st.integers(0, len(all_mutations) - 1), label="mutation")]
     result, _ = outcome(cli, mutation, bases[mutation.stack], tmp_path_factory.mktemp("case"))
     event(result)
     if mutation.kind in ("NaN", "huge"):

@@ -116,7 +116,7 @@ def write_dataset(
     except OSError as error:
         if not (directory / MANIFEST).exists():  # else another process wrote the same dataset first
             raise StorageError(
-                f"cannot write dataset {directory} ({error.strerror}); nothing of it was kept; free space in "
+                f"cannot write dataset {directory} ({error.strerror or error}); nothing of it was kept; free space in "
                 f"{directory.parent} or set data.data_dir to another disk"
             ) from error
     finally:
