@@ -2,8 +2,10 @@
 
 Bad input (a config value, a data file, a dataset directory, a checkpoint) is refused before anything is
 written, in one line ``grokkit: error: ...`` naming the field or file and the fix (exit code 2); a run that
-has to stop (a non-finite loss, a failing probe) says so in one line too (exit code 1). ``--debug`` (or
-``GROKKIT_DEBUG=1``) shows the traceback instead.
+has to stop (a non-finite loss, a failing probe, a full disk) says so in one line too (exit code 1).
+``--debug`` (or ``GROKKIT_DEBUG=1``) shows the traceback instead. Config files are read first
+(:mod:`grokkit.configfiles`), every number is checked against its range right after parsing
+(:mod:`grokkit.ranges`), and a new run claims its run directory only once every input is checked.
 """
 
 from __future__ import annotations
