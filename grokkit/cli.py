@@ -80,7 +80,7 @@ class GrokkitParser(LightningArgumentParser):
                 f"the config lacks {missing.group(1)}, which is required (config files: {files}); e.g. "
                 "model: {network: {class_path: grokkit.models.Decoder}}, or start from configs/tiny.yaml"
             )
-        key = re.search(
+        key = re.match(r"([\w.]+): class_path", message) or re.search(
             r"Parser key \"([^\"]+)\"|does not accept option '([^']+)'|arguments: --([\w.]+)", message
         )
         if key:
