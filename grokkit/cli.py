@@ -62,6 +62,10 @@ class GrokProgressBar(RichProgressBar):
 DEBUG_ENV = "GROKKIT_DEBUG"
 _debug = False  # set by main(): --debug or GROKKIT_DEBUG=1 shows tracebacks and jsonargparse's full errors
 _argv: list[str] = []  # set by main(): the arguments, for the config files and keys named in errors
+BASE_CLASSES = {
+    "grokkit.models.TwoHopModel": "grokkit.models.Decoder",
+    "lightning.Callback": "grokkit.probes.LogitLens",
+}
 
 
 class GrokkitParser(LightningArgumentParser):
@@ -83,8 +87,15 @@ class GrokkitParser(LightningArgumentParser):
         key = re.match(r"([\w.]+): class_path", message) or re.search(
             r"Parser key \"([^\"]+)\"|does not accept option '([^']+)'|arguments: --([\w.]+)", message
         )
+        key = next(k for k in key.groups() if k) if key else None
+        bases = "|".join(map(re.escape, BASE_CLASSES))
+        base = re.search(rf"class_path[= ]'({bases})'", message)
+        if base and key:  # jsonargparse fell back to the abstract base: the config named no class
+            message = (
+                f"{key}: no class_path given; name the class, e.g. class_path: {BASE_CLASSES[base.group(1)]}"
+            )
         if key:
-            message += located(next(k for k in key.groups() if k))
+            message += located(key)
         sys.stderr.write(f"grokkit: error: {message} (see `{command} --help`)\n")
         sys.exit(2)
 

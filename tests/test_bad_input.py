@@ -182,6 +182,16 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("config file holding a list", config_file("- 1\n- 2\n"), "my.yaml holds a list at the top"),
     ("config without a model", config_file("data:\n  phi: 3.0\n"), "the config lacks model.network"),
     (
+        "network without a class",
+        config_file("model:\n  network:\n    init_args: {d_model: 32}\n"),
+        "model.network: no class_path given; name the class, e.g. class_path: grokkit.models.Decoder (set in",
+    ),
+    (
+        "callback without a class",
+        overlay("trainer:\n  callbacks:\n    - init_args: {sample_size: 3}\n"),
+        "trainer.callbacks: no class_path given; name the class, e.g. class_path: grokkit.probes.LogitLens",
+    ),
+    (
         "negative weight decay",
         new("--model.weight_decay=-0.1"),
         "model.weight_decay=-0.1 must lie in [0, 100]",
