@@ -165,6 +165,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "max_queue": Range(1, 10**6),
         "flush_secs": Range(0, 10**6, low_open=True),
         "purge_step": Range(0, TRILLION, null="no purge"),
+        "version": Range(0, BILLION, null="the next free one"),
     },
 }
 
