@@ -76,7 +76,9 @@ RANGES: dict[str, dict[str, Range]] = {
         "weight_decay": Range(0, 100),
         "warmup_steps": Range(0, BILLION),
         "ema_decay": Range(0, 1, high_open=True, null="no EMA"),
+        "eps": Range(0, 1, low_open=True),
     },
+    "grokkit.grokfast.Grokfast": {"alpha": Range(0, 1, high_open=True), "lamb": Range(0, 1000)},
     "grokkit.models.decoder.Decoder": {
         "d_model": SIZE,
         "n_heads": Range(1, 1024),

@@ -11,6 +11,7 @@ from jsonargparse import Namespace
 from grokkit.checkpointing import TrajectoryCheckpoint
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
+from grokkit.grokfast import Grokfast
 from grokkit.models import Decoder, Recursive
 from grokkit.module import GrokModule
 from grokkit.probes import CausalTracing, CircuitDetector, GrokkingOnset, LogitLens, RunClassifier
@@ -29,6 +30,7 @@ CLASSES = [
     GrokkingOnset,
     RunClassifier,
     TrajectoryCheckpoint,
+    Grokfast,
 ]
 LINKED = {"vocab_size", "item_len"}  # set from the data, not configured
 
