@@ -84,7 +84,7 @@ def test_summary_json_is_old_or_new_never_half(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Path, "write_text", crash_mid_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageError, match=r"summary.json \(disk full\); the previous one is intact"):
         board.publish("val", 40, {"train/acc": 0.9})
     monkeypatch.undo()
     assert board.path.read_text() == before and json.loads(before)["val"]["step"] == 20

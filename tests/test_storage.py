@@ -2,7 +2,6 @@
 which still loads and resumes; a run directory that cannot be created is refused before training."""
 
 import errno
-import json
 import os
 
 import pytest
@@ -11,8 +10,6 @@ from test_bad_input import rerun
 from test_cli import tiny_args
 
 from grokkit.cli import main
-from grokkit.errors import StorageError
-from grokkit.probes.board import ResultsBoard
 
 LAST = "runs/tiny/version_0/checkpoints/last.ckpt"
 
@@ -62,20 +59,3 @@ def test_a_run_directory_that_cannot_be_created_is_refused_in_one_line(tmp_path,
         f"grokkit: error: trainer.logger.init_args.save_dir={tmp_path / 'a_file' / 'runs'}: cannot create the run "
         f"directory {tmp_path / 'a_file' / 'runs' / 'tiny' / 'version_0'} (Not a directory); choose a writable directory"
     )
-
-
-def test_a_summary_that_cannot_be_written_stops_in_one_line_and_keeps_the_previous(tmp_path, monkeypatch):
-    board = ResultsBoard()
-    board.path = tmp_path / "summary.json"
-    board.publish("val", 10, {"train/acc": 0.5})
-
-    def disk_full(source, target):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(os, "replace", disk_full)
-    with pytest.raises(
-        StorageError, match=r"summary.json \(No space left on device\); the previous one is intact"
-    ):
-        board.publish("val", 20, {"train/acc": 0.9})
-    assert [path.name for path in tmp_path.iterdir()] == ["summary.json"]
-    assert json.loads(board.path.read_text())["val"]["step"] == 10
