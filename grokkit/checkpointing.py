@@ -23,7 +23,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.atomic import atomic_write
-from grokkit.errors import ConfigError
+from grokkit.errors import StorageError
+from grokkit.ranges import check_arguments
 from grokkit.schedule import is_log_spaced
 
 
@@ -38,7 +39,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
-        atomic_torch_save(checkpoint, path)
+        """A failed write (a full disk, no permission) stops the run in one line; the old file is untouched."""
+        try:
+            atomic_torch_save(checkpoint, path)
+        except OSError as error:
+            raise StorageError(
+                f"cannot write checkpoint {path} ({error.strerror or error}); the checkpoint there before, if "
+                f"any, is intact; free disk space or fix the permissions of {Path(path).parent}, then resume "
+                "with --ckpt_path last"
+            ) from error
 
 
 def rng_states() -> dict[str, Any]:
@@ -180,15 +189,7 @@ class TrajectoryCheckpoint(Callback):
     def __init__(
         self, per_decade: int = 10, min_step: int = 100, every_n_steps: int | None = None, keep_last: int = 3
     ) -> None:
-        for name, value in (("per_decade", per_decade), ("keep_last", keep_last)):
-            if value < 1:
-                raise ConfigError(f"trajectory.{name}={value} must be at least 1")
-        if every_n_steps is not None and every_n_steps < 1:
-            raise ConfigError(
-                f"trajectory.every_n_steps={every_n_steps} must be at least 1 (or null: log-spaced only)"
-            )
-        if min_step < 0:
-            raise ConfigError(f"trajectory.min_step={min_step} must not be negative")
+        check_arguments("trajectory", type(self), locals())  # every argument in its range
         self.per_decade, self.min_step = per_decade, min_step
         self.every_n_steps, self.keep_last = every_n_steps, keep_last
 

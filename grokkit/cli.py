@@ -2,15 +2,20 @@
 
 Bad input (a config value, a data file, a dataset directory, a checkpoint) is refused before anything is
 written, in one line ``grokkit: error: ...`` naming the field or file and the fix (exit code 2); a run that
-has to stop (a non-finite loss, a failing probe) says so in one line too (exit code 1). ``--debug`` (or
-``GROKKIT_DEBUG=1``) shows the traceback instead.
+has to stop (a non-finite loss, a failing probe, a full disk) says so in one line too (exit code 1).
+``--debug`` (or ``GROKKIT_DEBUG=1``) shows the traceback instead. Config files are read first
+(:mod:`grokkit.configfiles`), every number is checked against its range right after parsing
+(:mod:`grokkit.ranges`), and a new run claims its run directory only once every input is checked.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 
 import lightning as L
@@ -22,12 +27,14 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.checkpointing import AtomicCheckpointIO, ResumableCheckpoint, TrajectoryCheckpoint
+from grokkit.configfiles import check_config_file, config_paths, where_set
 from grokkit.console import GrokProgressBar, OneLineSummary, quiet_known_noise
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError, GrokkitError
 from grokkit.module import GrokModule
 from grokkit.probes import Probe
 from grokkit.probes.registry import explain_class_path_error, load_entry_point_probes
+from grokkit.ranges import check_ranges
 from grokkit.run_log import HparamsSession, ValidationAtProbeStep
 
 TRAINER_DEFAULTS = {
@@ -86,18 +93,51 @@ def overview() -> str:
 
 DEBUG_ENV = "GROKKIT_DEBUG"
 _debug = False  # set by main(): --debug or GROKKIT_DEBUG=1 shows tracebacks and jsonargparse's full errors
+_argv: list[str] = []  # set by main(): the arguments, for the config files and keys named in errors
+BASE_CLASSES = {
+    "grokkit.models.TwoHopModel": "grokkit.models.Decoder",
+    "lightning.Callback": "grokkit.probes.LogitLens",
+}
 
 
 class GrokkitParser(LightningArgumentParser):
-    """Config errors in one line (jsonargparse would print the whole usage first)."""
+    """Config errors in one line (jsonargparse would print the whole usage first), naming the config file and
+    line that set the key at fault, and the part a config lacks."""
 
     def error(self, message: str, ex: Exception | None = None):
         if not self.exit_on_error or _debug:  # jsonargparse probing alternatives internally, or --debug
             return super().error(message, ex)
         command = self.prog.replace(" [options]", "")
         message = explain_class_path_error(message) or " ".join(message.split())
+        missing = re.match(r"the following arguments are required: (?:\w+\.)?([\w.]+)", message)
+        if missing:
+            files = ", ".join(map(str, config_paths(_argv))) or "none given"
+            message = (
+                f"the config lacks {missing.group(1)}, which is required (config files: {files}); e.g. "
+                "model: {network: {class_path: grokkit.models.Decoder}}, or start from configs/tiny.yaml"
+            )
+        key = re.match(r"([\w.]+): class_path", message) or re.search(
+            r"Parser key \"([^\"]+)\"|does not accept option '([^']+)'|arguments: --([\w.]+)", message
+        )
+        key = next(k for k in key.groups() if k) if key else None
+        bases = "|".join(map(re.escape, BASE_CLASSES))
+        base = re.search(rf"class_path[= ]'({bases})'", message)
+        if base and key:  # jsonargparse fell back to the abstract base: the config named no class
+            message = (
+                f"{key}: no class_path given; name the class, e.g. class_path: {BASE_CLASSES[base.group(1)]}"
+            )
+        if key:
+            message += located(key)
         sys.stderr.write(f"grokkit: error: {message} (see `{command} --help`)\n")
         sys.exit(2)
+
+
+def located(key: str) -> str:
+    """`` (set in FILE, line N)`` for a key a config file sets and the command line does not; else ``""``."""
+    if any(arg.startswith(f"--{key}") for arg in _argv):
+        return ""
+    where = where_set(key, config_paths(_argv))
+    return f" (set in {where})" if where else ""
 
 
 def set_step(trainer: L.Trainer, step: int) -> None:
@@ -111,6 +151,8 @@ class GrokkitCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {name: skip for name, skip in LightningCLI.subcommands().items() if name in TRAINER_COMMANDS}
+
+    new_version = False  # whether this fit chose its run's version itself (and must claim the directory)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
@@ -128,13 +170,23 @@ class GrokkitCLI(LightningCLI):
             "order of floating-point sums, so a fixed count gives the same curves on every machine.",
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse, then refuse any number outside its range before anything (the seed included) is set."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        sections = {"model": self.model_class, "data": self.datamodule_class, "trainer": self.trainer_class}
+        sections |= {"": type(self), "checkpoint": ResumableCheckpoint, "trajectory": TrajectoryCheckpoint}
+        try:
+            check_ranges(self.config[subcommand] if subcommand else self.config, sections)
+        except ConfigError as error:
+            raise ConfigError(f"{error}{located(error.key or '')}", error.key) from None
+
     def before_instantiate_classes(self) -> None:
-        """Pin the run's version in the config, so its saved config.yaml resumes into the same run directory;
-        ``validate``/``test`` of a run write into a ``validate``/``test`` folder inside it, not over it."""
+        """Pin the run's version in the config, so its saved config.yaml resumes into the same run directory
+        (a new run claims it in :meth:`claim_run_directory`); ``validate``/``test`` of a run write into a
+        ``validate``/``test`` folder inside it, not over it. Set the thread count (its range is checked)."""
         threads = self._get(self.config, "threads")
         if threads is not None:
-            if threads < 1:
-                raise ConfigError(f"threads={threads} must be at least 1 (or null: one per core)")
             torch.set_num_threads(threads)
         logger = self._get(self.config, "trainer").get("logger")
         if not (isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger")):
@@ -142,6 +194,7 @@ class GrokkitCLI(LightningCLI):
         init = logger.init_args
         if self.subcommand == "fit" and init.get("version") is None:
             init.version = TensorBoardLogger(init.save_dir, name=init.get("name", "default")).version
+            self.new_version = True
         elif self.subcommand in ("validate", "test") and init.get("sub_dir") is None:
             init.sub_dir = self.subcommand
 
@@ -161,11 +214,6 @@ class GrokkitCLI(LightningCLI):
             callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
         callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
         callbacks += [ValidationAtProbeStep(), HparamsSession()]
-        interval = self._get(self.config, "trainer").get("val_check_interval")
-        if isinstance(interval, (int, float)) and interval <= 0:
-            raise ConfigError(
-                f"trainer.val_check_interval={interval} must be positive (steps, or a fraction)"
-            )
         try:
             return super().instantiate_trainer(
                 callbacks=callbacks, plugins=[*plugins, AtomicCheckpointIO()], **kwargs
@@ -184,6 +232,25 @@ class GrokkitCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self.check_inputs()
+        self.claim_run_directory()
+
+    def claim_run_directory(self) -> None:
+        """Create the new run's version directory, once every input is checked; if another run created it
+        since the version was chosen, take the next one: two runs never write into the same directory."""
+        logger, init = self.trainer.logger, self.config[self.subcommand].trainer.logger.init_args
+        while self.new_version and isinstance(logger, TensorBoardLogger):
+            try:
+                os.makedirs(logger.root_dir, exist_ok=True)
+                os.mkdir(logger.log_dir)
+                return
+            except FileExistsError:
+                init.version += 1  # the saved config.yaml names the directory this run claims
+                logger = self.trainer.logger = type(logger)(**init.as_dict())
+            except OSError as error:
+                raise ConfigError(
+                    f"trainer.logger.init_args.save_dir={init.save_dir}: cannot create the run directory "
+                    f"{logger.log_dir} ({error.strerror}); choose a writable directory"
+                ) from None
 
     def before_validate(self) -> None:
         """`grokkit validate --ckpt_path CKPT` publishes at CKPT's step (Lightning restores it only in fit)."""
@@ -282,19 +349,29 @@ def _as_list(value) -> list:
     return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
+CLI_KWARGS = {  # how `grokkit` builds its LightningCLI
+    "trainer_defaults": TRAINER_DEFAULTS,
+    "save_config_kwargs": {"overwrite": True},
+    "auto_configure_optimizers": False,
+    "parser_class": GrokkitParser,
+    "parser_kwargs": {"prog": "grokkit"},
+}
+
+
 def main(args: ArgsType = None) -> None:
     # `class_path: plugins.<name>.<Class>` from the repo root, nothing installed
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     load_entry_point_probes()
     quiet_known_noise()
-    global _debug
+    global _debug, _argv
     argv = sys.argv[1:] if args is None else args
     _debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     if isinstance(argv, list) and "--debug" in argv:
         _debug, argv = True, [arg for arg in argv if arg != "--debug"]
         if args is None:
             sys.argv[1:] = argv  # LightningCLI reads sys.argv itself when given no args
+    _argv = [str(arg) for arg in argv] if isinstance(argv, list) else []
     cli_args = None if args is None else argv
     if isinstance(argv, list) and argv[:1] in (["-h"], ["--help"], ["--version"]):
         return print(f"grokkit {version('grokkit')}" if argv[0] == "--version" else overview())
@@ -306,21 +383,22 @@ def main(args: ArgsType = None) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    try:
+    with errors_in_one_line():
+        for path in config_paths(_argv):
+            check_config_file(path)
         if isinstance(argv, list) and argv[0] in TOOLS:  # imported when used: some build on GrokkitCLI
             module, _, function = TOOLS[argv[0]][0].partition(":")
             return getattr(importlib.import_module(module), function)(argv[1:])
-        GrokkitCLI(
-            GrokModule,
-            TwoHopDataModule,
-            trainer_defaults=TRAINER_DEFAULTS,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            parser_class=GrokkitParser,
-            parser_kwargs={"prog": "grokkit"},
-            args=cli_args,
-        )
-    except Exception as error:  # a GrokkitError, possibly wrapped by jsonargparse while instantiating a class
+        GrokkitCLI(GrokModule, TwoHopDataModule, **CLI_KWARGS, args=cli_args)
+
+
+@contextmanager
+def errors_in_one_line() -> Iterator[None]:
+    """A grokkit error (possibly wrapped by jsonargparse while instantiating a class) or Lightning's
+    misconfiguration error becomes one line on stderr and its exit code; anything else keeps its traceback."""
+    try:
+        yield
+    except Exception as error:
         cause = _one_line_cause(error)
         if cause is None or _debug:
             raise

@@ -12,9 +12,16 @@ class GrokkitError(Exception):
 
 
 class ConfigError(GrokkitError, ValueError):
-    """A config value, data file, dataset directory or checkpoint that grokkit cannot use (exit code 2)."""
+    """A config value, data file, dataset directory or checkpoint that grokkit cannot use (exit code 2).
+
+    ``key``: the config key at fault, if any, so the CLI can add the config file and line that set it.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class TrainingError(GrokkitError, RuntimeError):
@@ -27,3 +34,7 @@ class NonFiniteError(TrainingError):
 
 class ProbeError(TrainingError):
     """A probe raised; the training state was saved first when a ``fit`` was running."""
+
+
+class StorageError(GrokkitError):
+    """A file could not be written (a full disk, no permission); what was written before it is intact (exit 1)."""

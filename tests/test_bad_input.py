@@ -105,6 +105,16 @@ def config_file(text: str) -> Callable[[Path], list[str]]:
     return prepare
 
 
+def overlay(text: str) -> Callable[[Path], list[str]]:
+    """The tiny config with a second config file stacked on it."""
+
+    def prepare(w: Path) -> list[str]:
+        (w / "over.yaml").write_text(text)
+        return fit(w, "--config", str(w / "over.yaml"))
+
+    return prepare
+
+
 def new(*extra: str) -> Callable[[Path], list[str]]:
     return lambda w: fit(w, *extra)
 
@@ -120,9 +130,9 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         new("--data.batch_size=1.5"),
         "Parser key \"data.batch_size\": Expected a <class 'int'>",
     ),
-    ("zero entities", new("--data.n_entities=0"), "data.n_entities=0 must be at least 1"),
-    ("negative batch", new("--data.batch_size=-4"), "data.batch_size=-4 must be at least 1"),
-    ("zero eval size", new("--data.eval_size=0"), "data.eval_size=0 must be at least 1"),
+    ("zero entities", new("--data.n_entities=0"), "data.n_entities=0 must lie in [1, 1000000]"),
+    ("negative batch", new("--data.batch_size=-4"), "data.batch_size=-4 must lie in [1, 1048576]"),
+    ("zero eval size", new("--data.eval_size=0"), "data.eval_size=0 must lie in [1, 10000000]"),
     ("batch larger than data", new("--data.batch_size=100000"), "data.batch_size=100000 exceeds the"),
     (
         "out_degree > relations",
@@ -130,11 +140,15 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "data.out_degree=50 is larger than data.n_relations=10",
     ),
     ("phi beyond the inferred facts", new("--data.phi=500"), "data.phi=500.0 asks for"),
-    ("negative phi", new("--data.phi=-1"), "data.phi, data.hop1_k and data.hop2_k must not be negative"),
+    ("negative phi", new("--data.phi=-1"), "data.phi=-1.0 must lie in [0, 10000]"),
     ("ratio above 1", new("--data.hop1_ratio=1.5"), "data.hop1_ratio=1.5 must lie in [0, 1]"),
     ("ratio below 0", new("--data.ood_fraction=-0.1"), "data.ood_fraction=-0.1 must lie in [0, 1]"),
     ("heads do not divide d_model", new("--model.network.init_args.n_heads=3"), "divisible by n_heads (3)"),
-    ("zero d_model", new("--model.network.init_args.d_model=0"), "need positive sizes"),
+    (
+        "zero d_model",
+        new("--model.network.init_args.d_model=0"),
+        "model.network.init_args.d_model=0 must lie in [1, 65536]",
+    ),
     (
         "layers not a multiple of shared ones",
         new("--model.network.init_args.n_layers=3", "--model.network.init_args.n_unique_layers=2"),
@@ -146,20 +160,67 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     (
         "trajectory every 0 steps",
         new("--trajectory.every_n_steps=0"),
-        "trajectory.every_n_steps=0 must be at least 1",
+        "trajectory.every_n_steps=0 must lie in [1, 1000000000000] (or null: log-spaced only)",
     ),
     (
         "validation every 0 steps",
         new("--trainer.val_check_interval=0"),
-        "trainer.val_check_interval=0 must be positive",
+        "trainer.val_check_interval=0 must lie in (0, 1000000000000]",
     ),
     (
         "negative max_steps",
         new("--trainer.max_steps=-5"),
-        "`max_steps` must be a non-negative integer or -1 (infinite steps). You passed in -5. (a Lightning setting",
+        "trainer.max_steps=-5 must lie in [-1, 1000000000000]",
     ),
-    ("missing config file", lambda w: ["fit", "--config", str(w / "nope.yaml")], "nope.yaml"),
-    ("malformed YAML", config_file("data: [1, 2\n"), "Problems parsing config"),
+    ("missing config file", lambda w: ["fit", "--config", str(w / "nope.yaml")], "nope.yaml does not exist"),
+    (
+        "malformed YAML",
+        config_file("data: [1, 2\n"),
+        "my.yaml, line 2, column 1: invalid YAML (expected ',' or ']'",
+    ),
+    ("empty config file", config_file("# nothing yet\n"), "my.yaml is empty (or only comments)"),
+    ("config file holding a list", config_file("- 1\n- 2\n"), "my.yaml holds a list at the top"),
+    ("config without a model", config_file("data:\n  phi: 3.0\n"), "the config lacks model.network"),
+    (
+        "network without a class",
+        config_file("model:\n  network:\n    init_args: {d_model: 32}\n"),
+        "model.network: no class_path given; name the class, e.g. class_path: grokkit.models.Decoder (set in",
+    ),
+    (
+        "callback without a class",
+        overlay("trainer:\n  callbacks:\n    - init_args: {sample_size: 3}\n"),
+        "trainer.callbacks: no class_path given; name the class, e.g. class_path: grokkit.probes.LogitLens",
+    ),
+    (
+        "negative weight decay",
+        new("--model.weight_decay=-0.1"),
+        "model.weight_decay=-0.1 must lie in [0, 100]",
+    ),
+    (
+        "EMA decay of 1",
+        new("--model.ema_decay=1.0"),
+        "model.ema_decay=1.0 must lie in [0, 1) (or null: no EMA)",
+    ),
+    (
+        "beta out of range in a file",
+        overlay("model:\n  betas: [0.9, 1.5]\n"),
+        "model.betas[1]=1.5 must lie in [0, 1) (set in",
+    ),
+    (
+        "NaN learning rate in a file",
+        overlay("model:\n  lr: .nan\n"),
+        "model.lr=nan must lie in (0, 10] (set in",
+    ),
+    (
+        "probe sample size 0",
+        new("--trainer.callbacks+=grokkit.probes.LogitLens", "--trainer.callbacks.sample_size=0"),
+        "trainer.callbacks[0].init_args.sample_size=0 (LogitLens) must lie in [1, 10000000]",
+    ),
+    (
+        "log every 0 steps",
+        new("--trainer.log_every_n_steps=0"),
+        "trainer.log_every_n_steps=0 must lie in [1,",
+    ),
     # ----- fact files -----
     (
         "missing facts file",

@@ -12,7 +12,7 @@ from grokkit.checkpointing import TrajectoryCheckpoint
 from grokkit.cli import main
 from grokkit.data import TwoHopDataModule
 from grokkit.data import store as store_module
-from grokkit.errors import ConfigError
+from grokkit.errors import ConfigError, StorageError
 from grokkit.probes.board import ResultsBoard
 
 
@@ -61,10 +61,10 @@ def test_prune_deletes_only_older_periodic_checkpoints(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"every_n_steps": 0}, "trajectory.every_n_steps=0 must be at least 1"),
-        ({"keep_last": 0}, "trajectory.keep_last=0 must be at least 1"),
-        ({"per_decade": 0}, "trajectory.per_decade=0 must be at least 1"),
-        ({"min_step": -1}, "trajectory.min_step=-1 must not be negative"),
+        ({"every_n_steps": 0}, r"trajectory.every_n_steps=0 must lie in \[1, 1000000000000\] \(or null"),
+        ({"keep_last": 0}, r"trajectory.keep_last=0 must lie in \[1, 1000000\]"),
+        ({"per_decade": 0}, r"trajectory.per_decade=0 must lie in \[1, 1000\]"),
+        ({"min_step": -1}, r"trajectory.min_step=-1 must lie in \[0, 1000000000000\]"),
     ],
 )
 def test_trajectory_settings_are_checked(kwargs, message):
@@ -84,7 +84,7 @@ def test_summary_json_is_old_or_new_never_half(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Path, "write_text", crash_mid_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageError, match=r"summary.json \(disk full\); the previous one is intact"):
         board.publish("val", 40, {"train/acc": 0.9})
     monkeypatch.undo()
     assert board.path.read_text() == before and json.loads(before)["val"]["step"] == 20
@@ -106,7 +106,7 @@ def test_a_dataset_directory_is_complete_or_absent(tmp_path, monkeypatch):
         raise OSError("killed")  # tensors.pt is written, the manifest is not yet
 
     monkeypatch.setattr(store_module, "file_sha256", crash_while_hashing)
-    with pytest.raises(OSError, match="killed"):
+    with pytest.raises(StorageError, match=r"cannot write dataset .* \(killed\); nothing of it was kept"):
         data.prepare_data()
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []  # no half directory under the real name, no staging left behind

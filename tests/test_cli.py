@@ -69,7 +69,7 @@ def test_same_seed_gives_the_same_numbers(tmp_path):
         (["--data.phi=many"], 'Parser key "data.phi"'),
         (["--data.out_degree=50"], "data.out_degree=50 is larger than data.n_relations=10"),
         (["--data.phi=500"], "data.phi=500.0 asks for"),
-        (["--data.n_entities=0"], "data.n_entities=0 must be at least 1"),
+        (["--data.n_entities=0"], "data.n_entities=0 must lie in [1, 1000000]"),
         (["--model.network.init_args.n_heads=3"], "divisible by n_heads (3)"),
     ],
 )

@@ -48,6 +48,20 @@ class PoisonGradients(Callback):
             self.before = None
 
 
+class BlowUpWeights(Callback):
+    """Diverges the run at ``step``: scales every weight by 1e30, as a learning rate of 1e30 would (one that
+    the range check refuses)."""
+
+    def __init__(self, step: int = 1) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                for parameter in pl_module.net.parameters():
+                    parameter.mul_(1e30)
+
+
 class FailingProbe(Probe):
     """Measures a constant, and divides by zero at ``fail_at``."""
 
@@ -103,7 +117,7 @@ def test_a_non_finite_gradient_stops_the_run_and_keeps_the_last_good_checkpoint(
 
 
 def test_a_diverging_loss_stops_the_run_with_its_step(tmp_path, capsys):
-    code, error = fails(tiny_args(tmp_path, "--model.lr=1e30"), capsys)
+    code, error = fails(tiny_args(tmp_path, "--trainer.callbacks+=test_failures.BlowUpWeights"), capsys)
     assert code == 1
     assert error.startswith("grokkit: error: non-finite loss at step 1; the run stopped")
     assert "last good checkpoint: none saved yet; fix: lower model.lr" in error

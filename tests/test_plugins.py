@@ -121,11 +121,9 @@ def test_unknown_class_path_is_one_clear_line(tmp_path, capsys):
 
 def test_a_probe_refusing_its_arguments_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(tiny_args(tmp_path, "--trainer.callbacks+=GrokkingOnset", "--trainer.callbacks.consecutive=0"))
+        main(tiny_args(tmp_path, "--trainer.callbacks+=GrokkingOnset", "--trainer.callbacks.stop_split=nope"))
     assert exit_info.value.code == 2
-    assert last_error_line(capsys) == (
-        "grokkit: error: GrokkingOnset: consecutive must be at least 1, min_ratio positive, stop_after_steps >= 0"
-    )
+    assert last_error_line(capsys).startswith("grokkit: error: GrokkingOnset: split 'nope' is not one of ")
 
 
 def test_entry_point_probes_load_and_a_broken_one_warns(monkeypatch, tmp_path, capsys):

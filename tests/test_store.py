@@ -71,9 +71,10 @@ def test_unreadable_manifest_and_missing_manifest_are_refused(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"n_entities": 0}, "data.n_entities=0 must be at least 1"),
+        ({"n_entities": 0}, "data.n_entities=0 must lie in \\[1, 1000000\\]"),
         ({"out_degree": 9}, "data.out_degree=9 is larger than data.n_relations=8"),
         ({"hop1_ratio": 1.5}, "data.hop1_ratio=1.5 must lie in \\[0, 1\\]"),
+        ({"phi": float("nan")}, "data.phi=nan must lie in \\[0, 10000\\]"),
         ({"batch_size": -1}, "data.batch_size=-1"),
     ],
 )

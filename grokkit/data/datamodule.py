@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, IterableDataset
 
 from grokkit.data import store
@@ -31,6 +32,7 @@ from grokkit.data.kg import (
     graph_from_triples,
 )
 from grokkit.errors import ConfigError
+from grokkit.ranges import check_arguments
 
 
 class StepBatches(IterableDataset):
@@ -98,31 +100,12 @@ class TwoHopDataModule(L.LightningDataModule):
         eval_batch_size: int = 4096,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("n_entities", n_entities),
-            ("n_relations", n_relations),
-            ("out_degree", out_degree),
-            ("eval_size", eval_size),
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-        ):
-            if value < 1:
-                raise ConfigError(f"data.{name}={value} must be at least 1")
+        check_arguments("data", type(self), locals())  # every argument in its range
         if facts_file is None and out_degree > n_relations:
             raise ConfigError(
                 f"data.out_degree={out_degree} is larger than data.n_relations={n_relations}: an entity cannot have "
                 "more distinct relations than exist; lower out_degree or raise n_relations"
             )
-        for name, value in (
-            ("ood_fraction", ood_fraction),
-            ("test_iid_probability", test_iid_probability),
-            ("hop1_ratio", hop1_ratio),
-            ("hop2_ratio", hop2_ratio),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"data.{name}={value} must lie in [0, 1]")
-        if phi < 0 or hop1_k < 0 or hop2_k < 0:
-            raise ConfigError("data.phi, data.hop1_k and data.hop2_k must not be negative")  # fmt: skip
         self.data_dir, self.seed, self.facts_file = Path(data_dir), seed, facts_file
         self.graph_size = (n_entities, n_relations, out_degree)
         self.spec = SplitSpec(
@@ -167,10 +150,17 @@ class TwoHopDataModule(L.LightningDataModule):
 
     # ----- Lightning hooks -----
     def prepare_data(self) -> None:
-        """Build the dataset directory once; an existing one is verified instead."""
-        if self.dataset_dir.exists():
-            store.read_manifest(self.dataset_dir, self.params)
-            return
+        """Build the dataset directory once, even when several runs need it at once; then verify it."""
+        if not self.dataset_dir.exists():
+            with store.build_lock(self.dataset_dir):
+                if not self.dataset_dir.exists():  # else another run built it while this one waited
+                    self.build()
+        store.read_manifest(self.dataset_dir, self.params)
+
+    def build(self) -> None:
+        """Generate (or read) the graph, draw the splits and write the dataset directory (holding the lock)."""
+        store.remove_leftovers(self.dataset_dir)
+        rank_zero_info(f"grokkit: building dataset {self.dataset_dir}")
         rng = np.random.default_rng(self.seed)
         graph = self._user_graph or generate_graph(*self.graph_size, rng)
         splits = build_splits(graph, self.spec, rng)

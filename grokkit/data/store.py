@@ -2,23 +2,35 @@
 
 A directory is written under a temporary name and renamed into place, so a reader never sees half of one;
 it is reused only when its manifest is complete, names the same parameters and matches the content hash.
+Builders hold a lock on the data directory (:func:`build_lock`), so runs that need the same new dataset at
+once build it once: the others wait and then use it. A builder killed mid-write leaves only its temporary
+directory, which no run reads and the next builder deletes.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from grokkit.data.kg import Splits
-from grokkit.errors import ConfigError
+from grokkit.errors import ConfigError, StorageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock, builds may repeat; the rename still hides half-written ones
+    fcntl = None
 
 FORMAT_VERSION = 1
 TENSORS = "tensors.pt"
@@ -49,12 +61,47 @@ def _to_tensors(splits: Splits) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in arrays.items()}
 
 
+@contextmanager
+def build_lock(directory: Path) -> Iterator[None]:
+    """Hold the exclusive build lock of ``directory``'s data directory (released when the process ends)."""
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(directory.parent, os.O_RDONLY)
+    except OSError as error:
+        raise ConfigError(
+            f"data.data_dir {directory.parent} cannot be created or opened ({error.strerror}); "
+            "choose a writable directory"
+        ) from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                rank_zero_info(
+                    f"grokkit: waiting for another process building a dataset in {directory.parent}"
+                )
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def remove_leftovers(directory: Path) -> None:
+    """Delete temporary directories of ``directory`` left by killed builders (call it holding the lock)."""
+    for leftover in directory.parent.glob(f".{glob.escape(directory.name)}.*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 def write_dataset(
     directory: Path, splits: Splits, params: dict[str, Any], names: dict[str, list[str]]
 ) -> None:
     """Write atomically: build in a sibling temporary directory, then rename it into place."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    except OSError as error:
+        raise ConfigError(
+            f"data.data_dir {directory.parent} is not writable ({error.strerror}); choose a writable directory"
+        ) from None
     try:
         torch.save(_to_tensors(splits), staging / TENSORS)
         manifest = {
@@ -66,9 +113,12 @@ def write_dataset(
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
         os.replace(staging, directory)
-    except OSError:
+    except OSError as error:
         if not (directory / MANIFEST).exists():  # else another process wrote the same dataset first
-            raise
+            raise StorageError(
+                f"cannot write dataset {directory} ({error.strerror or error}); nothing of it was kept; free space in "
+                f"{directory.parent} or set data.data_dir to another disk"
+            ) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

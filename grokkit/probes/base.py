@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.checkpointing import save_training_state
-from grokkit.errors import ConfigError, ProbeError
+from grokkit.errors import ConfigError, ProbeError, StorageError
 
 
 def snake_case(name: str) -> str:
@@ -100,7 +100,7 @@ class Probe(Callback):
             finally:
                 pl_module.train(was_training)
             self.publish(trainer, pl_module, step, result)
-        except ProbeError:
+        except (ProbeError, StorageError):  # a full disk is no fault of the probe
             raise
         except Exception as error:
             raise self.failure(trainer, step, error) from error

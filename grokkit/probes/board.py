@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from grokkit.errors import StorageError
+
 
 class ResultsBoard:
     """``sections[name]`` holds a probe's latest result; ``history[name]`` its scalar results by step."""
@@ -46,11 +48,16 @@ class ResultsBoard:
         """Atomic rewrite of summary.json (temporary file + rename)."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary.write_text(json.dumps(self.summary(), indent=1, default=float))
             os.replace(temporary, self.path)
+        except OSError as error:  # a full disk: stop in one line, the previous summary.json is intact
+            raise StorageError(
+                f"cannot write {self.path} ({error.strerror or error}); the previous one is intact; free disk "
+                "space, then resume with --ckpt_path last"
+            ) from error
         finally:
             temporary.unlink(missing_ok=True)
 

@@ -1,0 +1,82 @@
+"""Config files, read before the parser sees them: every problem names the file, and the line where YAML knows it.
+
+jsonargparse reports a syntax error without the file's name and an empty file as "Unexpected config"; here
+each ``--config`` file is read first (missing, unreadable, not YAML, empty, not a mapping of sections), and
+:func:`where_set` finds the file and line that set a key, for errors about its value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from grokkit.errors import ConfigError
+
+EXAMPLE = "a mapping of sections (model, data, trainer, ...), e.g. configs/tiny.yaml"
+
+
+def config_paths(argv: list[str]) -> list[Path]:
+    """The files given with ``--config FILE`` or ``--config=FILE`` (an inline YAML string is not a file)."""
+    values = [b for a, b in zip(argv, argv[1:], strict=False) if a == "--config"]
+    values += [arg.removeprefix("--config=") for arg in argv if arg.startswith("--config=")]
+    return [Path(v) for v in values if not any(mark in v for mark in ("\n", ": ", "{"))]
+
+
+def check_config_file(path: Path) -> None:
+    """Refuse a config file that is missing, unreadable, not valid YAML, empty, or not a mapping."""
+    if not path.exists():
+        raise ConfigError(
+            f"config file {path} does not exist; give the path of a YAML config, e.g. configs/tiny.yaml"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; give a YAML config") from None
+    except OSError as error:  # a directory, no permission
+        raise ConfigError(
+            f"config file {path} cannot be read ({error.strerror}); give a readable YAML file"
+        ) from None
+    try:
+        content = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        context = f" {error.context}" if error.context else ""
+        raise ConfigError(
+            f"config file {path}, line {mark.line + 1}, column {mark.column + 1}: invalid YAML ({error.problem}"
+            f"{context}); fix the syntax there"
+        ) from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path}: invalid YAML ({' '.join(str(error).split())})") from None
+    if content is None:
+        raise ConfigError(f"config file {path} is empty (or only comments); a config is {EXAMPLE}")
+    if not isinstance(content, dict):
+        raise ConfigError(
+            f"config file {path} holds a {type(content).__name__} at the top; a config is {EXAMPLE}"
+        )
+
+
+def where_set(key: str, paths: list[Path]) -> str | None:
+    """``FILE, line N`` of the last config file that sets ``key`` (``trainer.callbacks[1].init_args.x``)."""
+    parts = key.replace("[", ".[").split(".")
+    for path in reversed(paths):
+        try:
+            node = yaml.compose(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        for part in parts:
+            node = _child(node, part)
+            if node is None:
+                break
+        else:
+            return f"{path}, line {node.start_mark.line + 1}"
+    return None
+
+
+def _child(node: yaml.Node | None, part: str) -> yaml.Node | None:
+    if isinstance(node, yaml.SequenceNode) and part.startswith("[") and part[1:-1].isdigit():
+        index = int(part[1:-1])
+        return node.value[index] if index < len(node.value) else None
+    if isinstance(node, yaml.MappingNode):
+        return next((value for name, value in node.value if name.value == part), None)
+    return None
