@@ -62,6 +62,10 @@ STACKS = [
         for phi in ("3.6", "5.4", "7.2", "9.0", "12.6", "18.0")
     ),
     ["wang2024/composition.yaml", "wang2024/shared.yaml"],
+    *(
+        ["default.yaml", f"demo/{name}.yaml"]
+        for name in ("anneal_after_grokking", "grokfast", "lr_half_at_switch")
+    ),
 ]
 SECTIONS = {"model": GrokModule, "data": TwoHopDataModule, "trainer": "lightning.pytorch.Trainer"}
 SECTIONS |= {"checkpoint": "grokkit.checkpointing.ResumableCheckpoint"}
