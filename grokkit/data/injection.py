@@ -159,22 +159,15 @@ def inject(
     train_bridge = np.full(len(train), -1)
     train_bridge[is_kept.sum() : is_kept.sum() + kept_pairs.sum()] = bridge[kept_pairs]
 
-    names = [name.removeprefix("eval/") for name in source if name.startswith("eval/")]
-    evals = {name: source[f"eval/{name}"].numpy() for name in names}
-    eval_bridges = {name: source[f"eval_bridge/{name}"].numpy() for name in names}
-    evals["new_atomic"], eval_bridges["new_atomic"] = atomic_items(full, new_ids), np.full(len(new_ids), -1)
-    pairs = enumerate_two_hop(full)
+    evals, eval_bridges, totals = categories(full, is_new, is_kept, spec.eval_size, rng)
+    for name in (key.removeprefix("eval/") for key in source if key.startswith("eval/")):  # the old splits
+        evals[name], eval_bridges[name] = (
+            source[f"eval/{name}"].numpy(),
+            source[f"eval_bridge/{name}"].numpy(),
+        )
     counts = {"replay_atomic": int(is_kept.sum()), "replay_inferred": int(kept_pairs.sum())}
     counts |= {"new_atomic": len(new_ids), "train": len(train)}
-    for name, (hop1_new, hop2_new) in CATEGORIES.items():
-        hop1 = is_new if hop1_new else is_kept
-        hop2 = is_new if hop2_new else is_kept
-        members = np.flatnonzero(hop1[pairs.first] & hop2[pairs.second])
-        counts[f"{name}_all"] = len(members)
-        if len(members) > spec.eval_size:
-            members = np.sort(rng.choice(members, spec.eval_size, replace=False))
-        evals[name] = two_hop_items(full, pairs.first[members], pairs.second[members])
-        eval_bridges[name] = full.entity_token(full.tails[pairs.first[members]])
+    counts |= {f"{name}_all": n for name, n in totals.items()}
     counts |= {f"eval_{name}": len(items) for name, items in evals.items()}
     facts = np.stack(
         [full.entity_token(full.heads), full.relation_token(full.relations), full.entity_token(full.tails)], 1
@@ -184,6 +177,26 @@ def inject(
     splits = Splits(train, train_bridge, evals, eval_bridges, facts, fact_is_ood, counts)
     check_injection(splits, is_new, is_kept, old_train)
     return splits
+
+
+def categories(
+    full: KnowledgeGraph, is_new: np.ndarray, is_kept: np.ndarray, eval_size: int, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, int]]:
+    """Items and bridges of ``new_atomic`` and of every category (at most ``eval_size`` each), and how many
+    queries each category has in all."""
+    new_ids = np.flatnonzero(is_new)
+    evals, bridges = {"new_atomic": atomic_items(full, new_ids)}, {"new_atomic": np.full(len(new_ids), -1)}
+    totals = {}
+    pairs = enumerate_two_hop(full)
+    for name, (hop1_new, hop2_new) in CATEGORIES.items():
+        hop1, hop2 = (is_new if new else is_kept for new in (hop1_new, hop2_new))
+        members = np.flatnonzero(hop1[pairs.first] & hop2[pairs.second])
+        totals[name] = len(members)
+        if len(members) > eval_size:
+            members = np.sort(rng.choice(members, eval_size, replace=False))
+        evals[name] = two_hop_items(full, pairs.first[members], pairs.second[members])
+        bridges[name] = full.entity_token(full.tails[pairs.first[members]])
+    return evals, bridges, totals
 
 
 def check_injection(splits: Splits, is_new: np.ndarray, is_kept: np.ndarray, old_train: np.ndarray) -> None:
