@@ -1,8 +1,8 @@
 """The transfer experiment's table (markdown and CSV) and figure, from the results boards of its runs.
 
 Per start: the new-fact accuracy (``new_atomic``), the exact match of every category at the end and its
-maximum, and the circuit signal per category: the logit lens's ``<category>/circuit`` where the model family
-reports one, else ``<category>/bridge_found_any``. The figure has He et al.'s transfer layout: one row per
+maximum, and the circuit signal per category: the logit lens's ``<category>/circuit_signal`` where it reports
+one (Bridge Found away from the position atomic recall trains), else ``<category>/bridge_found_any``. The figure has He et al.'s transfer layout: one row per
 start, one column per category, each panel new-fact accuracy, exact match and circuit signal against steps.
 """
 
@@ -35,7 +35,7 @@ def curves_of(board: ResultsBoard) -> Curves:
 
 
 def circuit_tag(curves: Curves, category: str) -> str | None:
-    for key in ("circuit", "bridge_found_any"):
+    for key in ("circuit_signal", "bridge_found_any"):
         if f"logit_lens/{category}/{key}" in curves:
             return f"logit_lens/{category}/{key}"
     return None
