@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from grokkit.analyze import run_config
+from grokkit.checkpointing import STEP_FILE
 from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
@@ -31,7 +32,6 @@ from grokkit.transfer_report import write_report
 
 STARTS = ("grokked", "memorized", "scratch")
 DEFAULT_OVERLAY = Path(__file__).resolve().parents[1] / "configs" / "transfer" / "cpu.yaml"
-STEP_FILE = re.compile(r"^step=(\d+)\.ckpt$")
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -70,17 +70,6 @@ def start_checkpoints(run_dir: Path, split: str) -> dict[str, tuple[Path, int]]:
         )
     end = (onset.get("val") or {}).get("step")  # the run's last validation: the step of last.ckpt
     return {"grokked": (last, end), "memorized": (memorized[0][1], memorized[0][0])}
-
-
-def source_config(run_dir: Path) -> Path:
-    """The run's config.yaml without the arguments of `fit` itself (the runs here are built, not parsed as `fit`)."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: give a run directory written by `grokkit fit`")
-    config = yaml.safe_load(path.read_text())
-    for key in ("ckpt_path", "weights_only"):
-        config.pop(key, None)
-    return config
 
 
 def build_start(
@@ -124,7 +113,7 @@ def transfer(
     for overlay in overlays:
         if not overlay.is_file():
             raise ConfigError(f"--config {overlay} not found")
-    config = source_config(source)
+    config = run_config(source)
     checkpoints = start_checkpoints(source, split) if set(starts) - {"scratch"} else {}
     try:
         import matplotlib  # noqa: F401 - the figure needs it; refuse before training, not after
