@@ -10,7 +10,8 @@ From a finished run it fine-tunes three starts on the same injected data (:mod:`
 Each start is the run's ``config.yaml`` with the overlays stacked on it (``--config``, default
 ``configs/transfer/cpu.yaml``) and ``model.init_from`` set, logging to ``OUT/<start>/`` (its ``config.yaml``
 re-runs it with ``grokkit fit``); it is validated once at step 0, then trained. The table and the figure
-(:mod:`grokkit.transfer_report`) go to ``OUT/transfer.{md,csv,png}``.
+(:mod:`grokkit.transfer_report`) go to ``OUT/transfer.{md,csv,png}`` and cover every start found under
+``OUT``, so starts can also be run one command at a time (``--starts``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.module import GrokModule
-from grokkit.transfer_report import write_report
+from grokkit.transfer_report import STARTS, write_report
 
-STARTS = ("grokked", "memorized", "scratch")
 DEFAULT_OVERLAY = Path(__file__).resolve().parents[1] / "configs" / "transfer" / "cpu.yaml"
 
 
@@ -109,7 +109,7 @@ def transfer(
     split: str = "test_inferred_iid",
     extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Fine-tune every start, then write the table and figure; returns the table's rows."""
+    """Fine-tune the starts, then write the table and figure of every start under ``out``; returns its rows."""
     for overlay in overlays:
         if not overlay.is_file():
             raise ConfigError(f"--config {overlay} not found")
@@ -121,16 +121,22 @@ def transfer(
         raise ConfigError(
             "grokkit transfer draws a figure with matplotlib: pip install -e '.[plot]'"
         ) from None
-    boards, counts = {}, {}
     for start in starts:
         init_from, step = checkpoints.get(start, (None, None))
         cli = build_start(config, overlays, list(extra), init_from, out / start)
+        cli.datamodule.setup("fit")
+        counts = {k: v for k, v in cli.datamodule.manifest["counts"].items() if k.startswith("eval_")}
+        origin = {
+            "source": str(source),
+            "init_from": str(init_from) if init_from else None,
+            "init_step": step,
+        }
+        cli.model.board.publish("transfer", 0, {**origin, **counts})
         cli.trainer.validate(
             cli.model, datamodule=cli.datamodule, verbose=False
         )  # the start itself, at step 0
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        boards[start], counts = (cli.model.board, step), cli.datamodule.manifest["counts"]
-    return write_report(boards, counts, out)
+    return write_report(out)
 
 
 def transfer_command(argv: list[str]) -> None:

@@ -1,9 +1,10 @@
 """The transfer experiment's table (markdown and CSV) and figure, from the results boards of its runs.
 
 Per start: the new-fact accuracy (``new_atomic``), the exact match of every category at the end and its
-maximum, and the circuit signal per category: the logit lens's ``<category>/circuit_signal`` where it reports
-one (Bridge Found away from the position atomic recall trains), else ``<category>/bridge_found_any``. The figure has He et al.'s transfer layout: one row per
-start, one column per category, each panel new-fact accuracy, exact match and circuit signal against steps.
+maximum, and the circuit signal per category: the logit lens's ``<category>/circuit_signal`` where it
+reports one (Bridge Found away from the position atomic recall trains), else ``<category>/bridge_found_any``.
+The figure has He et al.'s transfer layout: one row per start, one column per category, each panel
+new-fact accuracy, exact match and circuit signal against steps.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ import io
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from grokkit.checkpointing import atomic_write
+from grokkit.errors import ConfigError
 from grokkit.probes.board import ResultsBoard
 
+STARTS = ("grokked", "memorized", "scratch")
 CATEGORIES = {
     "new_old": "new + old (new fact as hop 1)",
     "old_new": "old + new (as hop 2)",
@@ -132,12 +137,24 @@ def figure(curves: dict[str, Curves], counts: dict[str, int], out: Path) -> None
     plt.close(fig)
 
 
-def write_report(
-    runs: dict[str, tuple[ResultsBoard, int | None]], counts: dict[str, int], out: Path
-) -> list[dict[str, Any]]:
-    """``out/transfer.md``, ``.csv`` and ``.png`` from ``{start: (its run's board, init step)}``; returns the rows."""
-    curves = {start: curves_of(board) for start, (board, _) in runs.items()}
-    rows = [summarize(start, curves[start], step) for start, (_, step) in runs.items()]
+def write_report(out: Path) -> list[dict[str, Any]]:
+    """``out/transfer.md``, ``.csv`` and ``.png`` from every start run under ``out``; returns the table's rows."""
+    runs = {}
+    for start in STARTS:
+        path = out / start / "checkpoints" / "last.ckpt"
+        if path.is_file():  # the run's own file: its hyperparameters hold Python objects
+            runs[start] = ResultsBoard()
+            runs[start].load_state_dict(
+                torch.load(path, map_location="cpu", weights_only=False)["results_board"]
+            )
+    if not runs:
+        raise ConfigError(
+            f"no finished start under {out} (OUT/<start>/checkpoints/last.ckpt): nothing to report"
+        )
+    curves = {start: curves_of(board) for start, board in runs.items()}
+    origins = {start: board.latest("transfer") or {} for start, board in runs.items()}
+    counts = next(iter(origins.values()))
+    rows = [summarize(start, curves[start], origins[start].get("init_step")) for start in runs]
     atomic_write(out / "transfer.md", lambda f: f.write(markdown(rows, counts).encode()))
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=list(rows[0]))
