@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from grokkit.analyze import run_config
@@ -68,7 +69,13 @@ def start_checkpoints(run_dir: Path, split: str) -> dict[str, tuple[Path, int]]:
             f"{run_dir}: no trajectory checkpoint between t_mem {t_mem} and t_gen {min(t_gen)} ({split}): no "
             "memorized-but-not-generalized state to start from; train with trajectory.per_decade higher"
         )
-    end = (onset.get("val") or {}).get("step")  # the run's last validation: the step of last.ckpt
+    end = torch.load(last, map_location="cpu", mmap=True, weights_only=False)[
+        "global_step"
+    ]  # the run's own file
+    if end < min(t_gen):
+        raise ConfigError(
+            f"{last} is from step {end}, before t_gen {min(t_gen)} ({split}): let the run finish"
+        )
     return {"grokked": (last, end), "memorized": (memorized[0][1], memorized[0][0])}
 
 
