@@ -44,39 +44,43 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid JSON: {what}") from None
 
 
-def start_checkpoints(run_dir: Path, split: str) -> dict[str, tuple[Path, int]]:
-    """The grokked and the memorized checkpoint of a finished run, with their steps, from its summary.json."""
+def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dict[str, tuple[Path, int]]:
+    """The checkpoints (and their steps) of the ``grokked`` and ``memorized`` starts among ``starts``."""
     onset = read_json(run_dir / "summary.json", "give a run of `grokkit fit` with the GrokkingOnset probe")
     grokking = onset.get("grokking") or {}
     t_gen = [t for t in ((grokking.get("t_gen") or {}).get(split) or {}).values() if t is not None]
     t_mem = grokking.get("t_mem")
     if t_mem is None or not t_gen:
         raise ConfigError(
-            f"{run_dir / 'summary.json'}: the run has no t_mem or no t_gen for {split} (grokking section): it never "
-            "memorized or never generalized; train it longer, or choose another --split"
+            f"{run_dir / 'summary.json'}: the run has no t_mem or no t_gen for {split} (grokking section): it "
+            "never memorized or never generalized; train it longer, or choose another --split"
         )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise ConfigError(f"{last} not found: the source run has no final checkpoint")
-    trajectory = sorted(
-        (int(found.group(1)), path)
-        for path in (run_dir / "checkpoints" / "trajectory").glob("step=*.ckpt")
-        if (found := STEP_FILE.match(path.name))
-    )
-    memorized = [(step, path) for step, path in trajectory if t_mem <= step < min(t_gen)]
-    if not memorized:
-        raise ConfigError(
-            f"{run_dir}: no trajectory checkpoint between t_mem {t_mem} and t_gen {min(t_gen)} ({split}): no "
-            "memorized-but-not-generalized state to start from; train with trajectory.per_decade higher"
+    found: dict[str, tuple[Path, int]] = {}
+    if "grokked" in starts:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise ConfigError(f"{last} not found: the source run has no final checkpoint")
+        step = torch.load(last, map_location="cpu", mmap=True, weights_only=False)[
+            "global_step"
+        ]  # its own file
+        if step < min(t_gen):
+            raise ConfigError(
+                f"{last} is from step {step}, before t_gen {min(t_gen)} ({split}): let the run finish"
+            )
+        found["grokked"] = (last, step)
+    if "memorized" in starts:
+        trajectory = sorted(
+            (int(match.group(1)), path)
+            for path in (run_dir / "checkpoints" / "trajectory").glob("step=*.ckpt")
+            if (match := STEP_FILE.match(path.name)) and t_mem <= int(match.group(1)) < min(t_gen)
         )
-    end = torch.load(last, map_location="cpu", mmap=True, weights_only=False)[
-        "global_step"
-    ]  # the run's own file
-    if end < min(t_gen):
-        raise ConfigError(
-            f"{last} is from step {end}, before t_gen {min(t_gen)} ({split}): let the run finish"
-        )
-    return {"grokked": (last, end), "memorized": (memorized[0][1], memorized[0][0])}
+        if not trajectory:
+            raise ConfigError(
+                f"{run_dir}: no trajectory checkpoint between t_mem {t_mem} and t_gen {min(t_gen)} ({split}): no "
+                "memorized-but-not-generalized state to start from; train with a higher trajectory.per_decade"
+            )
+        found["memorized"] = (trajectory[0][1], trajectory[0][0])
+    return found
 
 
 def build_start(
@@ -121,7 +125,7 @@ def transfer(
         if not overlay.is_file():
             raise ConfigError(f"--config {overlay} not found")
     config = run_config(source)
-    checkpoints = start_checkpoints(source, split) if set(starts) - {"scratch"} else {}
+    checkpoints = start_checkpoints(source, split, starts) if set(starts) - {"scratch"} else {}
     try:
         import matplotlib  # noqa: F401 - the figure needs it; refuse before training, not after
     except ImportError:
