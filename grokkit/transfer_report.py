@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from grokkit.checkpointing import atomic_write
+from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError
 from grokkit.probes.board import ResultsBoard
 
