@@ -93,7 +93,7 @@ def build_start(
         *extra,
         f"--model.init_from={init_from if init_from is not None else 'null'}",
         "--trainer.inference_mode=false",  # else the step-0 validation leaves inference tensors in the metrics
-        "--trainer.logger=TensorBoardLogger",
+        "--trainer.logger=grokkit.analyze.AnalysisLogger",  # one events file: the step-0 validation does not close it
         f"--trainer.logger.init_args.save_dir={run_dir.parent}",
         f"--trainer.logger.init_args.name={run_dir.name}",
         "--trainer.logger.init_args.version=",
