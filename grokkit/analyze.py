@@ -44,11 +44,23 @@ def class_name(callback: Any) -> str:
     return (callback["class_path"] if isinstance(callback, dict) else str(callback)).rpartition(".")[2]
 
 
+def run_config(run_dir: Path) -> dict[str, Any]:
+    """A run's ``config.yaml``, without the arguments of ``fit`` itself (not part of the run)."""
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(
+            f"{run_dir / 'config.yaml'} not found: give a run directory written by `grokkit fit`"
+        )
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    for key in ("ckpt_path", "weights_only"):
+        config.pop(key, None)
+    return config
+
+
 def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
     """The run's config logging to ``RUN_DIR/analysis``, with the extra probes (replacing any of the same class)."""
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    for key in ("ckpt_path", "weights_only"):  # arguments of `fit`, not part of the run
-        config.pop(key, None)
+    config = run_config(run_dir)
+    if probes_config is not None and not probes_config.is_file():
+        raise ConfigError(f"--probes-config {probes_config} not found")
     extra = yaml.safe_load(probes_config.read_text()) if probes_config is not None else {}
     added = as_list((extra.get("trainer") or {}).get("callbacks"))
     trainer = config.setdefault("trainer", {})
@@ -71,12 +83,7 @@ def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
 
 def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
     """Run the probes over every checkpoint of the run; returns the summary written to analysis/summary.json."""
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(
-            f"{run_dir / 'config.yaml'} not found: give a run directory written by `grokkit fit`"
-        )
-    if probes_config is not None and not probes_config.is_file():
-        raise ConfigError(f"--probes-config {probes_config} not found")
+    config = offline_config(run_dir, probes_config)
     paths = sorted((run_dir / "checkpoints" / "trajectory").glob("step=*.ckpt"))  # zero-padded: step order
     paths += [path for path in [run_dir / "checkpoints" / "last.ckpt"] if path.is_file()]
     if not paths:
@@ -90,7 +97,7 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
         auto_configure_optimizers=False,
         parser_class=GrokkitParser,
         save_config_callback=None,
-        args=offline_config(run_dir, probes_config),
+        args=config,
         run=False,
     )
     trainer, module = cli.trainer, cli.model

@@ -36,6 +36,7 @@ from grokkit.probes import Probe
 from grokkit.probes.registry import explain_class_path_error, load_entry_point_probes
 from grokkit.ranges import check_ranges
 from grokkit.run_log import HparamsSession, ValidationAtProbeStep
+from grokkit.warm_start import state_dict_mismatch
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -67,6 +68,10 @@ TOOLS = {
     "plot": ("grokkit.plot:plot_command", "draw a run's accuracy curves as a PNG"),
     "sweep": ("grokkit.sweep:sweep_command", "run a grid of `grokkit fit` runs on Ray Tune (resumable)"),
     "compare": ("grokkit.compare:compare_command", "draw curves or a summary field across runs and sweeps"),
+    "transfer": (
+        "grokkit.transfer:transfer_command",
+        "fine-tune a run's grokked and memorized checkpoints and a control on new facts (He et al.)",
+    ),
 }
 
 
@@ -327,22 +332,6 @@ class GrokkitCLI(LightningCLI):
                 "resume; resume from RUN/checkpoints/last.ckpt, or evaluate it with `grokkit validate`"
             )
         return checkpoint
-
-
-def state_dict_mismatch(there: dict, here: dict) -> str | None:
-    """The first differences between a checkpoint's state dict and the model's, or ``None`` if they agree."""
-    differences = []
-    for key in sorted(here.keys() | there.keys()):
-        if key not in there:
-            differences.append(f"{key}: missing there")
-        elif key not in here:
-            differences.append(f"{key}: not in this model")
-        elif tuple(there[key].shape) != tuple(here[key].shape):
-            differences.append(f"{key}: {list(there[key].shape)} there, {list(here[key].shape)} here")
-    if not differences:
-        return None
-    more = f", and {len(differences) - 2} more" if len(differences) > 2 else ""
-    return "; ".join(differences[:2]) + more
 
 
 def _as_list(value) -> list:

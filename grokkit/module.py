@@ -23,6 +23,7 @@ from grokkit.errors import NonFiniteError
 from grokkit.losses import LossName, token_losses
 from grokkit.models import IGNORE, TwoHopModel
 from grokkit.probes.board import ResultsBoard
+from grokkit.warm_start import load_initial_weights
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
 
@@ -76,6 +77,8 @@ class GrokModule(L.LightningModule):
             (no checkpoint is written after it, so ``last.ckpt`` stays the last good state), or ``skip`` the
             update (no change to weights, optimizer moments or EMA; counted in ``train/skipped_steps``).
             Checked once per step before the optimizer step, at the cost of one host sync per step.
+        init_from: Start from the network weights of this checkpoint (another run's ``last.ckpt`` or trajectory
+            checkpoint; its EMA copy if it has one); optimizer and schedule start fresh.
     """
 
     def __init__(
@@ -93,15 +96,19 @@ class GrokModule(L.LightningModule):
         compile: bool = False,
         loss: LossName = "cross_entropy",
         nonfinite: Literal["stop", "skip"] = "stop",
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = network(vocab_size, item_len)
+        if init_from is not None:
+            load_initial_weights(self.net, init_from, vocab_size)
         self.ema = (
             AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
             if ema_decay
             else None
         )
+        self.eval_splits: tuple[str, ...] = EVAL_SPLITS  # the data module's, from setup on
         self.val_acc = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.val_loss = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.board = ResultsBoard()
@@ -114,6 +121,10 @@ class GrokModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.trainer.log_dir is not None:
             self.board.path = Path(self.trainer.log_dir) / "summary.json"
+        self.eval_splits = tuple(getattr(self.trainer.datamodule, "eval_splits", EVAL_SPLITS))
+        for split in self.eval_splits:  # e.g. the transfer experiment's new-fact categories
+            if split not in self.val_acc:
+                self.val_acc[split], self.val_loss[split] = MeanMetric(), MeanMetric()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["results_board"] = self.board.state_dict()
@@ -232,7 +243,7 @@ class GrokModule(L.LightningModule):
 
     # ----- evaluation: one batched forward per chunk, argmax, no generation loop -----
     def validation_step(self, items: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
-        split = EVAL_SPLITS[dataloader_idx]
+        split = self.eval_splits[dataloader_idx]
         inputs, targets = self.eval_net.inputs_and_targets(items)
         loss, correct = item_loss_and_correct(self.eval_net(inputs), targets, self.hparams.loss)
         self.val_acc[split].update(correct.float())
@@ -241,8 +252,8 @@ class GrokModule(L.LightningModule):
     test_step = validation_step
 
     def _log_split_metrics(self, stage: str) -> None:
-        accuracy = {split: self.val_acc[split].compute() for split in EVAL_SPLITS}
-        for split in EVAL_SPLITS:
+        accuracy = {split: self.val_acc[split].compute() for split in self.eval_splits}
+        for split in self.eval_splits:
             self.log(f"{stage}/{split}/acc", accuracy[split], prog_bar=split.startswith("test"))
             self.log(f"{stage}/{split}/loss", self.val_loss[split].compute())
             self.val_acc[split].reset()

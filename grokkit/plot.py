@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from grokkit.data.injection import INJECTION_SPLITS
 from grokkit.data.kg import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.figures import new_figure, png_bytes, save_png
@@ -26,7 +27,7 @@ def plot(run_dir: Path, out: Path) -> None:
     if not any(tag.startswith("val/") for tag in curves):
         raise ConfigError(f"{run_dir}: no validation curves in its TensorBoard events; give a run directory")
     fig, ax = new_figure(figsize=(8, 4.2), dpi=120)
-    for split in ("train", *EVAL_SPLITS):
+    for split in ("train", *EVAL_SPLITS, *INJECTION_SPLITS):  # the splits a run does not have are skipped
         points = curves.get(f"val/{split}/acc", [])
         if points:
             steps, values = zip(*points, strict=True)

@@ -11,13 +11,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 OVERLAYS = {"wang2024": "composition.yaml", "he2026": "natural.yaml"}
 CPU_REGIMES = [CONFIGS / "default.yaml", CONFIGS / "cpu_regimes.yaml"]  # an overlay of the default
+TRANSFER = [  # overlays of a finished run's config, here of the config it was trained with
+    [CONFIGS / "default.yaml", CONFIGS / "transfer/cpu.yaml"],
+    [CONFIGS / "he2026/natural.yaml", CONFIGS / "transfer/he2026.yaml"],
+]
 STANDALONE = sorted(path for path in CONFIGS.glob("*.yaml") if path != CPU_REGIMES[1])
 
 
 def stacks() -> list[list[Path]]:
     """Standalone configs alone; overlays on top of their study's base config."""
     result = [[path] for path in STANDALONE]
-    result += [CPU_REGIMES, [*CPU_REGIMES, CONFIGS / "he2026/second_hop_full.yaml"]]
+    result += [CPU_REGIMES, [*CPU_REGIMES, CONFIGS / "he2026/second_hop_full.yaml"], *TRANSFER]
     result += [[CONFIGS / "default.yaml", path] for path in sorted((CONFIGS / "demo").glob("*.yaml"))]
     for study, base in OVERLAYS.items():
         result += [[CONFIGS / study / base]]

@@ -9,6 +9,7 @@ A resumed run therefore sees exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from grokkit.data import store
 from grokkit.data.files import read_triples
+from grokkit.data.injection import INJECTION_SPLITS, Injection, graph_of, inject
 from grokkit.data.kg import (
     EVAL_SPLITS,
     ITEM_LEN,
@@ -61,6 +63,10 @@ class StepBatches(IterableDataset):
 class TwoHopDataModule(L.LightningDataModule):
     """Knowledge graph, ID/OOD split, phi, data regime and the five evaluation splits.
 
+    With ``injection`` the data are instead the fine-tuning data of the transfer experiment built on that
+    dataset (:mod:`grokkit.data.injection`): replayed old data plus new facts, with the evaluation splits
+    ``new_atomic``, ``new_old``, ``old_new`` and ``new_new`` after the five.
+
     Args:
         data_dir: Where dataset directories are cached (one per parameter set).
         seed: Fixes the graph, the splits, the regime's added items and the training order.
@@ -78,6 +84,8 @@ class TwoHopDataModule(L.LightningDataModule):
         eval_size: Items per evaluation split (sampled once, fixed for the run).
         batch_size: Training batch size.
         eval_batch_size: Batch size of validation forwards.
+        injection: Inject new facts into the dataset the other arguments describe (give them the source run's
+            values, e.g. by stacking the run's ``config.yaml`` first).
     """
 
     def __init__(
@@ -98,6 +106,7 @@ class TwoHopDataModule(L.LightningDataModule):
         eval_size: int = 3000,
         batch_size: int = 512,
         eval_batch_size: int = 4096,
+        injection: Injection | None = None,
     ) -> None:
         super().__init__()
         check_arguments("data", type(self), locals())  # every argument in its range
@@ -112,6 +121,7 @@ class TwoHopDataModule(L.LightningDataModule):
             ood_fraction, phi, test_iid_probability, hop1_ratio, hop1_k, hop2_ratio, hop2_k, eval_size
         )
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.injection = injection
         self.tables: dict[str, torch.Tensor] = {}
 
     # ----- what the model and probes need to know before setup -----
@@ -133,9 +143,14 @@ class TwoHopDataModule(L.LightningDataModule):
     def item_len(self) -> int:
         return ITEM_LEN
 
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        """The evaluation splits, in the order of the validation data loaders."""
+        return EVAL_SPLITS if self.injection is None else (*EVAL_SPLITS, *INJECTION_SPLITS)
+
     @cached_property
-    def params(self) -> dict[str, Any]:
-        """Everything that determines the dataset's content; its digest names the cache directory."""
+    def source_params(self) -> dict[str, Any]:
+        """Everything that determines the (source) dataset's content; its digest names the cache directory."""
         source: dict[str, Any]
         if self.facts_file is None:
             source = dict(zip(("n_entities", "n_relations", "out_degree"), self.graph_size, strict=True))
@@ -143,29 +158,57 @@ class TwoHopDataModule(L.LightningDataModule):
             source = {"facts_file_sha256": store.file_sha256(Path(self.facts_file))}
         return {"seed": self.seed, **source, **self.spec.__dict__}
 
+    @cached_property
+    def params(self) -> dict[str, Any]:
+        """The source parameters, and those of the injection if there is one."""
+        if self.injection is None:
+            return self.source_params
+        return {**self.source_params, "injection": asdict(self.injection)}
+
+    @property
+    def source_dir(self) -> Path:
+        name = "kg-" + ("file" if self.facts_file else "E{}-R{}-d{}".format(*self.graph_size))
+        return self.data_dir / f"{name}-phi{self.spec.phi}-{store.params_digest(self.source_params)}"
+
     @property
     def dataset_dir(self) -> Path:
-        name = "kg-" + ("file" if self.facts_file else "E{}-R{}-d{}".format(*self.graph_size))
-        return self.data_dir / f"{name}-phi{self.spec.phi}-{store.params_digest(self.params)}"
+        if self.injection is None:
+            return self.source_dir
+        return self.source_dir.with_name(f"{self.source_dir.name}-inject-{store.params_digest(self.params)}")
 
     # ----- Lightning hooks -----
     def prepare_data(self) -> None:
-        """Build the dataset directory once, even when several runs need it at once; then verify it."""
-        if not self.dataset_dir.exists():
-            with store.build_lock(self.dataset_dir):
-                if not self.dataset_dir.exists():  # else another run built it while this one waited
-                    self.build()
-        store.read_manifest(self.dataset_dir, self.params)
+        """Build the dataset directory (with ``injection``, the source one first) once, even when several runs
+        need it at once; then verify it."""
+        steps = [(self.source_dir, self.source_params, self.build)]
+        if self.injection is not None:
+            steps.append((self.dataset_dir, self.params, self.build_injection))
+        for directory, params, build in steps:
+            if not directory.exists():
+                with store.build_lock(directory):
+                    if not directory.exists():  # else another run built it while this one waited
+                        build()
+            store.read_manifest(directory, params)
 
     def build(self) -> None:
-        """Generate (or read) the graph, draw the splits and write the dataset directory (holding the lock)."""
-        store.remove_leftovers(self.dataset_dir)
-        rank_zero_info(f"grokkit: building dataset {self.dataset_dir}")
+        """Generate (or read) the graph, draw the splits and write the (source) dataset directory (holding the lock)."""
+        store.remove_leftovers(self.source_dir)
+        rank_zero_info(f"grokkit: building dataset {self.source_dir}")
         rng = np.random.default_rng(self.seed)
         graph = self._user_graph or generate_graph(*self.graph_size, rng)
         splits = build_splits(graph, self.spec, rng)
         names = {"entities": graph.entity_names, "relations": graph.relation_names}
-        store.write_dataset(self.dataset_dir, splits, self.params, names)
+        store.write_dataset(self.source_dir, splits, self.source_params, names)
+
+    def build_injection(self) -> None:
+        """Inject new facts into the source dataset and write the fine-tuning one (holding the lock)."""
+        store.remove_leftovers(self.dataset_dir)
+        rank_zero_info(f"grokkit: building dataset {self.dataset_dir}")
+        manifest = store.read_manifest(self.source_dir, self.source_params)
+        source = store.load_tensors(self.source_dir, manifest)
+        rng = np.random.default_rng([self.seed, 1])  # the injection's own stream
+        splits = inject(graph_of(source["facts"], manifest["vocab"]), source, self.injection, rng)
+        store.write_dataset(self.dataset_dir, splits, self.params, manifest["vocab"])
 
     def setup(self, stage: str | None = None) -> None:
         if self.tables:
@@ -201,7 +244,7 @@ class TwoHopDataModule(L.LightningDataModule):
             DataLoader(
                 list(torch.arange(len(self.split_items(split))).split(self.eval_batch_size)), batch_size=None
             )
-            for split in EVAL_SPLITS
+            for split in self.eval_splits
         ]
 
     def test_dataloader(self) -> list[DataLoader]:
@@ -209,7 +252,7 @@ class TwoHopDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
         """Turn a batch of indices into token items, gathered on the batch's device."""
-        split = "train" if self.trainer.training else EVAL_SPLITS[dataloader_idx]
+        split = "train" if self.trainer.training else self.eval_splits[dataloader_idx]
         if self.split_items(split).device != batch.device:
             self.tables = {name: table.to(batch.device) for name, table in self.tables.items()}
         return self.split_items(split)[batch]

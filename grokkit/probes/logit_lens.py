@@ -28,7 +28,14 @@ from grokkit.models import TwoHopModel
 from grokkit.probes.base import Probe
 from grokkit.probes.figures import publish_heatmap
 
-PREFIX = {"test_inferred_ood": "ood", "test_inferred_iid": "iid", "train_inferred": "train_inferred"}
+PREFIX = {
+    "test_inferred_ood": "ood",
+    "test_inferred_iid": "iid",
+    "train_inferred": "train_inferred",
+    "new_old": "new_old",  # the categories of data.injection (the transfer experiment)
+    "old_new": "old_new",
+    "new_new": "new_new",
+}
 FOUND = (
     "bridge_found_any",
     "bridge_found_answer_slot",
@@ -92,7 +99,8 @@ class LogitLens(Probe):
     """Per stage: MRR of the bridge at r1, of r2 at r2 and of t at the answer; Bridge/Target Found rates.
 
     Args:
-        splits: Two-hop evaluation splits to read (keys are prefixed ``ood/``, ``iid/``, ``train_inferred/``).
+        splits: Two-hop evaluation splits to read (keys are prefixed ``ood/``, ``iid/``, ``train_inferred/``;
+            the transfer categories ``new_old/``, ``old_new/``, ``new_new/``).
         every_n_steps: See :class:`Probe`.
         per_decade: See :class:`Probe`.
         sample_size: Queries per split.

@@ -1,0 +1,187 @@
+"""``grokkit transfer --source RUN_DIR``: He et al.'s knowledge-injection experiment in one command.
+
+From a finished run it fine-tunes three starts on the same injected data (:mod:`grokkit.data.injection`):
+
+* ``grokked``: the run's ``last.ckpt``, once its test accuracy rose (``t_gen`` in its ``summary.json``);
+* ``memorized``: the first trajectory checkpoint at or after ``t_mem`` and before the first ``t_gen``: the
+  same run, memorized but not yet generalized;
+* ``scratch``: the same config without ``model.init_from`` (the control).
+
+Each start is the run's ``config.yaml`` with the overlays stacked on it (``--config``, default
+``configs/transfer/cpu.yaml``) and ``model.init_from`` set, logging to ``OUT/<start>/`` (its ``config.yaml``
+re-runs it with ``grokkit fit``); it is validated once at step 0, then trained. The table and the figure
+(:mod:`grokkit.transfer_report`) go to ``OUT/transfer.{md,csv,png}`` and cover every start found under
+``OUT``, so starts can also be run one command at a time (``--starts``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from grokkit.analyze import run_config
+from grokkit.checkpointing import STEP_FILE
+from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser
+from grokkit.data import TwoHopDataModule
+from grokkit.errors import ConfigError
+from grokkit.module import GrokModule
+from grokkit.transfer_report import STARTS, write_report
+
+DEFAULT_OVERLAY = Path(__file__).resolve().parents[1] / "configs" / "transfer" / "cpu.yaml"
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found: {what}") from None
+    except json.JSONDecodeError:
+        raise ConfigError(f"{path} is not valid JSON: {what}") from None
+
+
+def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dict[str, tuple[Path, int]]:
+    """The checkpoints (and their steps) of the ``grokked`` and ``memorized`` starts among ``starts``."""
+    onset = read_json(run_dir / "summary.json", "give a run of `grokkit fit` with the GrokkingOnset probe")
+    grokking = onset.get("grokking") or {}
+    t_gen = [t for t in ((grokking.get("t_gen") or {}).get(split) or {}).values() if t is not None]
+    t_mem = grokking.get("t_mem")
+    if t_mem is None or not t_gen:
+        raise ConfigError(
+            f"{run_dir / 'summary.json'}: the run has no t_mem or no t_gen for {split} (grokking section): it "
+            "never memorized or never generalized; train it longer, or choose another --split"
+        )
+    found: dict[str, tuple[Path, int]] = {}
+    if "grokked" in starts:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise ConfigError(f"{last} not found: the source run has no final checkpoint")
+        step = torch.load(last, map_location="cpu", mmap=True, weights_only=False)[
+            "global_step"
+        ]  # its own file
+        if step < min(t_gen):
+            raise ConfigError(
+                f"{last} is from step {step}, before t_gen {min(t_gen)} ({split}): let the run finish"
+            )
+        found["grokked"] = (last, step)
+    if "memorized" in starts:
+        trajectory = sorted(
+            (int(match.group(1)), path)
+            for path in (run_dir / "checkpoints" / "trajectory").glob("step=*.ckpt")
+            if (match := STEP_FILE.match(path.name)) and t_mem <= int(match.group(1)) < min(t_gen)
+        )
+        if not trajectory:
+            raise ConfigError(
+                f"{run_dir}: no trajectory checkpoint between t_mem {t_mem} and t_gen {min(t_gen)} ({split}): no "
+                "memorized-but-not-generalized state to start from; train with a higher trajectory.per_decade"
+            )
+        found["memorized"] = (trajectory[0][1], trajectory[0][0])
+    return found
+
+
+def build_start(
+    config: dict[str, Any], overlays: list[Path], extra: list[str], init_from: Path | None, run_dir: Path
+) -> GrokkitCLI:
+    """One start's CLI (model, data, trainer), logging to ``run_dir``: the checkpoint is checked here."""
+    args = ["--config", yaml.safe_dump(config)]
+    args += [arg for overlay in overlays for arg in ("--config", str(overlay))]
+    args += [
+        *extra,
+        f"--model.init_from={init_from if init_from is not None else 'null'}",
+        "--trainer.inference_mode=false",  # else the step-0 validation leaves inference tensors in the metrics
+        "--trainer.logger=grokkit.analyze.AnalysisLogger",  # one events file: the step-0 validation does not close it
+        f"--trainer.logger.init_args.save_dir={run_dir.parent}",
+        f"--trainer.logger.init_args.name={run_dir.name}",
+        "--trainer.logger.init_args.version=",
+        "--trainer.logger.init_args.default_hp_metric=false",
+    ]
+    return GrokkitCLI(
+        GrokModule,
+        TwoHopDataModule,
+        trainer_defaults=TRAINER_DEFAULTS,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        parser_class=GrokkitParser,
+        parser_kwargs={"prog": "grokkit transfer"},
+        args=args,
+        run=False,
+    )
+
+
+def transfer(
+    source: Path,
+    out: Path,
+    overlays: list[Path],
+    starts: tuple[str, ...] = STARTS,
+    split: str = "test_inferred_iid",
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Fine-tune the starts, then write the table and figure of every start under ``out``; returns its rows."""
+    for overlay in overlays:
+        if not overlay.is_file():
+            raise ConfigError(f"--config {overlay} not found")
+    config = run_config(source)
+    checkpoints = start_checkpoints(source, split, starts) if set(starts) - {"scratch"} else {}
+    try:
+        import matplotlib  # noqa: F401 - the figure needs it; refuse before training, not after
+    except ImportError:
+        raise ConfigError(
+            "grokkit transfer draws a figure with matplotlib: pip install -e '.[plot]'"
+        ) from None
+    for start in starts:
+        init_from, step = checkpoints.get(start, (None, None))
+        cli = build_start(config, overlays, list(extra), init_from, out / start)
+        cli.datamodule.setup("fit")
+        counts = {k: v for k, v in cli.datamodule.manifest["counts"].items() if k.startswith("eval_")}
+        origin = {
+            "source": str(source),
+            "init_from": str(init_from) if init_from else None,
+            "init_step": step,
+        }
+        cli.model.board.publish("transfer", 0, {**origin, **counts})
+        cli.trainer.validate(
+            cli.model, datamodule=cli.datamodule, verbose=False
+        )  # the start itself, at step 0
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return write_report(out)
+
+
+def transfer_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="grokkit transfer",
+        description="Fine-tune a finished run's grokked and memorized checkpoints, and a from-scratch control, on "
+        "new facts; write OUT/transfer.md, .csv and .png. Other --key=value arguments go to every fit.",
+    )
+    parser.add_argument("--source", type=Path, required=True, help="a run directory of `grokkit fit`")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        help=f"overlay(s) on the run's config (default {DEFAULT_OVERLAY})",
+    )
+    parser.add_argument("--out", type=Path, help="output directory (default SOURCE/transfer)")
+    parser.add_argument(
+        "--starts", default=",".join(STARTS), help=f"comma-separated subset of {','.join(STARTS)}"
+    )
+    parser.add_argument(
+        "--split", default="test_inferred_iid", help="the split whose t_gen marks generalization"
+    )
+    args, extra = parser.parse_known_args(argv)
+    starts = tuple(args.starts.split(","))
+    if not starts or set(starts) - set(STARTS):
+        raise ConfigError(f"--starts {args.starts}: choose among {','.join(STARTS)}")
+    rows = transfer(
+        args.source,
+        args.out or args.source / "transfer",
+        args.config or [DEFAULT_OVERLAY],
+        starts,
+        args.split,
+        extra,
+    )
+    print(
+        f"grokkit transfer: {len(rows)} starts -> {args.out or args.source / 'transfer'}/transfer.md, .csv, .png"
+    )

@@ -1,0 +1,165 @@
+"""The transfer experiment's table (markdown and CSV) and figure, from the results boards of its runs.
+
+Per start: the new-fact accuracy (``new_atomic``), the exact match of every category at the end and its
+maximum, and the circuit signal per category: the logit lens's ``<category>/circuit_signal`` where it
+reports one (Bridge Found away from the position atomic recall trains), else ``<category>/bridge_found_any``.
+The figure has He et al.'s transfer layout: one row per start, one column per category, each panel
+new-fact accuracy, exact match and circuit signal against steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grokkit.atomic import atomic_write
+from grokkit.errors import ConfigError
+from grokkit.probes.board import ResultsBoard
+
+STARTS = ("grokked", "memorized", "scratch")
+CATEGORIES = {
+    "new_old": "new + old (new fact as hop 1)",
+    "old_new": "old + new (as hop 2)",
+    "new_new": "new + new",
+}
+Curves = dict[str, list[tuple[int, float]]]
+
+
+def curves_of(board: ResultsBoard) -> Curves:
+    """Every scalar a run published, as ``{"<section>/<key>": [(step, value), ...]}`` (exact steps)."""
+    curves: Curves = {}
+    for section, history in board.history.items():
+        for step, values in history:
+            for key, value in values.items():
+                curves.setdefault(f"{section}/{key}", []).append((step, value))
+    return curves
+
+
+def circuit_tag(curves: Curves, category: str) -> str | None:
+    for key in ("circuit_signal", "bridge_found_any"):
+        if f"logit_lens/{category}/{key}" in curves:
+            return f"logit_lens/{category}/{key}"
+    return None
+
+
+def first_at_least(points: list[tuple[int, float]], level: float) -> int | None:
+    return next((step for step, value in points if value >= level), None)
+
+
+def summarize(start: str, curves: Curves, source_step: int | None) -> dict[str, Any]:
+    """One row of the table: the numbers of one start's run."""
+
+    def end(tag: str | None) -> float | None:
+        return curves[tag][-1][1] if tag in curves else None
+
+    new_facts = curves.get("val/new_atomic/acc", [])
+    row: dict[str, Any] = {
+        "start": start,
+        "source_step": source_step,
+        "iid_at_start": curves["val/test_inferred_iid/acc"][0][1]
+        if "val/test_inferred_iid/acc" in curves
+        else None,
+        "iid_end": end("val/test_inferred_iid/acc"),
+        "new_fact_end": end("val/new_atomic/acc"),
+        "new_fact_0.99_at": first_at_least(new_facts, 0.99),
+    }
+    for category in CATEGORIES:
+        em = [value for _, value in curves.get(f"val/{category}/acc", [])]
+        row[f"{category}_em_end"] = em[-1] if em else None
+        row[f"{category}_em_max"] = max(em) if em else None
+        tag = circuit_tag(curves, category)
+        row[f"{category}_circuit_end"] = end(tag)
+        row[f"{category}_circuit_key"] = tag.rpartition("/")[2] if tag else None
+    return row
+
+
+def number(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def markdown(rows: list[dict[str, Any]], counts: dict[str, int]) -> str:
+    keys = {row[f"{c}_circuit_key"] for row in rows for c in CATEGORIES} - {None}
+    header = [
+        "start",
+        "init step",
+        "ID test at start -> end",
+        f"new facts (n={counts.get('eval_new_atomic', '?')}): end (>= 0.99 at step)",
+        *(f"{title}: EM end / max (n={counts.get(f'eval_{c}', '?')})" for c, title in CATEGORIES.items()),
+        f"circuit ({', '.join(sorted(keys)) or '-'}) at end: " + " / ".join(CATEGORIES),
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for row in rows:
+        cells = [
+            row["start"],
+            number(row["source_step"]),
+            f"{number(row['iid_at_start'])} -> {number(row['iid_end'])}",
+            f"{number(row['new_fact_end'])} ({number(row['new_fact_0.99_at'])})",
+            *(f"{number(row[f'{c}_em_end'])} / {number(row[f'{c}_em_max'])}" for c in CATEGORIES),
+            " / ".join(number(row[f"{c}_circuit_end"]) for c in CATEGORIES),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(curves: dict[str, Curves], counts: dict[str, int], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        len(curves), len(CATEGORIES), figsize=(4 * len(CATEGORIES), 2.8 * len(curves)), dpi=110, squeeze=False
+    )
+    for row_axes, (start, run) in zip(axes, curves.items(), strict=True):
+        for ax, (category, title) in zip(row_axes, CATEGORIES.items(), strict=True):
+            tag = circuit_tag(run, category)
+            for label, key, color in (
+                ("new-fact accuracy", "val/new_atomic/acc", "tab:green"),
+                ("exact match", f"val/{category}/acc", "tab:red"),
+                (f"circuit ({tag.rpartition('/')[2]})" if tag else "circuit", tag, "tab:blue"),
+            ):
+                if key in run:
+                    steps, values = zip(*run[key], strict=True)
+                    ax.plot(steps, values, label=label, color=color, linewidth=1.6)
+            ax.set(ylim=(-0.03, 1.03), title=f"{start}: {title} (n={counts.get(f'eval_{category}', '?')})")
+            ax.title.set_fontsize(9)
+            ax.grid(alpha=0.3)
+        row_axes[0].set_ylabel("rate")
+    for ax in axes[-1]:
+        ax.set_xlabel("fine-tuning step")
+    axes[0][0].legend(fontsize=7, loc="center right")
+    fig.tight_layout()
+    atomic_write(out, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)
+
+
+def write_report(out: Path) -> list[dict[str, Any]]:
+    """``out/transfer.md``, ``.csv`` and ``.png`` from every start run under ``out``; returns the table's rows."""
+    runs = {}
+    for start in STARTS:
+        path = out / start / "checkpoints" / "last.ckpt"
+        if path.is_file():  # the run's own file: its hyperparameters hold Python objects
+            runs[start] = ResultsBoard()
+            runs[start].load_state_dict(
+                torch.load(path, map_location="cpu", weights_only=False)["results_board"]
+            )
+    if not runs:
+        raise ConfigError(
+            f"no finished start under {out} (OUT/<start>/checkpoints/last.ckpt): nothing to report"
+        )
+    curves = {start: curves_of(board) for start, board in runs.items()}
+    origins = {start: board.latest("transfer") or {} for start, board in runs.items()}
+    counts = next(iter(origins.values()))
+    rows = [summarize(start, curves[start], origins[start].get("init_step")) for start in runs]
+    atomic_write(out / "transfer.md", lambda f: f.write(markdown(rows, counts).encode()))
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out / "transfer.csv", lambda f: f.write(table.getvalue().encode()))
+    figure(curves, counts, out / "transfer.png")
+    return rows

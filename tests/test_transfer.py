@@ -1,0 +1,165 @@
+"""Knowledge injection: categories on a hand-built graph, no leak into training, warm starts, the command."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from grokkit.cli import main
+from grokkit.data import TwoHopDataModule
+from grokkit.data.injection import Injection, graph_of, inject
+from grokkit.data.kg import EOS, SplitSpec, build_splits, graph_from_triples, query_keys
+from grokkit.data.store import _to_tensors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hand_built_graph():
+    """12 entities, 6 relations; entity i has relations 0-2 with tails i+1, i+3, i+5 (mod 12)."""
+    triples = [(f"e{i:02d}", f"r{k}", f"e{(i + 2 * k + 1) % 12:02d}") for i in range(12) for k in range(3)]
+    triples += [("e00", "r5", "e00")]  # so that r3..r5 exist in the vocabulary; r3, r4 are never used
+    triples += [("e01", "r3", "e02"), ("e02", "r4", "e03")]
+    return graph_from_triples(triples, source="hand-built")
+
+
+def injected(graph, **spec):
+    splits = build_splits(
+        graph, SplitSpec(phi=2.0, ood_fraction=0.1, eval_size=1000), np.random.default_rng(0)
+    )
+    source = _to_tensors(splits)
+    names = {"entities": graph.entity_names, "relations": graph.relation_names}
+    result = inject(graph_of(source["facts"], names), source, Injection(**spec), np.random.default_rng(1))
+    return splits, result
+
+
+def test_every_query_has_the_hops_its_category_says():
+    graph = hand_built_graph()
+    old, new = injected(graph, n_new=16, replay_size=40, eval_size=10_000)
+    old_tail = {(h, r): t for h, r, t in old.facts.tolist()}
+    tail = {(h, r): t for h, r, t in new.facts.tolist()}
+    new_facts = {key for key in tail if key not in old_tail}
+    assert len(new_facts) == 16 and len(tail) == len(old_tail) + 16  # no old fact changed or lost
+    assert {tuple(item[:2]) for item in new.evals["new_atomic"].tolist()} == new_facts
+    assert new.facts.max() < 2 + 12 + 6  # no new entity or relation token
+    replayed = {tuple(item[:2]) for item in new.train.tolist() if item[4] != EOS} - new_facts
+    assert replayed and all(
+        not old.fact_is_ood[list(map(tuple, old.facts[:, :2].tolist())).index(k)] for k in replayed
+    )
+    # brute force over the combined graph: every two-hop query, classified by which hops are new / replayed
+    expected = {"new_old": set(), "old_new": set(), "new_new": set()}
+    for (h, r1), b in tail.items():
+        for (b2, r2), t in tail.items():
+            if b2 != b:
+                continue
+            kinds = [
+                "new" if key in new_facts else "old" if key in replayed else None
+                for key in ((h, r1), (b, r2))
+            ]
+            if None not in kinds and kinds != ["old", "old"]:
+                expected["_".join(kinds)].add((h, r1, r2, t))
+    for name, queries in expected.items():
+        found = {tuple(item[:4]) for item in new.evals[name].tolist()}
+        assert queries and found == queries, name
+        assert new.counts[f"{name}_all"] == len(queries)
+        for (h, r1, *_), b in zip(new.evals[name].tolist(), new.eval_bridges[name].tolist(), strict=True):
+            assert tail[(h, r1)] == b
+
+
+def test_no_new_composition_leaks_into_training(tmp_path):
+    data = TwoHopDataModule(
+        data_dir=str(tmp_path), n_entities=40, n_relations=10, out_degree=5, phi=3.0, eval_size=200,
+        batch_size=16, injection=Injection(n_new=60, replay_size=300, eval_size=100),
+    )  # fmt: skip
+    data.setup("fit")
+    source = TwoHopDataModule(data_dir=str(tmp_path), n_entities=40, n_relations=10, out_degree=5, phi=3.0)
+    source.setup("fit")
+    train, old_train = data.split_items("train").numpy(), source.split_items("train").numpy()
+    two_hop = train[train[:, 4] == EOS]
+    assert np.isin(query_keys(two_hop), query_keys(old_train[old_train[:, 4] == EOS])).all()
+    assert np.isin(query_keys(data.split_items("new_atomic").numpy()), query_keys(train)).all()
+    for name in ("new_old", "old_new", "new_new"):
+        assert not np.isin(query_keys(data.split_items(name).numpy()), query_keys(train)).any()
+    counts = data.manifest["counts"]
+    assert counts["replay_atomic"] + counts["replay_inferred"] <= 300
+    assert len(train) == counts["train"] == counts["replay_atomic"] + counts["replay_inferred"] + 60
+    assert data.eval_splits[-4:] == ("new_atomic", "new_old", "old_new", "new_new")
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    """A real tiny run with trajectory checkpoints; its onsets are set afterwards (a tiny run does not grok)."""
+    tmp = tmp_path_factory.mktemp("source")
+    main([
+        "fit", "--config", str(ROOT / "configs/tiny.yaml"), f"--data.data_dir={tmp / 'data'}",
+        f"--trainer.logger.init_args.save_dir={tmp / 'runs'}", "--trainer.max_steps=30",
+        "--trainer.val_check_interval=10", "--trainer.enable_progress_bar=false", "--trajectory.min_step=10",
+        "--data.eval_size=50",
+        "--trainer.callbacks+=grokkit.probes.GrokkingOnset",
+    ])  # fmt: skip
+    run = tmp / "runs" / "tiny" / "version_0"
+    summary = json.loads((run / "summary.json").read_text())
+    summary["grokking"] |= {"t_mem": 20, "t_gen": {"test_inferred_iid": {"0.5": 25}}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("--data.n_entities=41", "has a vocabulary of 52 tokens, this data has 53"),
+        ("--model.network.init_args.d_model=16", "holds a network of another shape"),
+    ],
+)
+def test_checkpoint_of_another_vocabulary_or_shape_is_refused(source_run, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main([
+            "fit", "--config", str(ROOT / "configs/tiny.yaml"), f"--data.data_dir={tmp_path / 'data'}",
+            f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", extra,
+            f"--model.init_from={source_run / 'checkpoints' / 'last.ckpt'}",
+        ])  # fmt: skip
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("grokkit: error: model.init_from") and message in error[0]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(
+        yaml.safe_dump({
+            "trainer": {"max_steps": 10, "val_check_interval": 10, "enable_progress_bar": False, "callbacks": [
+                {"class_path": "grokkit.probes.LogitLens",
+                 "init_args": {"splits": ["new_old", "old_new", "new_new"], "sample_size": 50}}]},
+            "data": {"injection": {"n_new": 60, "replay_size": 300, "eval_size": 50}},
+        })
+    )  # fmt: skip
+    out = tmp_path / "out"
+    main(["transfer", "--source", str(source_run), "--config", str(overlay), "--out", str(out)])
+    with open(out / "transfer.csv") as f:
+        rows = {row["start"]: row for row in csv.DictReader(f)}
+    assert list(rows) == ["grokked", "memorized", "scratch"]
+    assert (
+        rows["grokked"]["source_step"] == "30" and rows["memorized"]["source_step"] == "20"
+    )  # first >= t_mem
+    assert all(0 <= float(row["new_old_em_max"]) <= 1 for row in rows.values())
+    table = (out / "transfer.md").read_text()
+    assert table.count("\n") == 5 and "(n=60)" in table and "(n=50)" in table
+    assert (out / "transfer.png").read_bytes()[:4] == b"\x89PNG"
+    # each start really holds the source's weights of its step: its step-0 validation is the source's there
+    source = dict(board(source_run)["history"]["val"])
+    for start, step in (("grokked", 30), ("memorized", 20)):
+        first_step, first = board(out / start)["history"]["val"][0]
+        assert first_step == 0 and first["id_atomic/acc"] == source[step]["id_atomic/acc"]
+        assert first["test_inferred_iid/acc"] == source[step]["test_inferred_iid/acc"]
+    config = yaml.safe_load((out / "memorized" / "config.yaml").read_text())
+    assert config["model"]["init_from"].endswith("step=00000020.ckpt")
+    assert yaml.safe_load((out / "scratch" / "config.yaml").read_text())["model"]["init_from"] is None
+
+
+def board(run: Path) -> dict:
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["results_board"]
