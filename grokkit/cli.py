@@ -67,6 +67,10 @@ TOOLS = {
     "plot": ("grokkit.plot:plot_command", "draw a run's accuracy curves as a PNG"),
     "sweep": ("grokkit.sweep:sweep_command", "run a grid of `grokkit fit` runs on Ray Tune (resumable)"),
     "compare": ("grokkit.compare:compare_command", "draw curves or a summary field across runs and sweeps"),
+    "study": (
+        "grokkit.study:study_command",
+        "He et al.'s five data regimes x seeds: a sweep, a table, a figure",
+    ),
 }
 
 
