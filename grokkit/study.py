@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from matplotlib.figure import Figure
 
 from grokkit.atomic import atomic_write
 from grokkit.compare import Line, panels_figure
@@ -100,6 +101,24 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def study_figure(table: pd.DataFrame, names: list[str], scalars: dict[str, pd.DataFrame]) -> Figure:
+    """One panel per regime, seeds overlaid (a line style each): training accuracy, OOD accuracy, circuit."""
+    panels = {}
+    for regime, rows in table.groupby("regime", sort=False):
+        labels = ", ".join(str(label) for label in rows["grokkit_label"])
+        title = f"{regime}\nHe et al.: {HE_LABELS.get(regime, '?')}\ngrokkit: {labels}"
+        panels[title] = []
+        for n, (index, seed) in enumerate(rows["seed"].items()):
+            frame, style = scalars[names[index]], SEED_STYLES[n % len(SEED_STYLES)]
+            panels[title] += [
+                Line(
+                    f"{label}, seed {seed}", frame[frame["tag"] == tag], {"color": color, "linestyle": style}
+                )
+                for tag, (label, color) in CURVES.items()
+            ]
+    return panels_figure(panels, accuracy_axis=True)
+
+
 def report(study_dir: Path) -> pd.DataFrame:
     """Write ``table.md``, ``table.csv`` and ``study.png`` of the study in ``study_dir``; returns the table."""
     if not (study_dir / SWEEP_PLAN).is_file():
@@ -114,16 +133,7 @@ def report(study_dir: Path) -> pd.DataFrame:
     table["agrees"] = table["grokkit_label"] == table["he_label"]
     atomic_write(study_dir / "table.csv", lambda f: f.write(table.to_csv(index=False).encode()))
     atomic_write(study_dir / "table.md", lambda f: f.write(markdown(table).encode()))
-    panels: dict[str, list[Line]] = {}
-    for regime, seed, name in zip(table["regime"], table["seed"], trials["trial"], strict=True):
-        title = f"{regime}\nHe et al.: {HE_LABELS.get(regime, '?')}"
-        style = SEED_STYLES[len(panels.get(title, [])) // len(CURVES) % len(SEED_STYLES)]
-        frame = scalars[name]
-        panels.setdefault(title, []).extend(
-            Line(f"{label}, seed {seed}", frame[frame["tag"] == tag], {"color": color, "linestyle": style})
-            for tag, (label, color) in CURVES.items()
-        )
-    figure = panels_figure(panels, accuracy_axis=True)
+    figure = study_figure(table, list(trials["trial"]), scalars)
     atomic_write(study_dir / "study.png", lambda f: figure.savefig(f, format="png"))
     return table
 
