@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from grokkit.atomic import atomic_write
 from grokkit.compare import Line, panels_figure
-from grokkit.errors import ConfigError
+from grokkit.errors import ConfigError, TrainingError
 from grokkit.results import SWEEP_PLAN, flatten, load_run, load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -155,6 +155,10 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     options, rest = parser.parse_known_args(argv)
     if "--grid" in rest or any(arg.startswith("--grid=") for arg in rest):
         raise ConfigError("grokkit study takes no --grid: its trials are the regimes x --seeds")
+    if len(set(options.seeds)) < len(options.seeds):
+        raise ConfigError(
+            f"--seeds {' '.join(map(str, options.seeds))}: a seed is given twice; give each once"
+        )
     options.out = options.out or Path("runs", f"study-{options.scale}")
     return options, rest
 
@@ -165,8 +169,12 @@ def study_command(argv: list[str]) -> None:
         from grokkit.sweep import sweep  # imported here: Ray is needed only to train
 
         args = ["--config", str(BASES[options.scale]), *sweep_args, "--out", str(options.out)]
-        if sweep(args, trials=regime_points(options.seeds)) is None:  # --dry-run: the trials listed
-            return
+        try:
+            if sweep(args, trials=regime_points(options.seeds)) is None:  # --dry-run: the trials listed
+                return
+        except TrainingError:  # some trials failed: still the table and figure of the others, then the error
+            report(options.out)
+            raise
     table = report(options.out)
     agree = int(table["agrees"].sum())
     print(

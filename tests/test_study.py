@@ -67,11 +67,21 @@ def test_report_only_rebuilds_the_same_table(study_dir):
     assert (study_dir / "table.md").is_file() and (study_dir / "study.png").is_file()
 
 
-def test_report_only_refuses_a_directory_without_a_study(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--report-only"], "no sweep.json"),
+        (["--seeds", "0", "0"], "given twice"),
+        (["--grid", "a=[1]"], "no --grid"),
+    ],
+    ids=["report-only-of-nothing", "repeated-seed", "grid"],
+)
+def test_bad_study_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["study", "--out", str(tmp_path), "--report-only"])
+        main(["study", "--out", str(tmp_path), *args])
     assert exit_info.value.code == 2
-    assert "grokkit: error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("grokkit: error:") and message in err and not list(tmp_path.iterdir())
 
 
 def test_the_regimes_are_he_et_al_s_at_either_scale():
