@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/default.yaml
 
-.PHONY: fit test lint tensorboard bench clean
+.PHONY: fit test lint tensorboard bench study clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 
 fit: $(VENV)/.installed
 	$(VENV)/bin/grokkit fit --config $(CONFIG)
+
+# He et al.'s five regimes x 2 seeds at CPU scale, as many at once as there are cores (see README, "The study").
+study: $(VENV)/.installed
+	$(VENV)/bin/grokkit study --scale cpu --seeds 0 1
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

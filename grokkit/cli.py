@@ -72,6 +72,10 @@ TOOLS = {
         "grokkit.transfer:transfer_command",
         "fine-tune a run's grokked and memorized checkpoints and a control on new facts (He et al.)",
     ),
+    "study": (
+        "grokkit.study:study_command",
+        "He et al.'s five data regimes x seeds: a sweep, a table, a figure",
+    ),
 }
 
 

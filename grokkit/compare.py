@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import matplotlib
 
@@ -50,6 +51,31 @@ def expand_runs(paths: list[Path]) -> dict[str, Path]:
     return runs
 
 
+class Line(NamedTuple):
+    """One curve of a panel: ``rows`` holds the columns step and value."""
+
+    label: str
+    rows: pd.DataFrame
+    style: dict[str, Any] = {}
+
+
+def panels_figure(panels: dict[str, list[Line]], accuracy_axis: bool) -> Figure:
+    """One panel per title, in a row, each drawing its lines over steps (``accuracy_axis``: y from 0 to 1)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), dpi=120, squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels.items(), strict=True):
+        for line in lines:
+            ax.plot(
+                line.rows["step"], line.rows["value"], label=line.label, **{"linewidth": 1.4, **line.style}
+            )
+        ax.set(title=title, xlabel="step")
+        if accuracy_axis:
+            ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def curves_figure(runs: dict[str, Path], tags: list[str], panels: bool) -> Figure:
     """One panel per tag (runs overlaid), or with ``panels`` one per run (tags overlaid)."""
     scalars = {label: load_run(path).scalars for label, path in runs.items()}
@@ -60,19 +86,13 @@ def curves_figure(runs: dict[str, Path], tags: list[str], panels: bool) -> Figur
             f"--tags {missing[0]}: no run logged it; the runs have e.g. {', '.join(sorted(known)[:5])}"
         )
     outer, inner = (list(runs), tags) if panels else (tags, list(runs))
-    fig, axes = plt.subplots(1, len(outer), figsize=(4.2 * len(outer), 3.6), dpi=120, squeeze=False)
-    for ax, title in zip(axes[0], outer, strict=True):
+    lines = {}
+    for title in outer:
+        lines[title] = []
         for label in inner:
             run, tag = (title, label) if panels else (label, title)
-            rows = scalars[run][scalars[run]["tag"] == tag]
-            ax.plot(rows["step"], rows["value"], label=label, linewidth=1.4)
-        ax.set(title=title, xlabel="step")
-        if all(tag.endswith("acc") for tag in tags):
-            ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+            lines[title].append(Line(label, scalars[run][scalars[run]["tag"] == tag]))
+    return panels_figure(lines, all(tag.endswith("acc") for tag in tags))
 
 
 def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:

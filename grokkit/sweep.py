@@ -32,6 +32,7 @@ from grokkit.sweep_plan import (
     base_config,
     build_datasets,
     check_axes,
+    check_points,
     check_same_base,
     config_parser,
     read_configs,
@@ -148,13 +149,16 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return options, rest
 
 
-def sweep(argv: list[str]) -> Path | None:
+def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> Path | None:
     """The command: check everything, build the datasets, run the unfinished trials; returns the sweep dir
-    (``None`` for ``--dry-run``, which lists the trials after the checks and writes nothing)."""
+    (``None`` for ``--dry-run``, which lists the trials after the checks and writes nothing). ``trials``
+    (name -> point), when given, are the sweep's trials instead of a grid (``grokkit study``'s regimes)."""
     options, fit_flags = parse_options(argv)
     config_args, axes = read_configs(options.config)
     axes = grid.merge(axes + [grid.parse_flag(text) for text in options.grid])
-    if not axes:
+    if trials is not None and axes:
+        raise ConfigError(f"{axes[0].text}: a grid does not combine with given trials; leave the grid out")
+    if not axes and trials is None:
         raise ConfigError(
             "no grid: give --grid KEY=[VALUE,...] or a sweep: {grid: {KEY: [...]}} section in a --config file"
         )
@@ -165,8 +169,12 @@ def sweep(argv: list[str]) -> Path | None:
         options.max_concurrent = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
     base = base_config(parser, config, sweep_dir, options.cpus_per_trial)
     check_same_base(sweep_dir, base)
-    check_axes(parser, config, base, axes)
-    points = grid.trial_points(axes)
+    if trials is None:
+        check_axes(parser, config, base, axes)
+        points = grid.trial_points(axes)
+    else:
+        check_points(parser, config, base, trials)
+        points = trials
     if options.dry_run:
         print(f"grokkit sweep: {len(points)} trials -> {sweep_dir}", *points, sep="\n  ")
         return None

@@ -91,25 +91,45 @@ def base_config(parser: GrokkitParser, config: Namespace, sweep_dir: Path, threa
     return base
 
 
+def check_keys(config: Namespace, keys: list[str], what: str) -> None:
+    """Refuse a key the config does not have, or one the sweep sets itself; ``what`` names the keys in errors."""
+    for key in keys:
+        if key.startswith("trainer.logger"):
+            raise ConfigError(f"{what} key {key}: grokkit sweep sets the logger itself (one run per trial)")
+        if key not in config:
+            raise ConfigError(
+                f"{what} key {key} is not a config key; `grokkit fit --config ... --print_config` lists them"
+            )
+
+
+def check_values(parser: GrokkitParser, base: dict[str, Any], points: dict[str, dict[str, Any]]) -> None:
+    """Refuse a value of the wrong type: each point (its description -> keys and values) parses on ``base``."""
+    parser.exit_on_error = False  # an error raises, so it can name the point
+    base_text = yaml.safe_dump(base, sort_keys=False)
+    for where, point in points.items():
+        try:
+            parser.parse_args(["--config", base_text, *config_flags(point)])
+        except ArgumentError as error:
+            raise ConfigError(f"{where}: {' '.join(str(error).split())}") from None
+
+
 def check_axes(parser: GrokkitParser, config: Namespace, base: dict[str, Any], axes: list[grid.Axis]) -> None:
     """Refuse a key the config does not have, one the sweep sets itself, or a value of the wrong type."""
-    for axis in axes:
-        for key in axis.keys:
-            if key.startswith("trainer.logger"):
-                raise ConfigError(f"grid key {key}: grokkit sweep sets the logger itself (one run per trial)")
-            if key not in config:
-                raise ConfigError(
-                    f"grid key {key} is not a config key; `grokkit fit --config ... --print_config` lists them"
-                )
-    parser.exit_on_error = False  # an error raises, so it can name the grid value
-    base_text = yaml.safe_dump(base, sort_keys=False)
-    for axis in axes:
-        for value in axis.values:
-            try:
-                parser.parse_args(["--config", base_text, *config_flags(dict.fromkeys(axis.keys, value))])
-            except ArgumentError as error:
-                message = " ".join(str(error).split())
-                raise ConfigError(f"grid {axis.text}={grid.format_value(value)}: {message}") from None
+    check_keys(config, [key for axis in axes for key in axis.keys], "grid")
+    values = {
+        f"grid {axis.text}={grid.format_value(value)}": dict.fromkeys(axis.keys, value)
+        for axis in axes
+        for value in axis.values
+    }
+    check_values(parser, base, values)
+
+
+def check_points(
+    parser: GrokkitParser, config: Namespace, base: dict[str, Any], points: dict[str, dict[str, Any]]
+) -> None:
+    """As :func:`check_axes`, for trials given as points (name -> config key -> value)."""
+    check_keys(config, sorted({key for point in points.values() for key in point}), "trial")
+    check_values(parser, base, {f"trial {name}": point for name, point in points.items()})
 
 
 def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]]) -> int:

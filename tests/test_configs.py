@@ -9,7 +9,7 @@ from grokkit.cli import GrokkitCLI, GrokModule, TwoHopDataModule, main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-OVERLAYS = {"wang2024": "composition.yaml", "he2026": "natural.yaml"}
+OVERLAYS = {"wang2024": "composition.yaml", "he2026": "natural.yaml", "study": "base_cpu.yaml"}
 CPU_REGIMES = [CONFIGS / "default.yaml", CONFIGS / "cpu_regimes.yaml"]  # an overlay of the default
 TRANSFER = [  # overlays of a finished run's config, here of the config it was trained with
     [CONFIGS / "default.yaml", CONFIGS / "transfer/cpu.yaml"],
@@ -50,7 +50,11 @@ def test_config_parses(paths, tmp_path, capsys):
         assert resolved["data"][key] == value
 
 
-@pytest.mark.parametrize("paths", [[path] for path in STANDALONE] + [CPU_REGIMES], ids=lambda p: p[-1].stem)
+@pytest.mark.parametrize(
+    "paths",
+    [[path] for path in STANDALONE] + [CPU_REGIMES, [CONFIGS / "study/base_cpu.yaml"]],
+    ids=lambda p: p[-1].stem,
+)
 def test_cpu_config_builds(paths, tmp_path):
     cli = build(paths, tmp_path)
     assert cli.model.hparams.vocab_size == cli.datamodule.vocab_size
