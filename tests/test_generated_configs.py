@@ -66,6 +66,11 @@ STACKS = [
         ["default.yaml", f"demo/{name}.yaml"]
         for name in ("anneal_after_grokking", "grokfast", "lr_half_at_switch")
     ),
+    ["study/base_cpu.yaml"],
+    *(
+        ["study/base_cpu.yaml", f"study/{name}.yaml"]
+        for name in ("natural", "both_hop_full", "both_hop_half", "first_hop_full", "second_hop_full")
+    ),
 ]
 SECTIONS = {"model": GrokModule, "data": TwoHopDataModule, "trainer": "lightning.pytorch.Trainer"}
 SECTIONS |= {"checkpoint": "grokkit.checkpointing.ResumableCheckpoint"}
@@ -270,6 +275,8 @@ def outcome(
 def test_every_shipped_config_is_mutated(all_mutations):
     shipped = {str(path.relative_to(CONFIGS)) for path in CONFIGS.rglob("*.yaml")}
     shipped -= {str(path.relative_to(CONFIGS)) for path in CONFIGS.glob("sweeps/*.yaml")}  # grokkit sweep's
+    # grokkit transfer's overlays, stacked on a finished run's config.yaml (tests/test_transfer.py)
+    shipped -= {str(path.relative_to(CONFIGS)) for path in CONFIGS.glob("transfer/*.yaml")}
     assert shipped == {name for stack in STACKS for name in stack}
     kinds = {m.kind for m in all_mutations}
     assert kinds == {"drop", "wrong type", "zero", "negative", "NaN", "huge", "empty list", "unknown key"}
