@@ -21,7 +21,7 @@ import torch
 import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser, set_step
+from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser, as_list, set_step
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.module import GrokModule
@@ -34,10 +34,6 @@ class AnalysisLogger(TensorBoardLogger):
 
     def finalize(self, status: str) -> None:
         self.experiment.flush()
-
-
-def as_list(value: Any) -> list:
-    return [] if value is None else value if isinstance(value, list) else [value]
 
 
 def class_name(callback: Any) -> str:

@@ -211,7 +211,7 @@ class GrokkitCLI(LightningCLI):
         """Atomic checkpoint writes, a progress bar in steps, a one-line model summary, learning-rate and
         weight-decay curves, validation metrics at the probes' step, and the HPARAMS session, always."""
         configured = self._get(self.config_init, "trainer", default={})
-        callbacks, plugins = (_as_list(configured.get(key)) for key in ("callbacks", "plugins"))
+        callbacks, plugins = (as_list(configured.get(key)) for key in ("callbacks", "plugins"))
         wants_bar = configured.get("enable_progress_bar") is not False
         if wants_bar and not any(isinstance(c, RichProgressBar) for c in callbacks):
             callbacks.append(GrokProgressBar(refresh_rate=50))
@@ -338,7 +338,8 @@ class GrokkitCLI(LightningCLI):
         return checkpoint
 
 
-def _as_list(value) -> list:
+def as_list(value) -> list:
+    """A config value that may be one item, a list, or null, as a new list."""
     return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
