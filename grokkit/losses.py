@@ -26,11 +26,22 @@ def stablemax_log_probs(logits: torch.Tensor) -> torch.Tensor:
 
 
 def token_losses(
-    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, kind: LossName
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, kind: LossName, smoothing: float = 0.0
 ) -> torch.Tensor:
-    """Loss per token (B, T) of ``logits`` (B, T, V) against ``targets`` (B, T); 0 where ``ignore_index``."""
+    """Loss per token (B, T) of ``logits`` (B, T, V) against ``targets`` (B, T); 0 where ``ignore_index``.
+
+    ``smoothing`` mixes the one-hot target with the uniform distribution (label smoothing): the loss then
+    has a floor above 0, so a model that fits its data is not pushed to ever larger logits.
+    """
     if kind == "cross_entropy":
-        return F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=ignore_index, reduction="none")
+        return F.cross_entropy(
+            logits.transpose(1, 2),
+            targets,
+            ignore_index=ignore_index,
+            reduction="none",
+            label_smoothing=smoothing,
+        )
     supervised = targets != ignore_index
-    picked = stablemax_log_probs(logits).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
-    return -picked * supervised
+    log_probs = stablemax_log_probs(logits)
+    picked = log_probs.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+    return -((1 - smoothing) * picked + smoothing * log_probs.mean(-1)) * supervised

@@ -29,11 +29,11 @@ TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged i
 
 
 def item_loss_and_correct(
-    logits: torch.Tensor, targets: torch.Tensor, kind: LossName = "cross_entropy"
+    logits: torch.Tensor, targets: torch.Tensor, kind: LossName = "cross_entropy", smoothing: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per item: mean loss over supervised tokens, and exact match of all of them (argmax)."""
     supervised = targets != IGNORE
-    loss = token_losses(logits, targets, IGNORE, kind).sum(1) / supervised.sum(1).clamp(min=1)
+    loss = token_losses(logits, targets, IGNORE, kind, smoothing).sum(1) / supervised.sum(1).clamp(min=1)
     correct = ((logits.argmax(-1) == targets) | ~supervised).all(1)
     return loss, correct
 
@@ -73,6 +73,9 @@ class GrokModule(L.LightningModule):
             on CPU) for faster steps; needs a working C++ compiler for the inductor backend.
         loss: ``cross_entropy`` (softmax) or ``stablemax`` (Prieto et al. 2025; see :mod:`grokkit.losses`),
             for training and for the validation losses alike.
+        label_smoothing: Training targets mix the one-hot answer with this weight of the uniform distribution
+            (validation losses stay unsmoothed). The loss then has a floor: a fitted model is not driven to
+            ever larger logits, the regime in which Adam's loss spikes start.
         nonfinite: What a NaN or infinite loss or gradient does: ``stop`` the run with an error naming the step
             (no checkpoint is written after it, so ``last.ckpt`` stays the last good state), or ``skip`` the
             update (no change to weights, optimizer moments or EMA; counted in ``train/skipped_steps``).
@@ -95,6 +98,7 @@ class GrokModule(L.LightningModule):
         ema_decay: float | None = None,
         compile: bool = False,
         loss: LossName = "cross_entropy",
+        label_smoothing: float = 0.0,
         nonfinite: Literal["stop", "skip"] = "stop",
         init_from: str | None = None,
     ) -> None:
@@ -176,7 +180,9 @@ class GrokModule(L.LightningModule):
 
     def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
         inputs, targets = self.net.inputs_and_targets(items)
-        loss, correct = item_loss_and_correct(self.train_net(inputs), targets, self.hparams.loss)
+        loss, correct = item_loss_and_correct(
+            self.train_net(inputs), targets, self.hparams.loss, self.hparams.label_smoothing
+        )
         loss = loss.mean()
         self._step_loss = loss.detach()
         if (

@@ -77,6 +77,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "warmup_steps": Range(0, BILLION),
         "ema_decay": Range(0, 1, high_open=True, null="no EMA"),
         "eps": Range(0, 1, low_open=True),
+        "label_smoothing": Range(0, 1, high_open=True),
     },
     "grokkit.grokfast.Grokfast": {"alpha": Range(0, 1, high_open=True), "lamb": Range(0, 1000)},
     "grokkit.models.decoder.Decoder": {

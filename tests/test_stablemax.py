@@ -1,4 +1,4 @@
-"""StableMax cross-entropy: its values, its gradient, and predictions identical to softmax's."""
+"""StableMax cross-entropy: its values, its gradient, and predictions identical to softmax's; label smoothing."""
 
 import math
 
@@ -37,3 +37,15 @@ def test_gradient_is_correct_and_finite_at_extreme_logits():
 def test_prediction_is_the_softmax_argmax():
     logits = torch.randn(64, 5, 50) * 10
     assert torch.equal(stablemax_log_probs(logits).argmax(-1), logits.softmax(-1).argmax(-1))
+
+
+def test_label_smoothing_mixes_in_the_uniform_target_for_both_losses():
+    logits = torch.randn(2, 3, 7, dtype=torch.float64)
+    targets = torch.randint(0, 7, (2, 3))
+    targets[0, 0] = IGNORE
+    log_probs = {"cross_entropy": logits.log_softmax(-1), "stablemax": stablemax_log_probs(logits)}
+    for kind, lp in log_probs.items():
+        nll = -lp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+        expected = (0.9 * nll - 0.1 * lp.mean(-1)) * (targets != IGNORE)
+        assert torch.allclose(token_losses(logits, targets, IGNORE, kind, smoothing=0.1), expected)
+        assert torch.allclose(token_losses(logits, targets, IGNORE, kind), nll * (targets != IGNORE))
