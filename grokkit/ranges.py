@@ -101,6 +101,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "threshold": Range(-(10**6), 10**6),  # a metric: an accuracy, a loss
         "weight_decay": Range(0, 100, null="unchanged"),
         "lr_scale": Range(0, 1000, low_open=True, null="unchanged"),
+        "betas": Range(0, 1, high_open=True, null="unchanged"),
     },
     "grokkit.probes.base.Probe": {
         "every_n_steps": STEPS,

@@ -29,6 +29,9 @@ class SwitchHyperparameters(Callback):
         threshold: The switch fires the first time ``monitor >= threshold``.
         weight_decay: New weight decay of the decayed parameter group (``None``: unchanged).
         lr_scale: Multiply the learning rate by this factor (``None``: unchanged).
+        betas: New Adam betas (``None``: unchanged). A lower beta2 (0.98) lets Adam's second-moment estimate
+            follow a gradient that grows again after the loss has become tiny, which is where its loss
+            spikes ("slingshots") start.
     """
 
     def __init__(
@@ -37,9 +40,10 @@ class SwitchHyperparameters(Callback):
         threshold: float = 0.99,
         weight_decay: float | None = None,
         lr_scale: float | None = None,
+        betas: tuple[float, float] | None = None,
     ) -> None:
         self.monitor, self.threshold = monitor, threshold
-        self.weight_decay, self.lr_scale = weight_decay, lr_scale
+        self.weight_decay, self.lr_scale, self.betas = weight_decay, lr_scale, betas
         self.fired_at_step: int | None = None
 
     @property
@@ -59,6 +63,8 @@ class SwitchHyperparameters(Callback):
                     group["weight_decay"] = self.weight_decay
                 if self.lr_scale is not None:
                     group["lr"] *= self.lr_scale
+                if self.betas is not None:
+                    group["betas"] = tuple(self.betas)
         if self.lr_scale is not None:
             for config in trainer.lr_scheduler_configs:
                 config.scheduler.base_lrs = [lr * self.lr_scale for lr in config.scheduler.base_lrs]

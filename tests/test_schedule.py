@@ -1,6 +1,7 @@
 """Log-spaced schedules and the metric-triggered hyperparameter switch (through a real tiny run)."""
 
 import pytest
+import torch
 from test_cli import scalars, tiny_args
 
 from grokkit.cli import main
@@ -36,6 +37,7 @@ def test_switch_changes_weight_decay_once_the_metric_reaches_the_threshold(tmp_p
             "--trainer.callbacks.threshold=0.0",
             "--trainer.callbacks.weight_decay=0.7",
             "--trainer.callbacks.lr_scale=0.5",
+            "--trainer.callbacks.betas=[0.9,0.98]",
         )
     )
     curves = scalars(tmp_path / "runs" / "tiny" / "version_0")
@@ -45,6 +47,8 @@ def test_switch_changes_weight_decay_once_the_metric_reaches_the_threshold(tmp_p
     assert decay[9] == pytest.approx(0.1) and decay[39] == pytest.approx(0.7)
     assert lr[39] == pytest.approx(lr[9] * 0.5)
     assert [step for step, _ in curves["schedule/switch"]] == [20]
+    state = torch.load(tmp_path / "runs/tiny/version_0/checkpoints/last.ckpt", weights_only=False)
+    assert {tuple(group["betas"]) for group in state["optimizer_states"][0]["param_groups"]} == {(0.9, 0.98)}
 
 
 @pytest.mark.slow
