@@ -1,7 +1,8 @@
 """``grokkit plot RUN_DIR [--out OUT.png]``: the grokking picture of a run as a PNG.
 
 Reads the run's TensorBoard events (the same numbers TensorBoard shows) and draws every split's accuracy
-over steps, with the hyperparameter switch and the onset times of ``summary.json`` when present.
+over steps, with the hyperparameter switch, ``t_mem`` and the circuit signal the run classifier read
+(``summary.json``'s ``classification.signal``) when present.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {str(tag): list(zip(rows.step, rows.value, strict=True)) for tag, rows in scalars.groupby("tag")}
 
 
-def plot(run_dir: Path, out: Path) -> None:
+def plot(run_dir: Path, out: Path) -> list[str]:
+    """Draw the figure into ``out``; return the legend's labels (what was drawn)."""
     curves = read_scalars(run_dir)
     if not any(tag.startswith("val/") for tag in curves):
         raise ConfigError(f"{run_dir}: no validation curves in its TensorBoard events; give a run directory")
@@ -37,10 +39,14 @@ def plot(run_dir: Path, out: Path) -> None:
     for step, _ in curves.get("schedule/switch", []):
         ax.axvline(step, color="grey", linestyle=":", label="hyperparameter switch")
     summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        grokking = json.loads(summary_path.read_text()).get("grokking", {})
-        if grokking.get("t_mem") is not None:
-            ax.axvline(grokking["t_mem"], color="black", linestyle="--", label="t_mem (train >= 0.99)")
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    t_mem = summary.get("grokking", {}).get("t_mem")
+    if t_mem is not None:
+        ax.axvline(t_mem, color="black", linestyle="--", label="t_mem (train >= 0.99)")
+    section, _, key = summary.get("classification", {}).get("signal", "").partition(" ")
+    if curves.get(f"probe/{section}/{key}"):
+        steps, values = zip(*curves[f"probe/{section}/{key}"], strict=True)
+        ax.plot(steps, values, "k-.", marker=".", label=f"circuit signal: {section} {key}")
     ax.set(
         xlabel="step",
         ylabel="exact-match accuracy",
@@ -50,6 +56,7 @@ def plot(run_dir: Path, out: Path) -> None:
     ax.legend(fontsize=8, loc="center right")
     ax.grid(alpha=0.3)
     save_png(png_bytes(fig), out)
+    return ax.get_legend_handles_labels()[1]
 
 
 def plot_command(argv: list[str]) -> None:

@@ -11,10 +11,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from grokkit.cli import main
+from grokkit.plot import plot
 from grokkit.run_log import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBES = ["GrokkingOnset", "RunClassifier", '{"class_path": "LogitLens", "init_args": {"sample_size": 50}}']
+PROBES = [
+    "GrokkingOnset",
+    '{"class_path": "RunClassifier", "init_args": {"bridge_key": "ood/circuit_signal"}}',
+    '{"class_path": "LogitLens", "init_args": {"sample_size": 50}}',
+]
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +101,9 @@ def test_plot_draws_the_runs_curves(fit, capsys):
     main(["plot", str(run_dir)])
     assert capsys.readouterr().out == f"grokkit plot: {run_dir / 'figures' / 'accuracy.png'}\n"
     assert matplotlib.image.imread(run_dir / "figures" / "accuracy.png").shape[:2] == (504, 960)  # 8 x 4.2 in
+    # the circuit signal the classifier read is drawn with the accuracies
+    labels = plot(run_dir, run_dir / "figures" / "again.png")
+    assert "circuit signal: logit_lens ood/circuit_signal" in labels and "test_inferred_iid" in labels
 
 
 def test_plot_refuses_a_directory_without_a_run(tmp_path, capsys):

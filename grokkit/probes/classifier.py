@@ -119,7 +119,7 @@ def classify(
     circuit = (
         f"circuit signal {bridge_state}"
         if bridge
-        else "no circuit data (add the logit lens to tell real from fake grokking)"
+        else "no circuit data (no probe has published the circuit signal: real and fake grokking look alike)"
     )
 
     if t_rise is not None:
