@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from grokkit.data.injection import INJECTION_SPLITS
-from grokkit.data.kg import EVAL_SPLITS
+from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.figures import new_figure, png_bytes, save_png
 from grokkit.results import load_run
