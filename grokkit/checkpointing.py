@@ -24,6 +24,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.atomic import atomic_write
 from grokkit.errors import StorageError
+from grokkit.lightning_private import SaveOnDemandCheckpoint, last_saved_step, validation_follows
 from grokkit.ranges import check_arguments
 from grokkit.schedule import is_log_spaced
 
@@ -86,12 +87,8 @@ def last_checkpoint_path(trainer: L.Trainer) -> Path:
 def last_good_checkpoint(trainer: L.Trainer) -> str:
     """``"PATH (step N)"`` of the newest checkpoint this run wrote, for error messages."""
     callback = trainer.checkpoint_callback
-    if (
-        isinstance(callback, ModelCheckpoint)
-        and callback.last_model_path
-        and callback._last_global_step_saved
-    ):
-        return f"{callback.last_model_path} (step {callback._last_global_step_saved})"
+    if isinstance(callback, ModelCheckpoint) and callback.last_model_path and last_saved_step(callback):
+        return f"{callback.last_model_path} (step {last_saved_step(callback)})"
     path = last_checkpoint_path(trainer)
     return f"{path} (written before this process started)" if path.is_file() else "none saved yet"
 
@@ -112,16 +109,7 @@ def flush_loggers(trainer: L.Trainer) -> None:
         logger.save()
 
 
-def _validation_follows(trainer: L.Trainer) -> bool:
-    """Whether Lightning validates right after the current training batch (asked in ``on_train_batch_end``)."""
-    loop = trainer.fit_loop.epoch_loop
-    try:
-        return bool(loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
-    except (AttributeError, TypeError):  # another Lightning version: save at the batch end as before
-        return False
-
-
-class ResumableCheckpoint(ModelCheckpoint):
+class ResumableCheckpoint(SaveOnDemandCheckpoint):
     """``ModelCheckpoint`` whose checkpoints resume a run exactly (``grokkit fit ... --ckpt_path last``).
 
     The loggers are flushed before each save, so nothing logged before a checkpoint is lost in a crash. A save due at a step that ends with a validation waits until that validation has ended, so the checkpoint
@@ -142,8 +130,8 @@ class ResumableCheckpoint(ModelCheckpoint):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        every = self._every_n_train_steps
-        if every >= 1 and trainer.global_step % every == 0 and _validation_follows(trainer):
+        every = self.every_n_train_steps
+        if every >= 1 and trainer.global_step % every == 0 and validation_follows(trainer):
             self._save_after_validation = True
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -151,21 +139,17 @@ class ResumableCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._save_after_validation and not trainer.sanity_checking:
             self._save_after_validation = False
-            if not self._should_skip_saving_checkpoint(trainer):
-                candidates = self._monitor_candidates(trainer)
-                self._save_topk_checkpoint(trainer, candidates)
-                self._save_last_checkpoint(trainer, candidates)
+            self.save_now(trainer)
         super().on_validation_end(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self.save_last:
+            self.save_now(trainer, top_k=False)
 
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         # Metrics logged before this checkpoint reach the disk first: after a crash, a resumed run re-logs
         # only the steps after the checkpoint, and TensorBoard keeps the later values of those.
         flush_loggers(trainer)
-        super()._save_checkpoint(trainer, filepath)
 
 
 STEP_FILE = re.compile(r"^step=(\d+)\.ckpt$")

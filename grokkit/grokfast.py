@@ -18,7 +18,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from grokkit.errors import ConfigError
+from grokkit.lightning_private import callback_state_key
+from grokkit.ranges import check_arguments
 
 
 class Grokfast(Callback):
@@ -30,16 +31,13 @@ class Grokfast(Callback):
     """
 
     def __init__(self, alpha: float = 0.98, lamb: float = 2.0) -> None:
-        if not 0.0 <= alpha < 1.0:
-            raise ConfigError(f"Grokfast.alpha={alpha} must lie in [0, 1); the paper uses 0.98")
-        if not lamb >= 0.0:
-            raise ConfigError(f"Grokfast.lamb={lamb} must be >= 0; the paper uses 2.0")
+        check_arguments("Grokfast", type(self), locals())  # every argument in its range (grokkit.ranges)
         self.alpha, self.lamb = alpha, lamb
         self.averages: dict[str, torch.Tensor] = {}  # parameter name -> mu
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(alpha=self.alpha, lamb=self.lamb)
+        return callback_state_key(self, alpha=self.alpha, lamb=self.lamb)
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer

@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from grokkit.tokens import IGNORE
+
 LossName = Literal["cross_entropy", "stablemax"]
 
 
@@ -45,3 +47,13 @@ def token_losses(
     log_probs = stablemax_log_probs(logits)
     picked = log_probs.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
     return -((1 - smoothing) * picked + smoothing * log_probs.mean(-1)) * supervised
+
+
+def item_loss_and_correct(
+    logits: torch.Tensor, targets: torch.Tensor, kind: LossName = "cross_entropy", smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item: mean loss over supervised tokens, and exact match of all of them (argmax)."""
+    supervised = targets != IGNORE
+    loss = token_losses(logits, targets, IGNORE, kind, smoothing).sum(1) / supervised.sum(1).clamp(min=1)
+    correct = ((logits.argmax(-1) == targets) | ~supervised).all(1)
+    return loss, correct

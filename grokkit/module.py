@@ -17,39 +17,17 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric
 
+from grokkit.board import ResultsBoard
 from grokkit.checkpointing import last_good_checkpoint, rng_states, set_rng_states
-from grokkit.data.kg import EVAL_SPLITS
+from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import NonFiniteError
-from grokkit.losses import LossName, token_losses
-from grokkit.models import IGNORE, TwoHopModel
-from grokkit.probes.board import ResultsBoard
+from grokkit.losses import LossName, item_loss_and_correct
+from grokkit.models import TwoHopModel
+from grokkit.nonfinite import loss_and_grads_finite
 from grokkit.warm_start import load_initial_weights
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
-
-
-def item_loss_and_correct(
-    logits: torch.Tensor, targets: torch.Tensor, kind: LossName = "cross_entropy", smoothing: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per item: mean loss over supervised tokens, and exact match of all of them (argmax)."""
-    supervised = targets != IGNORE
-    loss = token_losses(logits, targets, IGNORE, kind, smoothing).sum(1) / supervised.sum(1).clamp(min=1)
-    correct = ((logits.argmax(-1) == targets) | ~supervised).all(1)
-    return loss, correct
-
-
-def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """A 0-dim bool tensor, without a host sync: every entry of every tensor (all on one device) is finite.
-
-    One fused kernel: the gradient scaler's own check, with a scale of 1 (the values are unchanged); where
-    torch lacks it, the max |x| of each tensor (NaN propagates through amax).
-    """
-    try:
-        found = torch.zeros(1, device=tensors[0].device)
-        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones(1, device=found.device))
-        return found[0] == 0
-    except (AttributeError, NotImplementedError, RuntimeError):
-        return torch.isfinite(torch.stack([t.abs().amax().float() for t in tensors])).all()
+CHARTS = {"grokking": {"accuracy": ["Multiline", [r"val/.*/acc"]], "loss": ["Multiline", [r"val/.*/loss"]]}}
 
 
 class GrokModule(L.LightningModule):
@@ -185,9 +163,7 @@ class GrokModule(L.LightningModule):
         )
         loss = loss.mean()
         self._step_loss = loss.detach()
-        if (
-            self.is_logging_step
-        ):  # self.log costs ~0.5 ms and a host sync: only on steps that reach the logger
+        if self.is_logging_step:  # self.log costs ~0.5 ms and a host sync: only on steps reaching the logger
             self.log("train/loss", loss, prog_bar=True)
             self.log("train/batch_acc", correct.float().mean())
         return loss
@@ -205,12 +181,8 @@ class GrokModule(L.LightningModule):
         """
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         loss = self._step_loss if self._step_loss is not None else torch.zeros((), device=self.device)
-        checks = [torch.isfinite(loss.float())]
-        if scaler is None:  # one host sync for all checks
-            grads = [p.grad.detach() for p in self.net.parameters() if p.grad is not None]
-            checks += [all_finite(grads)] if grads else []
-        loss_ok, *grad_flags = torch.stack(checks).tolist()
-        grads_ok = all(grad_flags)
+        grads = None if scaler is not None else self.net.parameters()
+        loss_ok, grads_ok = loss_and_grads_finite(loss, grads)
         self._step_skipped = not (loss_ok and grads_ok)
         if self._step_skipped and scaler is not None and self.hparams.nonfinite == "skip":
             self.skipped_steps += 1  # its gradients are not finite either: the scaler skips the update
@@ -238,14 +210,7 @@ class GrokModule(L.LightningModule):
     def on_fit_start(self) -> None:
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):  # the grokking picture: every split on one chart
-                logger.experiment.add_custom_scalars(
-                    {
-                        "grokking": {
-                            "accuracy": ["Multiline", [r"val/.*/acc"]],
-                            "loss": ["Multiline", [r"val/.*/loss"]],
-                        }
-                    }
-                )
+                logger.experiment.add_custom_scalars(CHARTS)
 
     # ----- evaluation: one batched forward per chunk, argmax, no generation loop -----
     def validation_step(self, items: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:

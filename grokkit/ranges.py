@@ -53,7 +53,7 @@ BATCH = Range(1, 2**20)
 
 RANGES: dict[str, dict[str, Range]] = {
     "lightning.pytorch.cli.LightningCLI": {"seed_everything": SEED},
-    "grokkit.cli.GrokkitCLI": {"threads": Range(1, 4096, null="one per core")},
+    "grokkit.cli.app.GrokkitCLI": {"threads": Range(1, 4096, null="one per core")},
     "grokkit.data.datamodule.TwoHopDataModule": {
         "seed": SEED,
         "n_entities": Range(1, 10**6),

@@ -12,6 +12,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from grokkit.lightning_private import callback_state_key
+
 
 def is_log_spaced(step: int, per_decade: int) -> bool:
     """True for the steps ``round(10 ** (k / per_decade))``, k = 0, 1, 2, ... (1, 2, 3, 6, 10, 18, ...)."""
@@ -19,6 +21,14 @@ def is_log_spaced(step: int, per_decade: int) -> bool:
         return False
     k = round(per_decade * math.log10(step))
     return round(10 ** (k / per_decade)) == step
+
+
+def next_log_spaced(step: int, per_decade: int) -> int:
+    """The first step after ``step`` that :func:`is_log_spaced` accepts."""
+    k = math.floor(per_decade * math.log10(max(step, 1)))
+    while round(10 ** (k / per_decade)) <= step:
+        k += 1
+    return round(10 ** (k / per_decade))
 
 
 class SwitchHyperparameters(Callback):
@@ -48,7 +58,7 @@ class SwitchHyperparameters(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(monitor=self.monitor, threshold=self.threshold)
+        return callback_state_key(self, monitor=self.monitor, threshold=self.threshold)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.fired_at_step is not None:

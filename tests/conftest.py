@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from grokkit.data.kg import SplitSpec, build_splits, generate_graph
+from grokkit.data.kg import generate_graph
+from grokkit.data.splits import SplitSpec, build_splits
 
 
 @pytest.fixture(scope="session")

@@ -2,18 +2,19 @@
 dataset directories that are never half-written."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from test_cli import tiny_args
 
+from grokkit.board import ResultsBoard
 from grokkit.checkpointing import TrajectoryCheckpoint
 from grokkit.cli import main
 from grokkit.data import TwoHopDataModule
 from grokkit.data import store as store_module
 from grokkit.errors import ConfigError, StorageError
-from grokkit.probes.board import ResultsBoard
 
 
 def steps_on_disk(directory: Path) -> list[int]:
@@ -78,12 +79,11 @@ def test_summary_json_is_old_or_new_never_half(tmp_path, monkeypatch):
     board.publish("val", 20, {"train/acc": 0.5})
     before = board.path.read_text()
 
-    def crash_mid_write(self, text, *args, **kwargs):
-        with open(self, "w") as f:
-            f.write(text[: len(text) // 2])
+    def crash_mid_write(descriptor):  # only half of the new summary reached the disk
+        os.ftruncate(descriptor, os.fstat(descriptor).st_size // 2)
         raise OSError("disk full")
 
-    monkeypatch.setattr(Path, "write_text", crash_mid_write)
+    monkeypatch.setattr(os, "fsync", crash_mid_write)
     with pytest.raises(StorageError, match=r"summary.json \(disk full\); the previous one is intact"):
         board.publish("val", 40, {"train/acc": 0.9})
     monkeypatch.undo()

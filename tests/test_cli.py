@@ -10,7 +10,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from grokkit.cli import main
-from grokkit.data.kg import EVAL_SPLITS
+from grokkit.data.splits import EVAL_SPLITS
 
 ROOT = Path(__file__).resolve().parents[1]
 

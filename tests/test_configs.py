@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grokkit.cli import GrokkitCLI, GrokModule, TwoHopDataModule, main
+from grokkit.cli import GrokkitCLI, main
+from grokkit.data import TwoHopDataModule
+from grokkit.module import GrokModule
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grokkit.cli import main
-from grokkit.export import load_hooked_transformer, run_decoder
+from grokkit.results.export import load_hooked_transformer, run_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
 

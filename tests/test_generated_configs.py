@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from test_bad_input import snapshot
 from test_ranges import is_number_type
 
-import grokkit.cli
+import grokkit.cli.invocation
 from grokkit.cli import CLI_KWARGS, GrokkitCLI, errors_in_one_line, main
 from grokkit.data import TwoHopDataModule
 from grokkit.module import GrokModule
@@ -134,7 +134,7 @@ class Mutation:
 
 def parse(cli: GrokkitCLI, args: list[str]) -> None:
     """``grokkit fit ARGS`` up to the built classes, exactly as :class:`LightningCLI` runs it."""
-    grokkit.cli._argv = args  # what main() records for the file and line in error messages
+    grokkit.cli.invocation.argv = args  # what main() records for the file and line in error messages
     cli.parse_arguments(cli.parser, args)
     cli.subcommand = cli.config["subcommand"]
     cli.before_instantiate_classes()
@@ -143,7 +143,7 @@ def parse(cli: GrokkitCLI, args: list[str]) -> None:
 
 def parsed_config(cli: GrokkitCLI, stack: list[str]) -> dict:
     args = ["fit", *(arg for name in stack for arg in ("--config", str(CONFIGS / name)))]
-    grokkit.cli._argv = args
+    grokkit.cli.invocation.argv = args
     cli.parse_arguments(cli.parser, args)
     config = cli.config["fit"].as_dict()
     for key in ("config", "ckpt_path", "weights_only"):  # the command line's own arguments

@@ -4,16 +4,8 @@ import numpy as np
 import pytest
 from conftest import small_splits
 
-from grokkit.data.kg import (
-    EOS,
-    PAD,
-    SplitSpec,
-    build_splits,
-    enumerate_two_hop,
-    generate_graph,
-    graph_from_triples,
-    query_keys,
-)
+from grokkit.data.kg import EOS, PAD, enumerate_two_hop, generate_graph, graph_from_triples, query_keys
+from grokkit.data.splits import SplitSpec, build_splits
 from grokkit.errors import ConfigError
 
 

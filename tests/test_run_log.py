@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from grokkit.cli import main
-from grokkit.plot import plot
+from grokkit.results.plot import plot
 from grokkit.run_log import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import yaml
 from test_cli import ROOT
 
 from grokkit.cli import main
+from grokkit.experiments.study import BASES, HE_LABELS
 from grokkit.probes.classifier import LABELS
-from grokkit.study import BASES, HE_LABELS
 
 TINY = {  # configs/tiny.yaml's sizes, on the study's recursive model
     "trainer": {"max_steps": 20, "val_check_interval": 10, "log_every_n_steps": 10},

@@ -16,11 +16,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_cli import ROOT
 
-from grokkit import grid
 from grokkit.cli import main
 from grokkit.errors import ConfigError
+from grokkit.experiments import grid
+from grokkit.experiments.trial import Trial
 from grokkit.results import load_run, load_sweep
-from grokkit.trial import Trial
 
 FIRST, SECOND = "phi=3.0", "phi=4.0"
 

@@ -12,7 +12,8 @@ import yaml
 from grokkit.cli import main
 from grokkit.data import TwoHopDataModule
 from grokkit.data.injection import Injection, graph_of, inject
-from grokkit.data.kg import EOS, SplitSpec, build_splits, graph_from_triples, query_keys
+from grokkit.data.kg import EOS, graph_from_triples, query_keys
+from grokkit.data.splits import SplitSpec, build_splits
 from grokkit.data.store import _to_tensors
 
 ROOT = Path(__file__).resolve().parents[1]

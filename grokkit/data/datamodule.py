@@ -8,7 +8,6 @@ A resumed run therefore sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
@@ -18,46 +17,17 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from grokkit.data import store
+from grokkit.data.batches import StepBatches
 from grokkit.data.files import read_triples
 from grokkit.data.injection import INJECTION_SPLITS, Injection, graph_of, inject
-from grokkit.data.kg import (
-    EVAL_SPLITS,
-    ITEM_LEN,
-    N_SPECIAL,
-    KnowledgeGraph,
-    SplitSpec,
-    build_splits,
-    generate_graph,
-    graph_from_triples,
-)
+from grokkit.data.kg import KnowledgeGraph, generate_graph, graph_from_triples
+from grokkit.data.splits import EVAL_SPLITS, SplitSpec, build_splits
 from grokkit.errors import ConfigError
 from grokkit.ranges import check_arguments
-
-
-class StepBatches(IterableDataset):
-    """Endless training batches of indices, drawn without replacement within each epoch."""
-
-    def __init__(self, n_items: int, batch_size: int, seed: int, start_step: Callable[[], int]) -> None:
-        self.n_items, self.batch_size, self.seed, self.start_step = n_items, batch_size, seed, start_step
-        self.steps_per_epoch = n_items // batch_size
-
-    def permutation(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n_items, generator=generator)
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        step = self.start_step()
-        epoch, order = -1, torch.empty(0, dtype=torch.long)
-        while True:
-            if step // self.steps_per_epoch != epoch:
-                epoch = step // self.steps_per_epoch
-                order = self.permutation(epoch)
-            start = (step % self.steps_per_epoch) * self.batch_size
-            yield order[start : start + self.batch_size]
-            step += 1
+from grokkit.tokens import ITEM_LEN, N_SPECIAL
 
 
 class TwoHopDataModule(L.LightningDataModule):
@@ -217,11 +187,17 @@ class TwoHopDataModule(L.LightningDataModule):
         manifest = store.read_manifest(self.dataset_dir, self.params)
         self.manifest = manifest
         self.tables = store.load_tensors(self.dataset_dir, manifest)
+        if stage in (None, "fit"):
+            self.check_batch_size()
+
+    def check_batch_size(self) -> int:
+        """The number of training items, if a batch fits in them (a batch never repeats an item)."""
         n_train = len(self.tables["train"])
-        if stage in (None, "fit") and n_train < self.batch_size:
+        if n_train < self.batch_size:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} exceeds the {n_train} training items; lower it"
             )
+        return n_train
 
     def split_items(self, split: str) -> torch.Tensor:
         """Token items (N, 5) of ``train`` or an evaluation split, on the device they were last moved to."""
@@ -231,11 +207,7 @@ class TwoHopDataModule(L.LightningDataModule):
         return self.tables["train_bridge" if split == "train" else f"eval_bridge/{split}"]
 
     def train_dataloader(self) -> DataLoader:
-        n_train = len(self.tables["train"])
-        if n_train < self.batch_size:
-            raise ConfigError(
-                f"data.batch_size={self.batch_size} exceeds the {n_train} training items; lower it"
-            )
+        n_train = self.check_batch_size()
         step = (lambda: self.trainer.global_step) if self.trainer is not None else (lambda: 0)
         return DataLoader(StepBatches(n_train, self.batch_size, self.seed, step), batch_size=None)
 

@@ -21,17 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from grokkit.data.kg import (
-    EOS,
-    N_SPECIAL,
-    KnowledgeGraph,
-    Splits,
-    atomic_items,
-    enumerate_two_hop,
-    query_keys,
-    two_hop_items,
-)
+from grokkit.data.kg import KnowledgeGraph, atomic_items, enumerate_two_hop, query_keys, two_hop_items
+from grokkit.data.splits import Splits
 from grokkit.errors import ConfigError
+from grokkit.tokens import EOS, N_SPECIAL
 
 INJECTION_SPLITS = ("new_atomic", "new_old", "old_new", "new_new")
 CATEGORIES = {"new_old": (True, False), "old_new": (False, True), "new_new": (True, True)}  # hop is new?

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from grokkit.data.kg import Splits
+from grokkit.data.splits import Splits
 from grokkit.errors import ConfigError, StorageError
 
 try:

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from grokkit.data.kg import EOS, PAD
-
-IGNORE = -100
+from grokkit.tokens import EOS, IGNORE, PAD
 
 
 @dataclass(frozen=True)

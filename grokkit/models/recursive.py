@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grokkit.data.kg import PAD
 from grokkit.errors import ConfigError
 from grokkit.models.base import CircuitSignal, Patch, TwoHopModel, pad_mask_targets, query_length
+from grokkit.tokens import PAD
 
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:

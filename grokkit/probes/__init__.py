@@ -1,7 +1,7 @@
 """Probes: callbacks that measure circuits and detect grokking while a run trains (or offline)."""
 
+from grokkit.board import ResultsBoard
 from grokkit.probes.base import Probe
-from grokkit.probes.board import ResultsBoard
 from grokkit.probes.causal_tracing import CausalTracing
 from grokkit.probes.circuit import CircuitDetector
 from grokkit.probes.classifier import RunClassifier

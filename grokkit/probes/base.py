@@ -11,7 +11,6 @@ and classifiers (2) last; the CLI sorts probes by it.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -22,7 +21,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.checkpointing import save_training_state
-from grokkit.errors import ConfigError, ProbeError, StorageError
+from grokkit.errors import ProbeError, StorageError
+from grokkit.lightning_private import callback_state_key
+from grokkit.ranges import check_arguments
+from grokkit.schedule import next_log_spaced
 
 
 def snake_case(name: str) -> str:
@@ -44,10 +46,7 @@ class Probe(Callback):
     def __init__(
         self, every_n_steps: int = 1, per_decade: int | None = None, sample_size: int = 300, seed: int = 0
     ) -> None:
-        if every_n_steps < 1 or (per_decade is not None and per_decade < 1) or sample_size < 1:
-            raise ConfigError(
-                f"{type(self).__name__}: every_n_steps, per_decade and sample_size must be at least 1"
-            )
+        check_arguments(self.name, type(self), locals())  # every argument in its range (grokkit.ranges)
         self.every_n_steps, self.per_decade = every_n_steps, per_decade
         self.sample_size, self.seed = sample_size, seed
         self.last_run_step: int | None = None
@@ -58,7 +57,7 @@ class Probe(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(name=self.name)
+        return callback_state_key(self, name=self.name)
 
     # ----- schedule -----
     def is_due(self, step: int) -> bool:
@@ -67,8 +66,7 @@ class Probe(Callback):
             return True
         if self.per_decade is None:
             return step - last >= self.every_n_steps
-        decade = lambda s: math.floor(self.per_decade * math.log10(max(s, 1)))  # noqa: E731
-        return decade(step) > decade(last)
+        return step >= next_log_spaced(last, self.per_decade)  # the trajectory's log-spaced steps
 
     def sample(self, items: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The same ``sample_size`` rows of ``items`` (and of aligned tensors) every time, fixed by ``seed``."""

@@ -18,6 +18,7 @@ from grokkit.probes.base import Probe
 from grokkit.probes.logit_lens import PREFIX
 from grokkit.probes.onset import first_sustained
 from grokkit.probes.signal import circuit_signal
+from grokkit.ranges import check_arguments
 
 
 class CircuitDetector(Probe):
@@ -51,8 +52,7 @@ class CircuitDetector(Probe):
         per_decade: int | None = None,
     ) -> None:
         super().__init__(every_n_steps=every_n_steps, per_decade=per_decade)
-        if consecutive < 1:
-            raise ConfigError(f"circuit_detector.consecutive={consecutive} must be at least 1")
+        check_arguments(self.name, type(self), locals())
         if split not in PREFIX:
             raise ConfigError(
                 f"circuit_detector.split={split!r}: choose a two-hop split among {list(PREFIX)}"

@@ -34,7 +34,7 @@ from typing import Any
 
 import lightning as L
 
-from grokkit.data.kg import EVAL_SPLITS
+from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
 from grokkit.probes.onset import MEMORIZED_SPLITS, Series, first_sustained, training_curve

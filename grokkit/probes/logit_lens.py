@@ -22,11 +22,11 @@ from typing import Any
 import lightning as L
 import torch
 
-from grokkit.data.kg import PAD
 from grokkit.errors import ConfigError
 from grokkit.models import TwoHopModel
 from grokkit.probes.base import Probe
 from grokkit.probes.figures import publish_heatmap
+from grokkit.tokens import PAD
 
 PREFIX = {
     "test_inferred_ood": "ood",

@@ -19,16 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from grokkit.atomic import atomic_write
+from grokkit.results.runs import TRIAL_MARKER, trial_status
 
-TRIAL_MARKER, LOG = "trial.json", "fit.log"
-
-
-def trial_status(run_dir: Path) -> str:
-    """``done`` or ``failed`` as the trial's ``trial.json`` says once its fit ended, else ``unfinished``."""
-    try:
-        return json.loads((run_dir / TRIAL_MARKER).read_text())["status"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return "unfinished"
+LOG = "fit.log"
 
 
 def is_done(run_dir: Path) -> bool:

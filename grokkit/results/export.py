@@ -156,4 +156,4 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, help="the file to write (default: RUN_DIR/hooked_transformer.pt)")
     args = parser.parse_args(argv)
     out = export(args.run_dir, args.ckpt, args.out)
-    print(f"grokkit export: {out} (load it with grokkit.export.load_hooked_transformer)")
+    print(f"grokkit export: {out} (load it with grokkit.results.export.load_hooked_transformer)")

@@ -21,11 +21,11 @@ import yaml
 from matplotlib.figure import Figure
 
 from grokkit.atomic import atomic_write
-from grokkit.compare import Line, panels_figure
 from grokkit.errors import ConfigError, TrainingError
-from grokkit.results import SWEEP_PLAN, flatten, load_run, load_sweep
+from grokkit.results.compare import Line, panels_figure
+from grokkit.results.runs import SWEEP_PLAN, flatten, load_run, load_sweep
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BASES = {"cpu": CONFIGS / "study" / "base_cpu.yaml", "paper": CONFIGS / "he2026" / "natural.yaml"}
 HE_LABELS = {  # the label He et al. report for each regime
     "natural": "real_grokking",
@@ -166,7 +166,7 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def study_command(argv: list[str]) -> None:
     options, sweep_args = parse_options(argv)
     if not options.report_only:
-        from grokkit.sweep import sweep  # imported here: Ray is needed only to train
+        from grokkit.experiments.sweep import sweep  # imported here: Ray is needed only to train
 
         args = ["--config", str(BASES[options.scale]), *sweep_args, "--out", str(options.out)]
         try:

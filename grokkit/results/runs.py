@@ -11,7 +11,6 @@ Both tables export with pandas (``.to_csv(path, index=False)``); from a shell,
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,9 +18,9 @@ import pandas as pd
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from grokkit.errors import ConfigError
-from grokkit.trial import trial_status
 
 SWEEP_PLAN = "sweep.json"  # written by `grokkit sweep`
+TRIAL_MARKER = "trial.json"  # written by each trial of a sweep once its fit has ended
 
 
 class Run(NamedTuple):
@@ -38,6 +37,14 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def trial_status(run_dir: Path) -> str:
+    """``done`` or ``failed`` as the trial's ``trial.json`` says once its fit ended, else ``unfinished``."""
+    try:
+        return json.loads((run_dir / TRIAL_MARKER).read_text())["status"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return "unfinished"
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -81,14 +88,3 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
         }
         rows.append({"trial": name, **point, "status": trial_status(run_dir), **scalars})
     return pd.DataFrame(rows)
-
-
-def main(argv: list[str]) -> None:
-    source, out = Path(argv[0]), Path(argv[1])
-    table = load_sweep(source) if (source / SWEEP_PLAN).is_file() else load_run(source).scalars
-    table.to_csv(out, index=False)
-    print(f"{len(table)} rows -> {out}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -80,3 +80,8 @@ def _child(node: yaml.Node | None, part: str) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         return next((value for name, value in node.value if name.value == part), None)
     return None
+
+
+def as_list(value) -> list:
+    """A config value that may be one item, a list, or null, as a new list."""
+    return [] if value is None else list(value) if isinstance(value, list) else [value]

@@ -17,14 +17,14 @@ from typing import Any
 import yaml
 from jsonargparse import ArgumentError, Namespace
 
-from grokkit import grid
 from grokkit.atomic import atomic_write
-from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser
+from grokkit.cli import GrokkitCLI, build_cli
+from grokkit.cli.parser import GrokkitParser
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
-from grokkit.module import GrokModule
-from grokkit.results import SWEEP_PLAN, flatten
-from grokkit.trial import config_flags
+from grokkit.experiments import grid
+from grokkit.experiments.trial import config_flags
+from grokkit.results.runs import SWEEP_PLAN, flatten
 
 BASE = "base.yaml"
 
@@ -43,17 +43,7 @@ def config_parser(args: list[str]) -> tuple[GrokkitParser, Namespace]:
     """``grokkit fit``'s parser and the config ``args`` give (a bad config: one line, exit 2)."""
     with warnings.catch_warnings():  # Lightning warns that `args` is not sys.argv (it is the config's part)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = ConfigOnlyCLI(
-            GrokModule,
-            TwoHopDataModule,
-            trainer_defaults=TRAINER_DEFAULTS,
-            auto_configure_optimizers=False,
-            parser_class=GrokkitParser,
-            parser_kwargs={"prog": "grokkit sweep"},
-            save_config_callback=None,
-            args=args,
-            run=False,
-        )
+        cli = build_cli(args, prog="grokkit sweep", run=False, save_config=False, cli_class=ConfigOnlyCLI)
     return cli.parser, cli.config
 
 

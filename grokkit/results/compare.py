@@ -27,7 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 from grokkit.errors import ConfigError  # noqa: E402
-from grokkit.results import SWEEP_PLAN, load_run, load_sweep  # noqa: E402
+from grokkit.results.runs import SWEEP_PLAN, load_run, load_sweep  # noqa: E402
 
 CURVE_TAGS = ("val/train/acc", "val/test_inferred_iid/acc", "val/test_inferred_ood/acc")
 

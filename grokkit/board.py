@@ -7,10 +7,10 @@ LightningModule so it travels in checkpoints, and it rewrites ``summary.json`` a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from grokkit.atomic import atomic_write
 from grokkit.errors import StorageError
 
 
@@ -45,21 +45,17 @@ class ResultsBoard:
         return dict(self.sections)
 
     def write(self) -> None:
-        """Atomic rewrite of summary.json (temporary file + rename)."""
+        """Atomic rewrite of summary.json: readers, and a run resumed after a crash, see old or new, never half."""
         if self.path is None:
             return
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        text = json.dumps(self.summary(), indent=1, default=float)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(json.dumps(self.summary(), indent=1, default=float))
-            os.replace(temporary, self.path)
+            atomic_write(self.path, lambda f: f.write(text.encode()))
         except OSError as error:  # a full disk: stop in one line, the previous summary.json is intact
             raise StorageError(
                 f"cannot write {self.path} ({error.strerror or error}); the previous one is intact; free disk "
                 "space, then resume with --ckpt_path last"
             ) from error
-        finally:
-            temporary.unlink(missing_ok=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"sections": self.sections, "history": self.history}

@@ -10,7 +10,7 @@ From a finished run it fine-tunes three starts on the same injected data (:mod:`
 Each start is the run's ``config.yaml`` with the overlays stacked on it (``--config``, default
 ``configs/transfer/cpu.yaml``) and ``model.init_from`` set, logging to ``OUT/<start>/`` (its ``config.yaml``
 re-runs it with ``grokkit fit``); it is validated once at step 0, then trained. The table and the figure
-(:mod:`grokkit.transfer_report`) go to ``OUT/transfer.{md,csv,png}`` and cover every start found under
+(:mod:`grokkit.experiments.transfer_report`) go to ``OUT/transfer.{md,csv,png}`` and cover every start found under
 ``OUT``, so starts can also be run one command at a time (``--starts``).
 """
 
@@ -24,15 +24,13 @@ from typing import Any
 import torch
 import yaml
 
-from grokkit.analyze import run_config
 from grokkit.checkpointing import STEP_FILE
-from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser
-from grokkit.data import TwoHopDataModule
+from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.errors import ConfigError
-from grokkit.module import GrokModule
-from grokkit.transfer_report import STARTS, write_report
+from grokkit.experiments.analyze import run_config
+from grokkit.experiments.transfer_report import STARTS, write_report
 
-DEFAULT_OVERLAY = Path(__file__).resolve().parents[1] / "configs" / "transfer" / "cpu.yaml"
+DEFAULT_OVERLAY = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "cpu.yaml"
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -93,23 +91,13 @@ def build_start(
         *extra,
         f"--model.init_from={init_from if init_from is not None else 'null'}",
         "--trainer.inference_mode=false",  # else the step-0 validation leaves inference tensors in the metrics
-        "--trainer.logger=grokkit.analyze.AnalysisLogger",  # one events file: the step-0 validation does not close it
+        "--trainer.logger=grokkit.experiments.analyze.AnalysisLogger",  # one events file: the step-0 validation does not close it
         f"--trainer.logger.init_args.save_dir={run_dir.parent}",
         f"--trainer.logger.init_args.name={run_dir.name}",
         "--trainer.logger.init_args.version=",
         "--trainer.logger.init_args.default_hp_metric=false",
     ]
-    return GrokkitCLI(
-        GrokModule,
-        TwoHopDataModule,
-        trainer_defaults=TRAINER_DEFAULTS,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        parser_class=GrokkitParser,
-        parser_kwargs={"prog": "grokkit transfer"},
-        args=args,
-        run=False,
-    )
+    return build_cli(args, prog="grokkit transfer", run=False)
 
 
 def transfer(

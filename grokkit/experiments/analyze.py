@@ -21,10 +21,10 @@ import torch
 import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, GrokkitParser, as_list, set_step
-from grokkit.data import TwoHopDataModule
+from grokkit.cli import build_cli
+from grokkit.cli.configfiles import as_list
 from grokkit.errors import ConfigError
-from grokkit.module import GrokModule
+from grokkit.lightning_private import set_step
 
 
 class AnalysisLogger(TensorBoardLogger):
@@ -66,7 +66,7 @@ def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
     ]
     trainer["callbacks"] = kept + added
     trainer["logger"] = {
-        "class_path": "grokkit.analyze.AnalysisLogger",
+        "class_path": "grokkit.experiments.analyze.AnalysisLogger",
         "init_args": {
             "save_dir": str(run_dir),
             "name": "analysis",
@@ -86,16 +86,7 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"no checkpoints under {run_dir / 'checkpoints'}: nothing to analyze")
     shutil.rmtree(run_dir / "analysis", ignore_errors=True)
 
-    cli = GrokkitCLI(
-        GrokModule,
-        TwoHopDataModule,
-        trainer_defaults=TRAINER_DEFAULTS,
-        auto_configure_optimizers=False,
-        parser_class=GrokkitParser,
-        save_config_callback=None,
-        args=config,
-        run=False,
-    )
+    cli = build_cli(config, prog="grokkit analyze", run=False, save_config=False)
     trainer, module = cli.trainer, cli.model
     steps: list[int] = []
     for path in paths:

@@ -2,7 +2,7 @@
 
 Before any trial starts, the sweep resolves the ``--config`` files (and any ``fit`` flags) into one base config
 (``SWEEP/base.yaml``), checks every grid key and value against ``grokkit fit``'s parser, and builds each
-distinct dataset once. Ray Tune then runs the unfinished trials (:mod:`grokkit.trial`), locally on this
+distinct dataset once. Ray Tune then runs the unfinished trials (:mod:`grokkit.experiments.trial`), locally on this
 machine's cores or on an existing cluster (``--address``), with no pruning: during the memorization plateau
 every trial lags, so a pruner would select against grokking. Started again, a sweep keeps its finished
 trials and resumes the others.
@@ -26,8 +26,8 @@ try:
 except ImportError:
     raise ConfigError("grokkit sweep needs Ray Tune: pip install 'grokkit[sweep]'") from None
 
-from grokkit import grid
-from grokkit.sweep_plan import (
+from grokkit.experiments import grid
+from grokkit.experiments.sweep_plan import (
     BASE,
     base_config,
     build_datasets,
@@ -38,7 +38,7 @@ from grokkit.sweep_plan import (
     read_configs,
     write_plan,
 )
-from grokkit.trial import Trial, is_done, run_trial
+from grokkit.experiments.trial import Trial, is_done, run_trial
 
 
 class TrialLines(tune.Callback):

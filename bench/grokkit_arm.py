@@ -1,0 +1,159 @@
+"""grokkit through its real CLI objects, timed against the plain loop in one fit; validations, probes, saves."""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from common import DEFAULT_CONFIG, Settings
+from lightning.pytorch.callbacks import Callback
+from plain_loop import PlainLoop
+from step_clock import HostReadWindow, StepClock
+
+from grokkit.checkpointing import TrajectoryCheckpoint
+from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, build_cli
+from grokkit.cli.console import GrokProgressBar
+from grokkit.probes import CausalTracing, CircuitDetector, GrokkingOnset, LogitLens, Probe, RunClassifier
+from grokkit.probes.registry import load_entry_point_probes
+from grokkit.schedule import is_log_spaced
+
+NOMINAL_STEPS = 20_000  # run length over which periodic costs are amortized when the config sets none
+
+
+def load_config() -> tuple[Path, dict[str, Any], str]:
+    """The default config, its content, and its name."""
+    return DEFAULT_CONFIG, yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}, "configs/default.yaml"
+
+
+def build_grokkit(config: Path, overrides: list[str]) -> GrokkitCLI:
+    """Model, data and trainer exactly as ``grokkit fit --config`` builds them, without running."""
+    load_entry_point_probes()  # plugin probes registered as entry points, as `grokkit` loads them
+    return build_cli(["--config", str(config), *overrides], run=False, save_config=False)
+
+
+def default_probes() -> list[Probe]:
+    """Every probe of grokkit at its default settings (used when the config lists no probe)."""
+    probes = [LogitLens(), CausalTracing(), CircuitDetector(), GrokkingOnset(), RunClassifier()]
+    return sorted(probes, key=lambda probe: probe.stage)
+
+
+def runs_in(probe: Probe, steps: int, val_interval: int) -> int:
+    """How often ``probe`` runs at its own schedule in a ``steps``-step run validating every ``val_interval``."""
+    twin = copy.copy(probe)
+    twin.last_run_step, runs = None, 0
+    for step in range(val_interval, steps + 1, val_interval):
+        if twin.is_due(step):
+            twin.last_run_step, runs = step, runs + 1
+    return runs
+
+
+def per_step_hooks(probe: Probe) -> list[str]:
+    """Callback hooks a probe overrides that run on every training step (their cost is in the step time)."""
+    hooks = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+             "on_before_optimizer_step", "on_before_zero_grad")  # fmt: skip
+    return [hook for hook in hooks if getattr(type(probe), hook) is not getattr(Callback, hook)]
+
+
+def measure_grokkit(settings: Settings, config: Path, raw: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """Grokkit vs the plain loop, interleaved in one fit; then validations, probes and checkpoint writes."""
+    trainer_raw = raw.get("trainer", {}) or {}
+    log_every = int(trainer_raw.get("log_every_n_steps", TRAINER_DEFAULTS["log_every_n_steps"]))
+    val_interval = int(trainer_raw.get("val_check_interval", TRAINER_DEFAULTS["val_check_interval"]))
+    max_steps = int(trainer_raw.get("max_steps", -1))
+    nominal = max_steps if max_steps > 0 else NOMINAL_STEPS
+    window = settings.window_steps or log_every
+    total = settings.warmup_steps + settings.windows * window
+    cli = build_grokkit(
+        config,
+        [
+            f"--trainer.max_steps={total}",
+            "--trainer.max_time=null",
+            f"--trainer.logger.init_args.save_dir={tmp}",
+            "--trainer.logger.init_args.name=bench",
+            "--trajectory.min_step=1000000000000",  # periodic checkpoint writes are timed separately below
+            f"--checkpoint.every_n_train_steps={10 * total}",
+        ],
+    )
+    module, data, trainer = cli.model, cli.datamodule, cli.trainer
+    for index, callback in enumerate(trainer.callbacks):
+        if isinstance(callback, GrokProgressBar):  # keep its cost, hide its output
+            hidden = {"file": open(os.devnull, "w"), "force_terminal": True}  # noqa: SIM115
+            trainer.callbacks[index] = GrokProgressBar(
+                refresh_rate=callback.refresh_rate, console_kwargs=hidden
+            )
+    probes = [c for c in trainer.callbacks if isinstance(c, Probe)]
+    probes_source = "configured"
+    if not probes:
+        probes, probes_source = default_probes(), "defaults of every probe class"
+        trainer.callbacks.extend(probes)
+
+    data.setup("fit")
+    plain = PlainLoop(
+        copy.deepcopy(module.net), data.split_items("train"), data.batch_size, dict(module.hparams)
+    )
+    plain_warm = {"done": False}
+
+    def between() -> float:
+        if not plain_warm["done"]:
+            plain.run(settings.warmup_steps)
+            plain_warm["done"] = True
+        return plain.run(window)
+
+    clock = StepClock(settings.warmup_steps, window, settings.windows, between)
+    for probe in probes:
+        clock.time_probe(probe)
+    host = HostReadWindow(start=2, steps=settings.warmup_steps - 3)
+    trainer.callbacks.extend([host, clock])  # last, so the clock sees a validation end after the probes
+    trainer.fit(module, datamodule=data)
+    in_fit = len(clock.validations)
+
+    for _ in range(settings.validations):  # `validate` runs every probe once, whatever its schedule
+        trainer.validate(module, datamodule=data, verbose=False)
+
+    checkpoint = {"trajectory": [], "last": []}
+    for index in range(settings.validations):
+        for kind, weights_only in (("trajectory", True), ("last", False)):
+            start = time.perf_counter()
+            trainer.save_checkpoint(tmp / f"bench-{kind}-{index}.ckpt", weights_only=weights_only)
+            checkpoint[kind].append(time.perf_counter() - start)
+
+    trajectory = TrajectoryCheckpoint(**(raw.get("trajectory") or {}))  # the configured schedule
+    names = [probe.name for probe in probes]
+    measured = [v for v in clock.validations if "total" in v]
+    val_only = [v["total"] - sum(v.get(name, 0.0) for name in names) for v in measured]
+    return {
+        "grokkit_s": clock.grokkit,
+        "plain_s": clock.plain,
+        "window_steps": window,
+        "batch_size": data.batch_size,
+        "threads": torch.get_num_threads(),
+        "validation_s": val_only,
+        "validations_in_fit": in_fit,
+        "probe_s": {name: [v[name] for v in measured if name in v] for name in names},
+        "probe_runs": {probe.name: runs_in(probe, nominal, val_interval) for probe in probes},
+        "probe_classes": {probe.name: type(probe).__name__ for probe in probes},
+        "probe_per_step_hooks": {probe.name: per_step_hooks(probe) for probe in probes},
+        "probes_source": probes_source,
+        "checkpoint_s": checkpoint,
+        "checkpoint_writes": {
+            "trajectory": sum(
+                is_log_spaced(s, trajectory.per_decade) for s in range(trajectory.min_step, nominal + 1)
+            ),
+            "last": nominal // int((raw.get("checkpoint") or {}).get("every_n_train_steps", 1000)),
+        },
+        "host_reads": dict(host.counter),
+        "host_read_steps": host.stop - host.start,
+        "nominal_steps": nominal,
+        "val_interval": val_interval,
+        "log_every": log_every,
+        "network": module.hparams.network,
+        "vocab_size": data.vocab_size,
+        "item_len": data.item_len,
+        "table": data.split_items("train"),
+        "module_hparams": dict(module.hparams),
+    }

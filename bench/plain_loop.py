@@ -1,0 +1,70 @@
+"""The plain PyTorch loop grokkit is compared with, and the machine's matmul ceiling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from grokkit.losses import item_loss_and_correct
+from grokkit.models import Decoder
+
+
+class PlainLoop:
+    """The same model, batch, data, optimizer and loss as grokkit, with nothing around them."""
+
+    def __init__(
+        self, model: torch.nn.Module, table: torch.Tensor, batch_size: int, module_hparams: dict
+    ) -> None:
+        self.model, self.table, self.batch_size = model.train(), table, batch_size
+        decayed = [p for p in model.parameters() if p.dim() >= 2 or module_hparams["decay"] == "all"]
+        others = [p for p in model.parameters() if not (p.dim() >= 2 or module_hparams["decay"] == "all")]
+        groups = [
+            {"params": decayed, "weight_decay": module_hparams["weight_decay"]},
+            {"params": others, "weight_decay": 0.0},
+        ]
+        self.optimizer = torch.optim.AdamW(
+            groups, lr=module_hparams["lr"], betas=module_hparams["betas"], fused=True
+        )
+        self.generator = torch.Generator(device=table.device).manual_seed(0)
+
+    def step(self) -> None:
+        rows = torch.randint(
+            len(self.table), (self.batch_size,), generator=self.generator, device=self.table.device
+        )
+        inputs, targets = self.model.inputs_and_targets(self.table[rows])
+        loss = item_loss_and_correct(self.model(inputs), targets)[0].mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def run(self, steps: int) -> float:
+        """Seconds for ``steps`` steps."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        return time.perf_counter() - start
+
+
+def timed_window(step: Callable[[], None], seconds: float, min_steps: int = 1) -> float:
+    """Seconds per call of ``step``, calling it for at least ``seconds`` (and ``min_steps`` times)."""
+    calls, start = 0, time.perf_counter()
+    while calls < min_steps or time.perf_counter() - start < seconds:
+        step()
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def matmul_step(n: int) -> tuple[Callable[[], None], float]:
+    """A square fp32 matmul of size ``n`` and its FLOPs."""
+    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    return (lambda: torch.mm(a, b, out=c)), 2.0 * n**3
+
+
+def train_flops_per_step(model: Decoder, batch_size: int, seq_len: int) -> float:
+    """6 x weights applied per token x tokens: block matrices once per application, plus the unembedding
+    (the decoder computes logits at every position). Biases, norms and attention scores are left out."""
+    block_weights = sum(p.numel() for p in model.blocks.parameters() if p.dim() >= 2)
+    applied = block_weights * model.n_layers / len(model.blocks) + model.wte.weight.numel()
+    return 6.0 * applied * batch_size * seq_len

@@ -1,0 +1,238 @@
+"""The bench's table: rows with targets from the measurements, printed, as Markdown, or from a saved file."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from common import Row, median
+from rich.console import Console
+from rich.table import Table
+
+
+def check(value: float, target: float, at_most: bool) -> bool:
+    return value <= target if at_most else value >= target
+
+
+def rows_from(g: dict[str, Any], b: dict[str, Any], grok: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    step_g, step_p = median(g["grokkit_s"]), median(g["plain_s"])
+    # Each grokkit window against the plain window just before it: slow drifts in load cancel pairwise.
+    ratio = median([a / b for a, b in zip(g["grokkit_s"], g["plain_s"], strict=False)])
+    rows.append(
+        Row(
+            "grokkit step / plain loop step",
+            ratio,
+            f"{ratio:.3f}",
+            "<= 1.05",
+            check(ratio, 1.05, True),
+            f"{step_g * 1e3:.1f} vs {step_p * 1e3:.1f} ms/step (batch {g['batch_size']}, {g['threads']} threads); "
+            f"median of {len(g['grokkit_s'])} window pairs of {g['window_steps']} steps, interleaved",
+        )
+    )
+
+    n, interval = g["nominal_steps"], g["val_interval"]
+    t_val = median(g["validation_s"])
+    probe_cost = {
+        name: median(times) * g["probe_runs"][name] for name, times in g["probe_s"].items() if times
+    }
+    base = n * step_g + (n // interval) * t_val
+    probes_ratio = (base + sum(probe_cost.values())) / base
+    listed = ", ".join(
+        f"{g['probe_classes'][name]} {median(g['probe_s'][name]) * 1e3:.0f} ms x{g['probe_runs'][name]}"
+        for name in g["probe_s"]
+    )
+    per_step = {name: hooks for name, hooks in g["probe_per_step_hooks"].items() if hooks}
+    rows.append(
+        Row(
+            "training with default probes / without",
+            probes_ratio,
+            f"{probes_ratio:.3f}",
+            "<= 1.10",
+            check(probes_ratio, 1.10, True),
+            f"over a {n}-step run validating every {interval}: {listed or 'no probe available'} "
+            f"({g['probes_source']}); per-step probe hooks: {per_step or 'none'}",
+        )
+    )
+
+    fraction = t_val / (interval * step_g)
+    rows.append(
+        Row(
+            "validation pass / training between validations",
+            fraction,
+            f"{fraction:.4f}",
+            "<= 0.05",
+            check(fraction, 0.05, True),
+            f"{t_val * 1e3:.0f} ms (all 5 splits, hook to hook, probes excluded; median of {len(g['validation_s'])}) "
+            f"vs {interval} x {step_g * 1e3:.1f} ms",
+        )
+    )
+
+    peak = b["matmul_flops"] / median(b["step_s"]["matmul"])
+    for shape, target in (("4x128", 0.5), ("8x256", 0.75)):
+        step = median(b["step_s"][f"{shape}/manual"])
+        achieved = b["flops_per_step"][shape] / step
+        rows.append(
+            Row(
+                f"training FLOP/s / matmul FLOP/s, {shape.replace('x', ' layers x ')}, batch 512",
+                achieved / peak,
+                f"{achieved / peak:.3f}",
+                f">= {target}",
+                check(achieved / peak, target, False),
+                f"{achieved / 1e9:.0f} of {peak / 1e9:.0f} GFLOP/s ({b['flops_per_step'][shape] / 1e9:.1f} GFLOP/step, "
+                f"{step * 1e3:.0f} ms/step, manual attention = grokkit's CPU default)",
+            )
+        )
+    for shape in ("4x128", "8x256"):
+        manual, sdpa = median(b["step_s"][f"{shape}/manual"]), median(b["step_s"][f"{shape}/sdpa"])
+        rows.append(
+            Row(
+                f"attention sdpa / manual step time, {shape}, batch 512",
+                sdpa / manual,
+                f"{sdpa / manual:.3f}",
+                "",
+                None,
+                f"sdpa {sdpa * 1e3:.0f} vs manual {manual * 1e3:.0f} ms/step: "
+                + ("manual is faster" if manual < sdpa else "sdpa is faster"),
+            )
+        )
+        if f"{shape}/compiled" in b["step_s"]:
+            compiled = median(b["step_s"][f"{shape}/compiled"])
+            share = b["flops_per_step"][shape] / compiled / peak
+            rows.append(
+                Row(
+                    f"torch.compile / eager step time, {shape}, batch 512",
+                    compiled / manual,
+                    f"{compiled / manual:.3f}",
+                    "",
+                    None,
+                    f"compiled {compiled * 1e3:.0f} ms/step ({share:.2f} of matmul FLOP/s) after a "
+                    f"{b['compile_s'][shape]:.0f} s compile",
+                )
+            )
+
+    write = {kind: median(times) for kind, times in g["checkpoint_s"].items()}
+    ckpt_cost = sum(write[kind] * g["checkpoint_writes"][kind] for kind in write)
+    rows.append(
+        Row(
+            "periodic checkpoint writes / training time",
+            ckpt_cost / (n * step_g),
+            f"{ckpt_cost / (n * step_g):.4f}",
+            "",
+            None,
+            f"{g['checkpoint_writes']['trajectory']} trajectory ({write['trajectory'] * 1e3:.0f} ms) + "
+            f"{g['checkpoint_writes']['last']} last.ckpt ({write['last'] * 1e3:.0f} ms) writes in {n} steps; "
+            "kept out of the step windows above",
+        )
+    )
+
+    reads = sum(g["host_reads"].values()) / max(1, g["host_read_steps"])
+    sites = "; ".join(f"{site} x{count}" for site, count in Counter(g["host_reads"]).most_common(4))
+    rows.append(
+        Row(
+            "host reads per training step (GPU syncs)",
+            reads,
+            f"{reads:.1f}",
+            "",
+            None,
+            f"over {g['host_read_steps']} steps: {sites or 'none'}",
+        )
+    )
+    rows.append(
+        Row(
+            "fp32 matmul FLOP/s (ceiling)",
+            peak,
+            f"{peak / 1e9:.0f} G",
+            "",
+            None,
+            f"{b['matmul_n']}^2 x {b['matmul_n']}^2, {g['threads']} threads, median of {len(b['step_s']['matmul'])} windows",
+        )
+    )
+
+    if "steps" in grok:
+        s, w = grok["steps"], grok["wall_s"]
+
+        def at(key: str) -> str:
+            return (
+                "-" if s[key] is None else f"{s[key]}" + (f" ({w[key] / 60:.1f} min)" if w.get(key) else "")
+            )
+
+        shown = f"t_mem {at('t_mem')}; t_gen iid 0.5: {at('t_gen_iid_0.5')}, 0.9: {at('t_gen_iid_0.9')}"
+        rows.append(
+            Row(
+                "steps (wall) to grok, default config",
+                s["t_gen_iid_0.9"],
+                shown,
+                "",
+                None,
+                f"t_gen ood 0.5: {at('t_gen_ood_0.5')}; run ended at {at('end')}; grokked: {grok['grokked']}; "
+                f"from {grok['source']}",
+            )
+        )
+    else:
+        rows.append(
+            Row("steps (wall) to grok, default config", None, "not measured", "", None, grok["source"])
+        )
+    return rows
+
+
+def print_table(rows: list[Row], header: str, console: Console) -> None:
+    table = Table(title=header, show_lines=False)
+    for column in ("measure", "value", "target", "", "detail"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        status = "" if row.passed is None else "[green]PASS[/]" if row.passed else "[red]MISS[/]"
+        table.add_row(row.name, row.shown, row.target, status, row.detail)
+    console.print(table)
+
+
+def machine() -> dict[str, Any]:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())  # fmt: skip
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "python": platform.python_version(),
+    }
+
+
+def header_of(results: dict[str, Any]) -> str:
+    info, load = results["machine"], results["load_average"]
+    return (
+        f"grokkit bench {results['date'][:16].replace('T', ' ')} - {info['cpu']}, {info['cores']} cores, "
+        f"{info['threads']} threads, {'CUDA' if info['cuda'] else 'no GPU'}; load {load['start'][0]:.1f} -> "
+        f"{load['end'][0]:.1f}; {results['elapsed_s']:.0f} s{' (QUICK: noise)' if results['quick'] else ''}"
+    )
+
+
+def markdown(rows: list[Row]) -> str:
+    """The table as Markdown, for bench/RESULTS.md."""
+    lines = ["| measure | value | target | | detail |", "|---|---|---|---|---|"]
+    for row in rows:
+        status = "" if row.passed is None else "PASS" if row.passed else "**MISS**"
+        lines.append(f"| {row.name} | {row.shown} | {row.target} | {status} | {row.detail} |")
+    return "\n".join(lines)
+
+
+def report(results: dict[str, Any], console: Console, as_markdown: bool = False) -> None:
+    """Print the table of a results dict (fresh, or loaded from a results.json)."""
+    measured = results["raw"]
+    rows = rows_from(measured["grokkit"], measured["batch512"], measured["grok"])
+    if as_markdown:
+        print(f"{header_of(results)}\n\n{markdown(rows)}")
+        return
+    print_table(rows, header_of(results), console)
+    if results["load_average"]["busy"]:  # other processes shared the cores: absolute times are inflated
+        console.print(
+            f"[yellow]bench: the machine was busy (load average {results['load_average']['start'][0]:.1f} "
+            f"before the bench on {results['machine']['cores']} cores); ms/step and GFLOP/s are inflated, "
+            "the interleaved ratios less so[/]"
+        )

@@ -1,0 +1,118 @@
+"""``GrokkitCLI``: LightningCLI with grokkit's links, checks and callbacks; :mod:`grokkit.cli.factory` builds it.
+
+Every number is checked against its range right after parsing (:mod:`grokkit.ranges`), the dataset and
+``--ckpt_path`` before the run starts, and a new run claims its run directory only once every input is checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from jsonargparse import Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from grokkit.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
+from grokkit.cli.callbacks import trainer_callbacks, trainer_plugins
+from grokkit.cli.checkpoints import check_checkpoint, load_checkpoint, resolve_ckpt_path
+from grokkit.cli.commands import TRAINER_COMMANDS
+from grokkit.cli.parser import located
+from grokkit.cli.rundir import claim_run_directory
+from grokkit.errors import ConfigError, GrokkitError
+from grokkit.lightning_private import ConfiguredModelCLI, set_step
+from grokkit.ranges import check_ranges
+
+
+class GrokkitCLI(ConfiguredModelCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name in TRAINER_COMMANDS}
+
+    new_version = False  # whether this fit chose its run's version itself (and must claim the directory)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.item_len", "model.item_len", apply_on="instantiate")
+        parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {"checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.every_n_train_steps": 1000}
+        )
+        parser.add_lightning_class_args(TrajectoryCheckpoint, "trajectory")
+        parser.add_argument(
+            "--threads",
+            type=int | None,
+            default=None,
+            help="CPU threads for torch (null: torch's default, one per core). The thread count sets the "
+            "order of floating-point sums, so a fixed count gives the same curves on every machine.",
+        )
+
+    def section(self, config: Namespace, key: str, default: Any = None) -> Any:
+        """``config[key]``, within the subcommand's part of ``config`` when there is one."""
+        return config.get(str(self.subcommand), config).get(key, default)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse, then refuse any number outside its range before anything (the seed included) is set."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        sections = {"model": self.model_class, "data": self.datamodule_class, "trainer": self.trainer_class}
+        sections |= {"": type(self), "checkpoint": ResumableCheckpoint, "trajectory": TrajectoryCheckpoint}
+        try:
+            check_ranges(self.config[subcommand] if subcommand else self.config, sections)
+        except ConfigError as error:
+            raise ConfigError(f"{error}{located(error.key or '')}", error.key) from None
+
+    def before_instantiate_classes(self) -> None:
+        """Pin the run's version in the config, so its saved config.yaml resumes into the same run directory
+        (a new run claims it in :meth:`before_fit`); ``validate``/``test`` of a run write into a
+        ``validate``/``test`` folder inside it, not over it. Set the thread count (its range is checked)."""
+        threads = self.section(self.config, "threads")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        logger = self.section(self.config, "trainer").get("logger")
+        if not (isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger")):
+            return
+        init = logger.init_args
+        if self.subcommand == "fit" and init.get("version") is None:
+            init.version = TensorBoardLogger(init.save_dir, name=init.get("name", "default")).version
+            self.new_version = True
+        elif self.subcommand in ("validate", "test") and init.get("sub_dir") is None:
+            init.sub_dir = self.subcommand
+
+    def instantiate_trainer(self, **kwargs):
+        """The configured trainer, with grokkit's callbacks and atomic checkpoint writes (:mod:`grokkit.cli.callbacks`)."""
+        configured = self.section(self.config_init, "trainer", default={})
+        callbacks, plugins = trainer_callbacks(configured, kwargs), trainer_plugins(configured)
+        try:
+            return super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
+        except (GrokkitError, MisconfigurationException):
+            raise
+        except Exception as error:  # e.g. an accelerator whose package is missing
+            reason = " ".join(f"{type(error).__name__}: {error}".split())
+            raise ConfigError(f"trainer: {reason}; check the trainer section of the config") from error
+
+    def before_fit(self) -> None:
+        self.check_inputs()
+        if self.new_version:
+            claim_run_directory(self.trainer, self.config.fit.trainer.logger.init_args)
+
+    def before_validate(self) -> None:
+        """`grokkit validate --ckpt_path CKPT` publishes at CKPT's step (Lightning restores it only in fit)."""
+        checkpoint = self.check_inputs()
+        if checkpoint is not None:
+            set_step(self.trainer, checkpoint["global_step"])
+
+    def before_test(self) -> None:
+        self.check_inputs()
+
+    def check_inputs(self) -> dict | None:
+        """Build or verify the dataset, then check ``--ckpt_path``; returns the checkpoint (memory-mapped)."""
+        self.datamodule.setup(self.subcommand)  # raises on a corrupt dataset directory; idempotent
+        given = self.config[self.subcommand].get("ckpt_path")
+        path = resolve_ckpt_path(self.trainer, str(given)) if given else None
+        if path is None:
+            return None
+        checkpoint = load_checkpoint(path, self.config[self.subcommand].get("weights_only"))
+        check_checkpoint(checkpoint, path, self.model, resume=self.subcommand == "fit")
+        return checkpoint

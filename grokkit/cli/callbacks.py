@@ -1,0 +1,36 @@
+"""What every trainer gets besides the configured callbacks and plugins: grokkit's callbacks, atomic writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichProgressBar
+
+from grokkit.checkpointing import AtomicCheckpointIO
+from grokkit.cli.configfiles import as_list
+from grokkit.cli.console import GrokProgressBar, OneLineSummary
+from grokkit.probes import Probe
+from grokkit.run_log import HparamsSession, ValidationAtProbeStep
+
+
+def trainer_callbacks(configured: dict[str, Any], trainer_kwargs: dict[str, Any]) -> list:
+    """A progress bar in steps, a one-line model summary, learning-rate and weight-decay curves, validation
+    metrics at the probes' step, and the HPARAMS session, unless configured otherwise; probes sorted by stage.
+    Sets ``enable_model_summary`` in ``trainer_kwargs`` where the one-line summary replaces Lightning's."""
+    callbacks = as_list(configured.get("callbacks"))
+    wants_bar = configured.get("enable_progress_bar") is not False
+    if wants_bar and not any(isinstance(c, RichProgressBar) for c in callbacks):
+        callbacks.append(GrokProgressBar(refresh_rate=50))
+    if configured.get("enable_model_summary") is not False:  # Lightning's default: a table with FLOPs 0
+        if not any(isinstance(c, ModelSummary) for c in callbacks):
+            callbacks.append(OneLineSummary())
+        trainer_kwargs["enable_model_summary"] = False  # no default summary, nor a line saying it was skipped
+    if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
+        callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
+    callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
+    return [*callbacks, ValidationAtProbeStep(), HparamsSession()]
+
+
+def trainer_plugins(configured: dict[str, Any]) -> list:
+    """The configured plugins, and Lightning's checkpoint writer made atomic."""
+    return [*as_list(configured.get("plugins")), AtomicCheckpointIO()]

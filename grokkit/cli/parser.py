@@ -1,0 +1,57 @@
+"""The argument parser of every grokkit command: config errors in one line, naming the file and line at fault."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from lightning.pytorch.cli import LightningArgumentParser
+
+from grokkit.cli import invocation
+from grokkit.cli.configfiles import config_paths, where_set
+from grokkit.probes.registry import explain_class_path_error
+
+BASE_CLASSES = {
+    "grokkit.models.TwoHopModel": "grokkit.models.Decoder",
+    "lightning.Callback": "grokkit.probes.LogitLens",
+}
+
+
+class GrokkitParser(LightningArgumentParser):
+    """Config errors in one line (jsonargparse would print the whole usage first), naming the config file and
+    line that set the key at fault, and the part a config lacks."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error or invocation.debug:  # jsonargparse probing alternatives, or --debug
+            return super().error(message, ex)
+        command = self.prog.replace(" [options]", "")
+        message = explain_class_path_error(message) or " ".join(message.split())
+        missing = re.match(r"the following arguments are required: (?:\w+\.)?([\w.]+)", message)
+        if missing:
+            files = ", ".join(map(str, config_paths(invocation.argv))) or "none given"
+            message = (
+                f"the config lacks {missing.group(1)}, which is required (config files: {files}); e.g. "
+                "model: {network: {class_path: grokkit.models.Decoder}}, or start from configs/tiny.yaml"
+            )
+        key = re.match(r"([\w.]+): class_path", message) or re.search(
+            r"Parser key \"([^\"]+)\"|does not accept option '([^']+)'|arguments: --([\w.]+)", message
+        )
+        key = next(k for k in key.groups() if k) if key else None
+        bases = "|".join(map(re.escape, BASE_CLASSES))
+        base = re.search(rf"class_path[= ]'({bases})'", message)
+        if base and key:  # jsonargparse fell back to the abstract base: the config named no class
+            message = (
+                f"{key}: no class_path given; name the class, e.g. class_path: {BASE_CLASSES[base.group(1)]}"
+            )
+        if key:
+            message += located(key)
+        sys.stderr.write(f"grokkit: error: {message} (see `{command} --help`)\n")
+        sys.exit(2)
+
+
+def located(key: str) -> str:
+    """`` (set in FILE, line N)`` for a key a config file sets and the command line does not; else ``""``."""
+    if any(arg.startswith(f"--{key}") for arg in invocation.argv):
+        return ""
+    where = where_set(key, config_paths(invocation.argv))
+    return f" (set in {where})" if where else ""
