@@ -28,6 +28,14 @@ from grokkit.probes.registry import load_entry_point_probes
 
 
 def main(args: ArgsType = None) -> None:
+    """``grokkit ...``; the invocation state (``--debug``, the arguments) does not outlive the call."""
+    try:
+        run_command(args)
+    finally:
+        invocation.debug, invocation.argv = False, []
+
+
+def run_command(args: ArgsType) -> None:
     # `class_path: plugins.<name>.<Class>` from the repo root, nothing installed
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
