@@ -1,7 +1,10 @@
 """Where probes publish: the latest result of every probe, its history, and ``summary.json``.
 
-Probes never call each other; a detector reads what others published here. The board lives on the
-LightningModule so it travels in checkpoints, and it rewrites ``summary.json`` atomically on every publish.
+The board is a callback of its own, so probes work with any LightningModule: they find it through the
+trainer (:meth:`ResultsBoard.of`), never through the module. Probes never call each other; a detector reads
+what others published here. After every validation the board publishes the module's logged accuracies
+(``val/<split>/acc``) as section ``val``, before any probe runs; it travels in checkpoints and rewrites
+``summary.json`` atomically on every publish.
 """
 
 from __future__ import annotations
@@ -10,11 +13,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
 from grokkit.atomic import atomic_write
-from grokkit.errors import StorageError
+from grokkit.errors import ConfigError, StorageError
+
+CHECKPOINT_KEY = "results_board"  # the checkpoint entry holding the board (read by reports, without Lightning)
 
 
-class ResultsBoard:
+class ResultsBoard(Callback):
     """``sections[name]`` holds a probe's latest result; ``history[name]`` its scalar results by step."""
 
     def __init__(self) -> None:
@@ -22,6 +30,17 @@ class ResultsBoard:
         self.history: dict[str, list[tuple[int, dict[str, float]]]] = {}
         self.path: Path | None = None
 
+    @staticmethod
+    def of(trainer: L.Trainer) -> ResultsBoard:
+        """The trainer's board; grokkit's CLI always adds one, a hand-built Trainer needs it in its callbacks."""
+        for callback in trainer.callbacks:
+            if isinstance(callback, ResultsBoard):
+                return callback
+        raise ConfigError(
+            "no results board among trainer.callbacks: add grokkit.board.ResultsBoard() before the probes"
+        )
+
+    # ----- publishing and reading -----
     def publish(self, name: str, step: int, result: dict[str, Any]) -> None:
         self.sections[name] = {"step": step, **result}
         scalars = {
@@ -57,8 +76,33 @@ class ResultsBoard:
                 "space, then resume with --ckpt_path last"
             ) from error
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"sections": self.sections, "history": self.history}
+    # ----- Lightning hooks -----
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.log_dir is not None:
+            self.path = Path(trainer.log_dir) / "summary.json"
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sections, self.history = state["sections"], state["history"]
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Section ``val``: this validation's accuracies, as the module logged them (``val/<split>/acc``)."""
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        accuracies = {
+            key.removeprefix("val/"): float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/") and key.endswith("/acc")
+        }
+        accuracies = dict(sorted(accuracies.items(), key=lambda item: item[0] != "train/acc"))  # train first
+        if accuracies:
+            self.publish("val", trainer.global_step, accuracies)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"sections": self.sections, "history": self.history}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.restore(checkpoint)
+
+    def restore(self, checkpoint: dict[str, Any]) -> ResultsBoard:
+        """The board as a checkpoint saved it (a checkpoint without one leaves it as it is)."""
+        if CHECKPOINT_KEY in checkpoint:
+            self.sections = checkpoint[CHECKPOINT_KEY]["sections"]
+            self.history = checkpoint[CHECKPOINT_KEY]["history"]
+        return self

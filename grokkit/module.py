@@ -7,7 +7,6 @@ item_len)``; this module only decides how it is trained and evaluated.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -17,7 +16,6 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric
 
-from grokkit.board import ResultsBoard
 from grokkit.checkpointing import last_good_checkpoint, rng_states, set_rng_states
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import NonFiniteError
@@ -93,7 +91,6 @@ class GrokModule(L.LightningModule):
         self.eval_splits: tuple[str, ...] = EVAL_SPLITS  # the data module's, from setup on
         self.val_acc = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.val_loss = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
-        self.board = ResultsBoard()
         self._compiled: Callable[..., torch.Tensor] | None = None  # built on first use, never a submodule
         self.skipped_steps = 0  # updates skipped for a non-finite loss or gradient (nonfinite="skip")
         self._step_loss: torch.Tensor | None = None  # this step's loss, checked before the optimizer step
@@ -101,21 +98,16 @@ class GrokModule(L.LightningModule):
         self._rng_to_restore: dict[str, Any] | None = None
 
     def setup(self, stage: str) -> None:
-        if self.trainer.log_dir is not None:
-            self.board.path = Path(self.trainer.log_dir) / "summary.json"
         self.eval_splits = tuple(getattr(self.trainer.datamodule, "eval_splits", EVAL_SPLITS))
         for split in self.eval_splits:  # e.g. the transfer experiment's new-fact categories
             if split not in self.val_acc:
                 self.val_acc[split], self.val_loss[split] = MeanMetric(), MeanMetric()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["results_board"] = self.board.state_dict()
         checkpoint["rng_states"] = rng_states()  # Lightning does not save them; dropout draws from them
         checkpoint["grokkit"] = {"skipped_steps": self.skipped_steps}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "results_board" in checkpoint:
-            self.board.load_state_dict(checkpoint["results_board"])
         self.skipped_steps = checkpoint.get("grokkit", {}).get("skipped_steps", 0)
         # Restored in on_train_start, after Lightning has built the data loaders (which draw from the global
         # generator), so the first resumed step draws what it would have drawn in an uninterrupted run.
@@ -231,12 +223,7 @@ class GrokModule(L.LightningModule):
             self.val_loss[split].reset()
         # nanmean: a split without items (no training compositions at phi 0) has no accuracy
         train_accuracy = torch.stack([accuracy[split] for split in TRAIN_DISTRIBUTION]).nanmean()
-        self.log(f"{stage}/train/acc", train_accuracy, prog_bar=True)
-        if stage == "val":  # what detectors read: the accuracies of this validation
-            results = {f"{split}/acc": float(value) for split, value in accuracy.items()}
-            self.board.publish(
-                "val", self.trainer.global_step, {"train/acc": float(train_accuracy), **results}
-            )
+        self.log(f"{stage}/train/acc", train_accuracy, prog_bar=True)  # the results board reads val/*/acc
 
     def on_validation_epoch_end(self) -> None:
         self._log_split_metrics("val")

@@ -12,8 +12,8 @@ Use it in a config, running grokkit from the repository root (the current direct
 TensorBoard then shows ``probe/weight_norm/total``, one curve per parameter group and one per stage
 (``state_norm/stageS``); ``summary.json`` holds the latest values under ``weight_norm``. A probe that needs
 what other probes found does not call them: it reads the results board, e.g.
-``pl_module.board.series("val", "train/acc")`` gives [(step, accuracy), ...], and sets ``stage = 1`` so it
-runs after them.
+``ResultsBoard.of(trainer).series("val", "train/acc")`` gives [(step, accuracy), ...], and sets
+``stage = 1`` so it runs after them.
 """
 
 from __future__ import annotations

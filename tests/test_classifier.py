@@ -109,10 +109,11 @@ def test_probe_reads_the_board_and_publishes_label_reason_code():
             "val", step, {**train_splits(1.0 if step >= 80_000 else 0.5), "test_inferred_ood/acc": value}
         )
         board.publish("logit_lens", step, {"ood/circuit_signal": 0.3})
-    module = SimpleNamespace(board=board, eval_net=SimpleNamespace(circuit_signal=Recursive.circuit_signal))
-    result = RunClassifier().compute(SimpleNamespace(), module)
+    module = SimpleNamespace(eval_net=SimpleNamespace(circuit_signal=Recursive.circuit_signal))
+    trainer = SimpleNamespace(callbacks=[board])
+    result = RunClassifier().compute(trainer, module)
     assert result["label"] == "fake_grokking" and result["code"] == LABELS.index("fake_grokking")
     assert result["reason"].startswith("test_inferred_ood accuracy held >= 0.5 from step 680000")
     probe = RunClassifier(split="test_inferred_iid", bridge_section="absent")  # a decoder run: no lens, IID
     assert probe.name == "classification"
-    assert probe.compute(SimpleNamespace(), module)["label"] == "not_generalized"
+    assert probe.compute(trainer, module)["label"] == "not_generalized"

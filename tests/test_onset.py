@@ -2,7 +2,10 @@
 
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
+import torch
+from torch.utils.data import DataLoader
 
 from grokkit.errors import ConfigError
 from grokkit.probes import GrokkingOnset, ResultsBoard
@@ -33,8 +36,8 @@ def memorized_at_1000(step):
 
 
 def run_probe(probe: GrokkingOnset, board: ResultsBoard, step: int = 10_000):
-    trainer = SimpleNamespace(global_step=step, should_stop=False)
-    return probe.compute(trainer, SimpleNamespace(board=board)), trainer
+    trainer = SimpleNamespace(global_step=step, should_stop=False, callbacks=[board])
+    return probe.compute(trainer, SimpleNamespace()), trainer
 
 
 def test_step_shaped_curve():
@@ -138,3 +141,40 @@ def test_memorized_when_the_in_distribution_training_splits_hold_not_the_lagging
     assert run_probe(GrokkingOnset(), board)[0]["t_mem"] == 2000
     strict = GrokkingOnset(memorized_splits=("id_atomic", "ood_atomic", "train_inferred"))
     assert run_probe(strict, board)[0]["t_mem"] is None
+
+
+class Counter(L.LightningModule):
+    """Not grokkit's module: a parameter-free model whose logged accuracy is 1.0 from step 4 on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch, batch_idx):
+        return (self.weight * batch.sum()) ** 2
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/id_atomic/acc", 1.0 if self.global_step >= 4 else 0.2)
+        self.log("val/test_inferred_iid/acc", 1.0 if self.global_step >= 8 else 0.0)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_probes_find_the_board_through_the_trainer_with_any_module(tmp_path):
+    loader = DataLoader(torch.ones(4, 1), batch_size=1)
+    probe = GrokkingOnset(
+        splits=("test_inferred_iid",), thresholds=(0.9,), consecutive=2, memorized_splits=("id_atomic",)
+    )
+    kwargs = dict(max_steps=12, val_check_interval=2, logger=False, enable_progress_bar=False)
+    trainer = L.Trainer(callbacks=[ResultsBoard(), probe], default_root_dir=tmp_path, **kwargs)
+    trainer.fit(Counter(), train_dataloaders=loader, val_dataloaders=loader)
+    onsets = ResultsBoard.of(trainer).latest("grokking")
+    assert onsets["t_mem"] == 4 and onsets["t_gen"]["test_inferred_iid"]["0.9"] == 8
+    lonely = L.Trainer(callbacks=[GrokkingOnset()], default_root_dir=tmp_path / "lonely", **kwargs)
+    with pytest.raises(ConfigError, match="no results board among trainer.callbacks"):
+        lonely.fit(Counter(), loader, loader)
+    assert lonely.global_step == 0 and not (tmp_path / "lonely").exists()  # refused before any step

@@ -68,7 +68,7 @@ def relabeled(model, items):
 def run_probe(probe, model, datamodule):
     with torch.no_grad():
         return probe.compute(
-            SimpleNamespace(datamodule=datamodule), SimpleNamespace(eval_net=model, board=ResultsBoard())
+            SimpleNamespace(datamodule=datamodule, callbacks=[ResultsBoard()]), SimpleNamespace(eval_net=model)
         )
 
 
@@ -199,7 +199,7 @@ def detect(bridge_found, causal=(), **kwargs):
     for step, value in enumerate(bridge_found, start=1):
         board.publish("logit_lens", 100 * step, {"ood/circuit_signal": value})
     model = SimpleNamespace(circuit_signal=Recursive.circuit_signal)
-    return CircuitDetector(**kwargs).compute(None, SimpleNamespace(board=board, eval_net=model))
+    return CircuitDetector(**kwargs).compute(SimpleNamespace(callbacks=[board]), SimpleNamespace(eval_net=model))
 
 
 def test_circuit_formed_after_a_sustained_run():
@@ -224,10 +224,11 @@ def test_a_decoder_watches_the_causal_strength_of_the_bridge_state():
     for step, value in [(200, 0.5), (400, 0.82), (600, 0.85), (800, 0.9)]:
         board.publish("causal_tracing", step, {"r1_mid_strength": value})
         board.publish("logit_lens", step, {"iid/circuit_signal": 0.04})  # at chance in a decoder
-    module = SimpleNamespace(board=board, eval_net=SimpleNamespace(circuit_signal=Decoder.circuit_signal))
-    result = CircuitDetector(split="test_inferred_iid").compute(None, module)
+    module = SimpleNamespace(eval_net=SimpleNamespace(circuit_signal=Decoder.circuit_signal))
+    trainer = SimpleNamespace(callbacks=[board])
+    result = CircuitDetector(split="test_inferred_iid").compute(trainer, module)
     assert result["key"] == "causal_tracing r1_mid_strength" and result["formed_step"] == 400
-    configured = CircuitDetector(split="test_inferred_iid", key="iid/circuit_signal").compute(None, module)
+    configured = CircuitDetector(split="test_inferred_iid", key="iid/circuit_signal").compute(trainer, module)
     assert configured["key"] == "logit_lens iid/circuit_signal" and configured["formed"] == 0
 
 

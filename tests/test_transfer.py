@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from grokkit.board import CHECKPOINT_KEY
 from grokkit.cli import main
 from grokkit.data import TwoHopDataModule
 from grokkit.data.injection import Injection, graph_of, inject
@@ -163,4 +164,4 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path):
 
 
 def board(run: Path) -> dict:
-    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["results_board"]
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)[CHECKPOINT_KEY]

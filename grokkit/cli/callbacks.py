@@ -1,4 +1,5 @@
-"""What every trainer gets besides the configured callbacks and plugins: grokkit's callbacks, atomic writes."""
+"""What every trainer gets besides the configured callbacks and plugins: grokkit's callbacks (the results
+board first), atomic writes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichProgressBar
 
+from grokkit.board import ResultsBoard
 from grokkit.checkpointing import AtomicCheckpointIO
 from grokkit.cli.configfiles import as_list
 from grokkit.cli.console import GrokProgressBar, OneLineSummary
@@ -28,7 +30,8 @@ def trainer_callbacks(configured: dict[str, Any], trainer_kwargs: dict[str, Any]
     if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
         callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
     callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
-    return [*callbacks, ValidationAtProbeStep(), HparamsSession()]
+    board = [] if any(isinstance(c, ResultsBoard) for c in callbacks) else [ResultsBoard()]
+    return [*board, *callbacks, ValidationAtProbeStep(), HparamsSession()]  # the board publishes val first
 
 
 def trainer_plugins(configured: dict[str, Any]) -> list:

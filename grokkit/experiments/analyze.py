@@ -21,6 +21,7 @@ import torch
 import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from grokkit.board import ResultsBoard
 from grokkit.cli import build_cli
 from grokkit.cli.configfiles import as_list
 from grokkit.errors import ConfigError
@@ -99,9 +100,10 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
         set_step(trainer, step)  # the module and the probes publish at trainer.global_step
         trainer.validate(module, datamodule=cli.datamodule, verbose=False)
         steps.append(step)
-    module.board.publish("analysis", steps[-1], {"run_dir": str(run_dir), "steps": steps})
+    board = ResultsBoard.of(trainer)
+    board.publish("analysis", steps[-1], {"run_dir": str(run_dir), "steps": steps})
     trainer.logger.experiment.close()
-    return module.board.summary()
+    return board.summary()
 
 
 def analyze_command(argv: list[str]) -> None:

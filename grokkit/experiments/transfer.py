@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import yaml
 
+from grokkit.board import ResultsBoard
 from grokkit.checkpointing import STEP_FILE
 from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.errors import ConfigError
@@ -130,7 +131,7 @@ def transfer(
             "init_from": str(init_from) if init_from else None,
             "init_step": step,
         }
-        cli.model.board.publish("transfer", 0, {**origin, **counts})
+        ResultsBoard.of(cli.trainer).publish("transfer", 0, {**origin, **counts})
         cli.trainer.validate(
             cli.model, datamodule=cli.datamodule, verbose=False
         )  # the start itself, at step 0

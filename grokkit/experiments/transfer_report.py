@@ -143,10 +143,7 @@ def write_report(out: Path) -> list[dict[str, Any]]:
     for start in STARTS:
         path = out / start / "checkpoints" / "last.ckpt"
         if path.is_file():  # the run's own file: its hyperparameters hold Python objects
-            runs[start] = ResultsBoard()
-            runs[start].load_state_dict(
-                torch.load(path, map_location="cpu", weights_only=False)["results_board"]
-            )
+            runs[start] = ResultsBoard().restore(torch.load(path, map_location="cpu", weights_only=False))
     if not runs:
         raise ConfigError(
             f"no finished start under {out} (OUT/<start>/checkpoints/last.ckpt): nothing to report"

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
+from grokkit.board import ResultsBoard
 from grokkit.checkpointing import save_training_state
 from grokkit.errors import ProbeError, StorageError
 from grokkit.lightning_private import callback_state_key
@@ -75,6 +76,9 @@ class Probe(Callback):
         return (items[rows], *(other[rows] for other in others))
 
     # ----- running -----
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        ResultsBoard.of(trainer)  # where results go: a missing board is refused before training starts
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
@@ -144,7 +148,7 @@ class Probe(Callback):
                 logger.log_metrics(scalars, step=step)
             if isinstance(logger, TensorBoardLogger):
                 self.render(logger.experiment, step, result)
-        pl_module.board.publish(self.name, step, result)
+        ResultsBoard.of(trainer).publish(self.name, step, result)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_run_step": self.last_run_step}

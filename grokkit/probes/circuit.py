@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 
+from grokkit.board import ResultsBoard
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
 from grokkit.probes.logit_lens import PREFIX
@@ -62,7 +63,7 @@ class CircuitDetector(Probe):
         self.min_causal_strength = min_causal_strength
 
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        board = pl_module.board
+        board = ResultsBoard.of(trainer)
         signal = circuit_signal(pl_module.eval_net, self.split, self.section, self.key, self.threshold)
         name, level = f"{signal.section} {signal.key}", signal.formed
         series = board.series(signal.section, signal.key)

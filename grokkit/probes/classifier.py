@@ -35,6 +35,7 @@ from typing import Any
 import lightning as L
 
 from grokkit.data.splits import EVAL_SPLITS
+from grokkit.board import ResultsBoard
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
 from grokkit.probes.onset import MEMORIZED_SPLITS, Series, first_sustained, training_curve
@@ -206,7 +207,7 @@ class RunClassifier(Probe):
         return "classification"
 
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        board = pl_module.board
+        board = ResultsBoard.of(trainer)
         signal = circuit_signal(
             pl_module.eval_net, self.split, self.bridge_section, self.bridge_key, self.thresholds.formed
         )

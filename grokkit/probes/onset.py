@@ -127,7 +127,7 @@ class GrokkingOnset(Probe):
         return first_sustained(board.series("val", split_key), threshold, self.consecutive)
 
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        board = pl_module.board
+        board = ResultsBoard.of(trainer)
         t_mem = first_sustained(
             training_curve(board, self.memorized_splits), self.memorized, self.consecutive
         )
