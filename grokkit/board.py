@@ -19,7 +19,9 @@ from lightning.pytorch.callbacks import Callback
 from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError, StorageError
 
-CHECKPOINT_KEY = "results_board"  # the checkpoint entry holding the board (read by reports, without Lightning)
+CHECKPOINT_KEY = (
+    "results_board"  # the checkpoint entry holding the board (read by reports, without Lightning)
+)
 
 
 class ResultsBoard(Callback):

@@ -68,7 +68,8 @@ def relabeled(model, items):
 def run_probe(probe, model, datamodule):
     with torch.no_grad():
         return probe.compute(
-            SimpleNamespace(datamodule=datamodule, callbacks=[ResultsBoard()]), SimpleNamespace(eval_net=model)
+            SimpleNamespace(datamodule=datamodule, callbacks=[ResultsBoard()]),
+            SimpleNamespace(eval_net=model),
         )
 
 
@@ -199,7 +200,9 @@ def detect(bridge_found, causal=(), **kwargs):
     for step, value in enumerate(bridge_found, start=1):
         board.publish("logit_lens", 100 * step, {"ood/circuit_signal": value})
     model = SimpleNamespace(circuit_signal=Recursive.circuit_signal)
-    return CircuitDetector(**kwargs).compute(SimpleNamespace(callbacks=[board]), SimpleNamespace(eval_net=model))
+    return CircuitDetector(**kwargs).compute(
+        SimpleNamespace(callbacks=[board]), SimpleNamespace(eval_net=model)
+    )
 
 
 def test_circuit_formed_after_a_sustained_run():

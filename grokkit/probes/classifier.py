@@ -34,8 +34,8 @@ from typing import Any
 
 import lightning as L
 
-from grokkit.data.splits import EVAL_SPLITS
 from grokkit.board import ResultsBoard
+from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
 from grokkit.probes.onset import MEMORIZED_SPLITS, Series, first_sustained, training_curve
