@@ -15,12 +15,12 @@ from lightning.pytorch.callbacks import Callback
 from plain_loop import PlainLoop
 from step_clock import HostReadWindow, StepClock
 
-from grokkit.checkpointing import TrajectoryCheckpoint
 from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, build_cli
 from grokkit.cli.console import GrokProgressBar
 from grokkit.probes import CausalTracing, CircuitDetector, GrokkingOnset, LogitLens, Probe, RunClassifier
 from grokkit.probes.registry import load_entry_point_probes
-from grokkit.schedule import is_log_spaced
+from grokkit.train.checkpointing import TrajectoryCheckpoint
+from grokkit.train.schedule import is_log_spaced
 
 NOMINAL_STEPS = 20_000  # run length over which periodic costs are amortized when the config sets none
 

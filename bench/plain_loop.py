@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import torch
 
-from grokkit.losses import item_loss_and_correct
 from grokkit.models import Decoder
+from grokkit.train.losses import item_loss_and_correct
 
 
 class PlainLoop:

@@ -70,7 +70,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "batch_size": BATCH,
         "eval_batch_size": BATCH,
     },
-    "grokkit.module.GrokModule": {
+    "grokkit.train.module.GrokModule": {
         "lr": Range(0, 10, low_open=True),
         "betas": Range(0, 1, high_open=True),
         "weight_decay": Range(0, 100),
@@ -79,7 +79,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "eps": Range(0, 1, low_open=True),
         "label_smoothing": Range(0, 1, high_open=True),
     },
-    "grokkit.grokfast.Grokfast": {"alpha": Range(0, 1, high_open=True), "lamb": Range(0, 1000)},
+    "grokkit.train.grokfast.Grokfast": {"alpha": Range(0, 1, high_open=True), "lamb": Range(0, 1000)},
     "grokkit.models.decoder.Decoder": {
         "d_model": SIZE,
         "n_heads": Range(1, 1024),
@@ -97,7 +97,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "expansion": Range(0, 64, low_open=True),
         "n_prefix": Range(0, 4096),
     },
-    "grokkit.schedule.SwitchHyperparameters": {
+    "grokkit.train.schedule.SwitchHyperparameters": {
         "threshold": Range(-(10**6), 10**6),  # a metric: an accuracy, a loss
         "weight_decay": Range(0, 100, null="unchanged"),
         "lr_scale": Range(0, 1000, low_open=True, null="unchanged"),
@@ -134,7 +134,7 @@ RANGES: dict[str, dict[str, Range]] = {
     "grokkit.probes.causal_tracing.CausalTracing": {
         "mid_stage": Range(1, 10**4, null="5/8 of the depth"),
     },
-    "grokkit.checkpointing.TrajectoryCheckpoint": {
+    "grokkit.train.checkpointing.TrajectoryCheckpoint": {
         "per_decade": Range(1, 1000),
         "min_step": Range(0, TRILLION),
         "every_n_steps": Range(1, TRILLION, null="log-spaced only"),

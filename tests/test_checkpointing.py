@@ -9,12 +9,12 @@ import pytest
 import torch
 from test_cli import tiny_args
 
-from grokkit.board import ResultsBoard
-from grokkit.checkpointing import TrajectoryCheckpoint
 from grokkit.cli import main
 from grokkit.data import TwoHopDataModule
 from grokkit.data import store as store_module
 from grokkit.errors import ConfigError, StorageError
+from grokkit.train.board import ResultsBoard
+from grokkit.train.checkpointing import TrajectoryCheckpoint
 
 
 def steps_on_disk(directory: Path) -> list[int]:

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from grokkit.losses import item_loss_and_correct
 from grokkit.models import Decoder
-from grokkit.module import GrokModule
+from grokkit.train.losses import item_loss_and_correct
+from grokkit.train.module import GrokModule
 
 VOCAB = 30
 ITEMS = torch.tensor([[2, 20, 21, 5, 1], [3, 22, 23, 7, 1], [4, 20, 6, 1, 0], [8, 24, 25, 9, 1]])

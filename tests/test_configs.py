@@ -7,7 +7,7 @@ import yaml
 
 from grokkit.cli import GrokkitCLI, main
 from grokkit.data import TwoHopDataModule
-from grokkit.module import GrokModule
+from grokkit.train.module import GrokModule
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

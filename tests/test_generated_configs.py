@@ -42,8 +42,8 @@ from test_ranges import is_number_type
 import grokkit.cli.invocation
 from grokkit.cli import CLI_KWARGS, GrokkitCLI, errors_in_one_line, main
 from grokkit.data import TwoHopDataModule
-from grokkit.module import GrokModule
 from grokkit.ranges import import_class
+from grokkit.train.module import GrokModule
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -73,8 +73,8 @@ STACKS = [
     ),
 ]
 SECTIONS = {"model": GrokModule, "data": TwoHopDataModule, "trainer": "lightning.pytorch.Trainer"}
-SECTIONS |= {"checkpoint": "grokkit.checkpointing.ResumableCheckpoint"}
-SECTIONS |= {"trajectory": "grokkit.checkpointing.TrajectoryCheckpoint"}
+SECTIONS |= {"checkpoint": "grokkit.train.checkpointing.ResumableCheckpoint"}
+SECTIONS |= {"trajectory": "grokkit.train.checkpointing.TrajectoryCheckpoint"}
 HUGE_INT, HUGE_FLOAT = 10**15, 1e300
 CASES = int(os.environ.get("GROKKIT_MUTATIONS", "300"))
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from grokkit.errors import ConfigError
-from grokkit.grokfast import Grokfast
+from grokkit.train.grokfast import Grokfast
 
 
 def filtered(callback: Grokfast, module: nn.Module, grad: float) -> float:

@@ -19,20 +19,7 @@ LAYERS = {
     ),
     "data": (1, ("grokkit.data",)),
     "models": (1, ("grokkit.models",)),
-    "train": (
-        2,
-        (
-            "grokkit.module",
-            "grokkit.losses",
-            "grokkit.nonfinite",
-            "grokkit.board",
-            "grokkit.checkpointing",
-            "grokkit.warm_start",
-            "grokkit.run_log",
-            "grokkit.schedule",  # callbacks configs name as grokkit.schedule.X and grokkit.grokfast.X
-            "grokkit.grokfast",
-        ),
-    ),
+    "train": (2, ("grokkit.train",)),
     "probes": (3, ("grokkit.probes",)),
     "cli": (4, ("grokkit.cli",)),
     "results": (5, ("grokkit.results",)),

@@ -8,15 +8,15 @@ import typing
 import pytest
 from jsonargparse import Namespace
 
-from grokkit.checkpointing import TrajectoryCheckpoint
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
-from grokkit.grokfast import Grokfast
 from grokkit.models import Decoder, Recursive
-from grokkit.module import GrokModule
 from grokkit.probes import CausalTracing, CircuitDetector, GrokkingOnset, LogitLens, RunClassifier
 from grokkit.ranges import Range, check_ranges, ranges_of
-from grokkit.schedule import SwitchHyperparameters
+from grokkit.train.checkpointing import TrajectoryCheckpoint
+from grokkit.train.grokfast import Grokfast
+from grokkit.train.module import GrokModule
+from grokkit.train.schedule import SwitchHyperparameters
 
 CLASSES = [
     TwoHopDataModule,

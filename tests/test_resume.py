@@ -23,11 +23,11 @@ RUN_ARGS = [
     "--checkpoint.every_n_train_steps=10",
     "--model.network.init_args.dropout=0.1",
     "--model.ema_decay=0.9",
-    "--trainer.callbacks+=grokkit.schedule.SwitchHyperparameters",
+    "--trainer.callbacks+=grokkit.train.schedule.SwitchHyperparameters",
     "--trainer.callbacks.threshold=0.0",
     "--trainer.callbacks.weight_decay=0.5",
     "--trainer.callbacks.lr_scale=0.5",
-    "--trainer.callbacks+=grokkit.grokfast.Grokfast",
+    "--trainer.callbacks+=grokkit.train.grokfast.Grokfast",
     "--trainer.callbacks+=plugins.weight_norm.WeightNorm",
     "--trainer.callbacks+=GrokkingOnset",
 ]
@@ -129,7 +129,7 @@ WRITER = textwrap.dedent(
     import os, signal, sys, threading, time
     from pathlib import Path
     import torch
-    from grokkit.checkpointing import atomic_torch_save
+    from grokkit.train.checkpointing import atomic_torch_save
 
     path = Path(sys.argv[1])
     atomic_torch_save({"name": "A", "weights": torch.ones(10)}, path)
@@ -165,7 +165,7 @@ def test_a_checkpoint_killed_mid_write_leaves_the_previous_one(tmp_path):
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint["name"] == "A" and torch.equal(checkpoint["weights"], torch.ones(10))
     # The next save to that path clears the dead process's temporary file.
-    from grokkit.checkpointing import atomic_torch_save
+    from grokkit.train.checkpointing import atomic_torch_save
 
     atomic_torch_save({"name": "C"}, path)
     assert torch.load(path, weights_only=True)["name"] == "C"

@@ -12,7 +12,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from grokkit.cli import main
 from grokkit.results.plot import plot
-from grokkit.run_log import METRICS
+from grokkit.train.run_log import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBES = [

@@ -5,7 +5,7 @@ import torch
 from test_cli import scalars, tiny_args
 
 from grokkit.cli import main
-from grokkit.schedule import is_log_spaced
+from grokkit.train.schedule import is_log_spaced
 
 
 def test_log_spaced_steps():
@@ -33,7 +33,7 @@ def test_switch_changes_weight_decay_once_the_metric_reaches_the_threshold(tmp_p
         tiny_args(
             tmp_path,
             "--trainer.max_steps=40",
-            "--trainer.callbacks+=grokkit.schedule.SwitchHyperparameters",
+            "--trainer.callbacks+=grokkit.train.schedule.SwitchHyperparameters",
             "--trainer.callbacks.threshold=0.0",
             "--trainer.callbacks.weight_decay=0.7",
             "--trainer.callbacks.lr_scale=0.5",

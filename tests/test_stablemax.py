@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from grokkit.losses import stablemax_log_probs, token_losses
 from grokkit.models import IGNORE
+from grokkit.train.losses import stablemax_log_probs, token_losses
 
 
 def test_values_follow_the_definition():

@@ -9,13 +9,13 @@ import pytest
 import torch
 import yaml
 
-from grokkit.board import CHECKPOINT_KEY
 from grokkit.cli import main
 from grokkit.data import TwoHopDataModule
 from grokkit.data.injection import Injection, graph_of, inject
 from grokkit.data.kg import EOS, graph_from_triples, query_keys
 from grokkit.data.splits import SplitSpec, build_splits
 from grokkit.data.store import _to_tensors
+from grokkit.train.board import CHECKPOINT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 

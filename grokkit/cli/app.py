@@ -14,7 +14,6 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from grokkit.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
 from grokkit.cli.callbacks import trainer_callbacks, trainer_plugins
 from grokkit.cli.checkpoints import check_checkpoint, load_checkpoint, resolve_ckpt_path
 from grokkit.cli.commands import TRAINER_COMMANDS
@@ -23,6 +22,7 @@ from grokkit.cli.rundir import claim_run_directory
 from grokkit.errors import ConfigError, GrokkitError
 from grokkit.lightning_private import ConfiguredModelCLI, set_step
 from grokkit.ranges import check_ranges
+from grokkit.train.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
 
 
 class GrokkitCLI(ConfiguredModelCLI):

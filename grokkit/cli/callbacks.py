@@ -7,12 +7,12 @@ from typing import Any
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichProgressBar
 
-from grokkit.board import ResultsBoard
-from grokkit.checkpointing import AtomicCheckpointIO
 from grokkit.cli.configfiles import as_list
 from grokkit.cli.console import GrokProgressBar, OneLineSummary
 from grokkit.probes import Probe
-from grokkit.run_log import HparamsSession, ValidationAtProbeStep
+from grokkit.train.board import ResultsBoard
+from grokkit.train.checkpointing import AtomicCheckpointIO
+from grokkit.train.run_log import HparamsSession, ValidationAtProbeStep
 
 
 def trainer_callbacks(configured: dict[str, Any], trainer_kwargs: dict[str, Any]) -> list:

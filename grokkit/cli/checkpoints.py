@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import last_checkpoints
-from grokkit.warm_start import state_dict_mismatch
+from grokkit.train.warm_start import state_dict_mismatch
 
 
 def resolve_ckpt_path(trainer: L.Trainer, given: str) -> str | None:

@@ -9,7 +9,7 @@ from lightning.pytorch.cli import ArgsType
 from grokkit.cli.app import GrokkitCLI
 from grokkit.cli.parser import GrokkitParser
 from grokkit.data import TwoHopDataModule
-from grokkit.module import GrokModule
+from grokkit.train.module import GrokModule
 
 TRAINER_DEFAULTS = {
     "logger": {

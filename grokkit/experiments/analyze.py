@@ -21,11 +21,11 @@ import torch
 import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from grokkit.board import ResultsBoard
 from grokkit.cli import build_cli
 from grokkit.cli.configfiles import as_list
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import set_step
+from grokkit.train.board import ResultsBoard
 
 
 class AnalysisLogger(TensorBoardLogger):

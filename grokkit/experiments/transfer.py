@@ -24,12 +24,12 @@ from typing import Any
 import torch
 import yaml
 
-from grokkit.board import ResultsBoard
-from grokkit.checkpointing import STEP_FILE
 from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.errors import ConfigError
 from grokkit.experiments.analyze import run_config
 from grokkit.experiments.transfer_report import STARTS, write_report
+from grokkit.train.board import ResultsBoard
+from grokkit.train.checkpointing import STEP_FILE
 
 DEFAULT_OVERLAY = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "cpu.yaml"
 

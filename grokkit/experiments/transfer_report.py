@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from grokkit.atomic import atomic_write
-from grokkit.board import ResultsBoard
 from grokkit.errors import ConfigError
+from grokkit.train.board import ResultsBoard
 
 STARTS = ("grokked", "memorized", "scratch")
 CATEGORIES = {

@@ -20,12 +20,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
-from grokkit.board import ResultsBoard
-from grokkit.checkpointing import save_training_state
 from grokkit.errors import ProbeError, StorageError
 from grokkit.lightning_private import callback_state_key
 from grokkit.ranges import check_arguments
-from grokkit.schedule import next_log_spaced
+from grokkit.train.board import ResultsBoard
+from grokkit.train.checkpointing import save_training_state
+from grokkit.train.schedule import next_log_spaced
 
 
 def snake_case(name: str) -> str:

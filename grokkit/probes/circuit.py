@@ -13,13 +13,13 @@ from typing import Any
 
 import lightning as L
 
-from grokkit.board import ResultsBoard
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
 from grokkit.probes.logit_lens import PREFIX
 from grokkit.probes.onset import first_sustained
 from grokkit.probes.signal import circuit_signal
 from grokkit.ranges import check_arguments
+from grokkit.train.board import ResultsBoard
 
 
 class CircuitDetector(Probe):

@@ -34,12 +34,12 @@ from typing import Any
 
 import lightning as L
 
-from grokkit.board import ResultsBoard
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
 from grokkit.probes.onset import MEMORIZED_SPLITS, Series, first_sustained, training_curve
 from grokkit.probes.signal import DEFAULT_FORMED, circuit_signal
+from grokkit.train.board import ResultsBoard
 
 LABELS = (
     "not_generalized",

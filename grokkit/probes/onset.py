@@ -24,10 +24,10 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from grokkit.board import ResultsBoard
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
+from grokkit.train.board import ResultsBoard
 
 Series = Sequence[tuple[int, float]]
 MEMORIZED_SPLITS = ("id_atomic", "train_inferred")

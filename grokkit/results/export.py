@@ -17,11 +17,11 @@ from typing import Any
 import torch
 import yaml
 
-from grokkit.checkpointing import atomic_torch_save
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.models import Decoder
 from grokkit.probes.causal_tracing import TWO_HOP_SPLITS
+from grokkit.train.checkpointing import atomic_torch_save
 
 
 def hooked_transformer_config(decoder: Decoder, vocab_size: int) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from grokkit.atomic import atomic_write
 from grokkit.errors import StorageError
 from grokkit.lightning_private import SaveOnDemandCheckpoint, last_saved_step, validation_follows
 from grokkit.ranges import check_arguments
-from grokkit.schedule import is_log_spaced
+from grokkit.train.schedule import is_log_spaced
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

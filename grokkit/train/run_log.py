@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams
 
-from grokkit.schedule import SwitchHyperparameters
+from grokkit.train.schedule import SwitchHyperparameters
 
 # Scalar tags the module and the default probes log; a run without a probe shows that metric empty.
 METRICS = (

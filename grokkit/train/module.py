@@ -16,13 +16,13 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric
 
-from grokkit.checkpointing import last_good_checkpoint, rng_states, set_rng_states
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import NonFiniteError
-from grokkit.losses import LossName, item_loss_and_correct
 from grokkit.models import TwoHopModel
-from grokkit.nonfinite import loss_and_grads_finite
-from grokkit.warm_start import load_initial_weights
+from grokkit.train.checkpointing import last_good_checkpoint, rng_states, set_rng_states
+from grokkit.train.losses import LossName, item_loss_and_correct
+from grokkit.train.nonfinite import loss_and_grads_finite
+from grokkit.train.warm_start import load_initial_weights
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
 CHARTS = {"grokking": {"accuracy": ["Multiline", [r"val/.*/acc"]], "loss": ["Multiline", [r"val/.*/loss"]]}}
@@ -47,7 +47,7 @@ class GrokModule(L.LightningModule):
         compile: Run the training forward through ``torch.compile`` (evaluation and probes stay eager, so
             patched and state-returning forwards never recompile). Pays a one-off compile (tens of seconds
             on CPU) for faster steps; needs a working C++ compiler for the inductor backend.
-        loss: ``cross_entropy`` (softmax) or ``stablemax`` (Prieto et al. 2025; see :mod:`grokkit.losses`),
+        loss: ``cross_entropy`` (softmax) or ``stablemax`` (Prieto et al. 2025; see :mod:`grokkit.train.losses`),
             for training and for the validation losses alike.
         label_smoothing: Training targets mix the one-hot answer with this weight of the uniform distribution
             (validation losses stay unsmoothed). The loss then has a floor: a fitted model is not driven to

@@ -39,7 +39,7 @@ class ResultsBoard(Callback):
             if isinstance(callback, ResultsBoard):
                 return callback
         raise ConfigError(
-            "no results board among trainer.callbacks: add grokkit.board.ResultsBoard() before the probes"
+            "no results board among trainer.callbacks: add grokkit.train.board.ResultsBoard() before the probes"
         )
 
     # ----- publishing and reading -----
