@@ -51,6 +51,15 @@ SIZE = Range(1, 65536)
 DEPTH = Range(1, 4096)
 BATCH = Range(1, 2**20)
 
+CLASSIFIER_THRESHOLDS = {
+    **{key: LEVEL for key in ("memorized", "rise", "high", "formed", "fake_bridge_max")},
+    "consecutive": COUNT,
+    "late_ratio": Range(1, 10**6),
+    "together_ratio": Range(1, 10**6),
+    "plateau": LEVEL,
+    "plateau_window": LEVEL,
+}
+
 RANGES: dict[str, dict[str, Range]] = {
     "lightning.pytorch.cli.LightningCLI": {"seed_everything": SEED},
     "grokkit.cli.app.GrokkitCLI": {"threads": Range(1, 4096, null="one per core")},
@@ -123,13 +132,9 @@ RANGES: dict[str, dict[str, Range]] = {
         "stop_after_steps": Range(0, TRILLION, null="never stop"),
         "stop_threshold": LEVEL,
     },
-    "grokkit.probes.classifier.RunClassifier": {
-        **{f"thresholds.{key}": LEVEL for key in ("memorized", "rise", "high", "formed", "fake_bridge_max")},
-        "thresholds.consecutive": COUNT,
-        "thresholds.late_ratio": Range(1, 10**6),
-        "thresholds.together_ratio": Range(1, 10**6),
-        "thresholds.plateau": LEVEL,
-        "thresholds.plateau_window": LEVEL,
+    "grokkit.probes.classifier.Thresholds": CLASSIFIER_THRESHOLDS,
+    "grokkit.probes.classifier.RunClassifier": {  # a config sets them as thresholds.<key>
+        f"thresholds.{key}": allowed for key, allowed in CLASSIFIER_THRESHOLDS.items()
     },
     "grokkit.probes.causal_tracing.CausalTracing": {
         "mid_stage": Range(1, 10**4, null="5/8 of the depth"),

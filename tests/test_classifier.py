@@ -98,8 +98,10 @@ def test_thresholds_are_configurable():
     bridge = curve(lambda step: 1.0 if step >= 150_000 else 0.0)
     assert classify(memorized_at(100_000), accuracy, bridge)[0] == "no_delay"
     assert classify(memorized_at(100_000), accuracy, bridge, Thresholds(late_ratio=1.2))[0] == "real_grokking"
-    with pytest.raises(ConfigError, match="thresholds must lie in"):
+    with pytest.raises(ConfigError, match=r"classification.thresholds.high=1.5 must lie in \(0, 1\]"):
         Thresholds(high=1.5)
+    with pytest.raises(ConfigError, match=r"thresholds.plateau=\[0.8, 0.3\] must be \[low, high\]"):
+        Thresholds(plateau=(0.8, 0.3))
 
 
 def test_probe_reads_the_board_and_publishes_label_reason_code():

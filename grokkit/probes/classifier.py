@@ -39,6 +39,7 @@ from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
 from grokkit.probes.onset import MEMORIZED_SPLITS, Series, first_sustained, training_curve
 from grokkit.probes.signal import DEFAULT_FORMED, circuit_signal
+from grokkit.ranges import check_arguments
 from grokkit.train.board import ResultsBoard
 
 LABELS = (
@@ -69,26 +70,9 @@ class Thresholds:
     plateau_window: float = 0.5  # ... over this last fraction of the run's steps
 
     def __post_init__(self) -> None:
-        levels = (
-            self.memorized,
-            self.rise,
-            self.high,
-            self.formed or 1.0,
-            self.fake_bridge_max,
-            *self.plateau,
-        )
-        if not all(0.0 < level <= 1.0 for level in levels) or self.plateau[0] > self.plateau[1]:
-            raise ConfigError("RunClassifier: thresholds must lie in (0, 1] and plateau must be (low, high)")
-        if (
-            self.consecutive < 1
-            or self.late_ratio < 1
-            or self.together_ratio < 1
-            or not 0 < self.plateau_window <= 1
-        ):
-            raise ConfigError(
-                "RunClassifier: consecutive must be at least 1, late_ratio and together_ratio at least 1, "
-                "plateau_window in (0, 1]"
-            )
+        check_arguments("classification.thresholds", Thresholds, vars(self))  # grokkit.ranges
+        if self.plateau[0] > self.plateau[1]:
+            raise ConfigError(f"classification.thresholds.plateau={list(self.plateau)} must be [low, high]")
 
 
 def classify(

@@ -27,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
+from grokkit.ranges import check_arguments
 from grokkit.train.board import ResultsBoard
 
 Series = Sequence[tuple[int, float]]
@@ -99,16 +100,10 @@ class GrokkingOnset(Probe):
         per_decade: int | None = None,
     ) -> None:
         super().__init__(every_n_steps=every_n_steps, per_decade=per_decade)
+        check_arguments(self.name, type(self), locals())  # every number in its range (grokkit.ranges)
         for split in (*splits, *memorized_splits, stop_split):
             if split not in EVAL_SPLITS:
                 raise ConfigError(f"GrokkingOnset: split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
-        for level in (*thresholds, memorized, grokked_at, stop_threshold):
-            if not 0.0 < level <= 1.0:
-                raise ConfigError(f"GrokkingOnset: accuracy level {level} must be in (0, 1]")
-        if consecutive < 1 or min_ratio <= 0 or (stop_after_steps is not None and stop_after_steps < 0):
-            raise ConfigError(
-                "GrokkingOnset: consecutive must be at least 1, min_ratio positive, stop_after_steps >= 0"
-            )
         self.splits, self.thresholds = tuple(splits), tuple(sorted(thresholds))
         if not memorized_splits:
             raise ConfigError("GrokkingOnset: memorized_splits must name at least one training split")
