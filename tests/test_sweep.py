@@ -87,7 +87,8 @@ def test_a_restarted_sweep_keeps_finished_trials_and_completes(sweep_dir):
     assert f"{SECOND} started" in restart_output and f"{FIRST} started" not in restart_output
     assert snapshot(out / FIRST) == killed["first"]  # not a byte of the finished trial was rewritten
     for name, phi in ((FIRST, 3.0), (SECOND, 4.0)):
-        assert json.loads((out / name / "trial.json").read_text())["status"] == "done"
+        marker = json.loads((out / name / "trial.json").read_text())
+        assert marker["status"] == "done" and marker["niceness"] == os.nice(0)  # not Ray's worker niceness 15
         config = (out / name / "config.yaml").read_text()
         assert f"phi: {phi}" in config and "threads: 1" in config  # --cpus-per-trial defaults to 1
         assert (out / name / "checkpoints" / "last.ckpt").is_file()

@@ -71,6 +71,9 @@ def run_on_ray(trials: list[Trial], options: argparse.Namespace, sweep_dir: Path
                 "or leave --address out to run on this machine"
             ) from None
     else:
+        # Ray starts its workers at niceness 15, and a trial's fit inherits it: next to any other job on the
+        # machine the trials would get almost no CPU. Trials are the work here (RAY_worker_niceness overrides).
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(  # "local": a new Ray instance, even where a `ray start` cluster runs on this machine
             address="local",
             num_cpus=options.max_concurrent * options.cpus_per_trial,

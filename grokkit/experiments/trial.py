@@ -79,6 +79,7 @@ class Trial:
             "status": "done" if returncode == 0 else "failed",
             "returncode": returncode,
             "seconds": round(time.monotonic() - start, 1),
+            "niceness": os.nice(0),  # the fit's scheduling priority (it inherits this worker's)
         }
         atomic_write(self.run_dir / TRIAL_MARKER, lambda f: f.write(json.dumps(marker, indent=1).encode()))
         if returncode != 0:
