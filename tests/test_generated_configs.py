@@ -64,7 +64,7 @@ STACKS = [
     ["wang2024/composition.yaml", "wang2024/shared.yaml"],
     *(
         ["default.yaml", f"demo/{name}.yaml"]
-        for name in ("anneal_after_grokking", "grokfast", "lr_half_at_switch", "spike_free")
+        for name in ("anneal_after_grokking", "grokfast", "lr_half_at_switch", "one_switch", "spike_free")
     ),
     ["study/base_cpu.yaml"],
     *(
