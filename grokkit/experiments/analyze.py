@@ -12,7 +12,6 @@ class, e.g. to re-run the onset with other thresholds.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.cli import build_cli
+from grokkit.cli.commands import run_dir_parser
 from grokkit.cli.configfiles import as_list
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import set_step
@@ -107,12 +107,9 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
 
 
 def analyze_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="grokkit analyze",
-        description="Run a finished run's probes over its trajectory checkpoints; results in RUN_DIR/analysis/.",
-    )
-    parser.add_argument(
-        "run_dir", type=Path, help="a run directory written by `grokkit fit` (holds config.yaml)"
+    parser = run_dir_parser(
+        "analyze",
+        "Run a finished run's probes over its trajectory checkpoints; results in RUN_DIR/analysis/.",
     )
     parser.add_argument(
         "--probes-config",

@@ -9,7 +9,6 @@ needs only torch; loading the file (:func:`load_hooked_transformer`) needs the `
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 import yaml
 
+from grokkit.cli.commands import run_dir_parser
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.models import Decoder
@@ -143,12 +143,8 @@ def load_hooked_transformer(path: str | Path) -> tuple[Any, dict[str, Any]]:
 
 
 def export_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="grokkit export",
-        description="Write a run's trained decoder as a TransformerLens HookedTransformer file.",
-    )
-    parser.add_argument(
-        "run_dir", type=Path, help="a run directory written by `grokkit fit` (holds config.yaml)"
+    parser = run_dir_parser(
+        "export", "Write a run's trained decoder as a TransformerLens HookedTransformer file."
     )
     parser.add_argument(
         "--ckpt", type=Path, help="the checkpoint to export (default: RUN_DIR/checkpoints/last.ckpt)"

@@ -7,10 +7,10 @@ over steps, with the hyperparameter switch, ``t_mem`` and the circuit signal the
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from grokkit.cli.commands import run_dir_parser
 from grokkit.data.injection import INJECTION_SPLITS
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
@@ -60,10 +60,7 @@ def plot(run_dir: Path, out: Path) -> list[str]:
 
 
 def plot_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="grokkit plot", description="Draw a run's accuracy curves as a PNG."
-    )
-    parser.add_argument("run_dir", type=Path, help="a run directory written by `grokkit fit`")
+    parser = run_dir_parser("plot", "Draw a run's accuracy curves as a PNG.")
     parser.add_argument("--out", type=Path, help="the PNG to write (default: RUN_DIR/figures/accuracy.png)")
     args = parser.parse_args(argv)
     out = args.out or args.run_dir / "figures" / "accuracy.png"
