@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from grokkit.models import IGNORE, Decoder, Patch, Recursive
+from grokkit.train.module import GrokModule
 
 VOCAB = 30
 ITEMS = torch.tensor([[2, 20, 21, 5, 1], [3, 22, 23, 7, 1], [4, 20, 6, 1, 0], [8, 24, 25, 9, 1]])
@@ -108,3 +109,20 @@ def test_recursive_gradients_flow_through_the_last_cycle_only():
     hook.remove()
     assert seen == [False, False, True, True]
     assert model.embed.weight.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("decay", "decayed_tables", "decayed_vectors"),
+    [("all", True, True), ("matrices", True, False), ("blocks", False, False)],
+)
+def test_weight_decay_groups_leave_embedding_tables_alone_only_with_blocks(
+    decay, decayed_tables, decayed_vectors
+):
+    module = GrokModule(
+        lambda vocab, n: Decoder(vocab, n, d_model=32, n_heads=4, n_layers=2), VOCAB, 5, decay=decay
+    )
+    decayed = {id(p) for p in module.configure_optimizers()["optimizer"].param_groups[0]["params"]}
+    assert (id(module.net.wte.weight) in decayed) is decayed_tables
+    assert (id(module.net.wpe.weight) in decayed) is decayed_tables
+    assert (id(module.net.ln_f.weight) in decayed) is decayed_vectors
+    assert all(id(block.mlp.fc.weight) in decayed for block in module.net.blocks)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,7 @@ class ResumableCheckpoint(SaveOnDemandCheckpoint):
         super().__init__(*args, **kwargs)
         self._save_after_validation = False
 
-    @property
+    @cached_property
     def state_key(self) -> str:
         """``ModelCheckpoint{...}``, as before this subclass: older checkpoints restore its state too."""
         return "ModelCheckpoint" + super().state_key.removeprefix(type(self).__qualname__)

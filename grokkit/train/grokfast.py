@@ -12,6 +12,7 @@ are part of the training state: they are saved in checkpoints, so a resumed run 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import lightning as L
@@ -35,7 +36,7 @@ class Grokfast(Callback):
         self.alpha, self.lamb = alpha, lamb
         self.averages: dict[str, torch.Tensor] = {}  # parameter name -> mu
 
-    @property
+    @cached_property
     def state_key(self) -> str:
         return callback_state_key(self, alpha=self.alpha, lamb=self.lamb)
 

@@ -41,7 +41,10 @@ class GrokModule(L.LightningModule):
             become tiny, which is where Adam's loss spikes ("slingshots") start once the training loss is
             ~1e-3.
         weight_decay: AdamW decoupled weight decay.
-        decay: ``matrices`` decays only parameters with 2+ dims (GPT-2 convention), ``all`` decays all ([H]).
+        decay: ``matrices`` decays only parameters with 2+ dims (GPT-2 convention), ``all`` decays all ([H]),
+            ``blocks`` the matrices except the embedding tables (minGPT convention). A rarely seen entity's
+            embedding gets a gradient only when one of its few facts is sampled but is decayed every step, so
+            under strong weight decay its facts are the first to be forgotten.
         warmup_steps: Linear warm-up from 0 to ``lr``.
         ema_decay: Keep an exponential moving average of the weights (e.g. 0.999) and evaluate with it.
         compile: Run the training forward through ``torch.compile`` (evaluation and probes stay eager, so
@@ -69,7 +72,7 @@ class GrokModule(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.1,
-        decay: Literal["matrices", "all"] = "matrices",
+        decay: Literal["matrices", "blocks", "all"] = "matrices",
         warmup_steps: int = 0,
         ema_decay: float | None = None,
         compile: bool = False,
@@ -125,8 +128,14 @@ class GrokModule(L.LightningModule):
 
     def configure_optimizers(self):
         decayed, undecayed = [], []
+        tables = {id(m.weight) for m in self.net.modules() if isinstance(m, nn.Embedding)}
         for parameter in self.net.parameters():
-            (decayed if parameter.dim() >= 2 or self.hparams.decay == "all" else undecayed).append(parameter)
+            is_decayed = {
+                "all": True,
+                "matrices": parameter.dim() >= 2,
+                "blocks": parameter.dim() >= 2 and id(parameter) not in tables,
+            }[self.hparams.decay]
+            (decayed if is_decayed else undecayed).append(parameter)
         groups = [
             {"params": decayed, "weight_decay": self.hparams.weight_decay, "name": "decay"},
             {"params": undecayed, "weight_decay": 0.0, "name": "no_decay"},

@@ -7,6 +7,7 @@ until training accuracy reaches 0.99, then raise it to 0.5 (see ``configs/defaul
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import Any
 
 import lightning as L
@@ -56,7 +57,7 @@ class SwitchHyperparameters(Callback):
         self.weight_decay, self.lr_scale, self.betas = weight_decay, lr_scale, betas
         self.fired_at_step: int | None = None
 
-    @property
+    @cached_property
     def state_key(self) -> str:
         return callback_state_key(self, monitor=self.monitor, threshold=self.threshold)
 
