@@ -15,6 +15,7 @@ from grokkit.data.injection import Injection, graph_of, inject
 from grokkit.data.kg import EOS, graph_from_triples, query_keys
 from grokkit.data.splits import SplitSpec, build_splits
 from grokkit.data.store import _to_tensors
+from grokkit.experiments.transfer_report import circuit_tag
 from grokkit.train.board import CHECKPOINT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +137,9 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path):
         yaml.safe_dump({
             "trainer": {"max_steps": 10, "val_check_interval": 10, "enable_progress_bar": False, "callbacks": [
                 {"class_path": "grokkit.probes.LogitLens",
-                 "init_args": {"splits": ["new_old", "old_new", "new_new"], "sample_size": 50}}]},
+                 "init_args": {"splits": ["new_old", "old_new", "new_new"], "sample_size": 50}},
+                {"class_path": "grokkit.probes.CausalTracing",
+                 "init_args": {"split": "new_old", "sample_size": 50, "every_n_steps": 10}}]},
             "data": {"injection": {"n_new": 60, "replay_size": 300, "eval_size": 50}},
         })
     )  # fmt: skip
@@ -149,6 +152,8 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path):
         rows["grokked"]["source_step"] == "30" and rows["memorized"]["source_step"] == "20"
     )  # first >= t_mem
     assert all(0 <= float(row["new_old_em_max"]) <= 1 for row in rows.values())
+    traced = board(out / "grokked")["sections"]["causal_tracing"]
+    assert traced["split"] == "new_old"  # causal tracing ran on a category of injected facts
     table = (out / "transfer.md").read_text()
     assert table.count("\n") == 5 and "(n=60)" in table and "(n=50)" in table
     assert (out / "transfer.png").read_bytes()[:4] == b"\x89PNG"
@@ -165,3 +170,17 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path):
 
 def board(run: Path) -> dict:
     return torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)[CHECKPOINT_KEY]
+
+
+def test_a_category_traced_by_causal_tracing_reports_the_causal_strength_as_its_circuit_signal():
+    curves = {
+        "causal_tracing/r1_mid_strength": [(0, 0.2), (200, 0.7)],
+        "logit_lens/new_old/circuit_signal": [(0, 0.05)],
+        "logit_lens/old_new/circuit_signal": [(0, 0.04)],
+    }
+    assert circuit_tag(curves, "new_old", traced="new_old") == "causal_tracing/r1_mid_strength"
+    assert circuit_tag(curves, "old_new", traced="new_old") == "logit_lens/old_new/circuit_signal"
+    assert circuit_tag(curves, "new_old", traced="train_inferred") == "logit_lens/new_old/circuit_signal"
+    assert circuit_tag(curves, "new_new", traced="new_old") is None
+    del curves["causal_tracing/r1_mid_strength"]  # no correctly answered query to trace: the lens's signal
+    assert circuit_tag(curves, "new_old", traced="new_old") == "logit_lens/new_old/circuit_signal"

@@ -1,8 +1,9 @@
 """The transfer experiment's table (markdown and CSV) and figure, from the results boards of its runs.
 
 Per start: the new-fact accuracy (``new_atomic``), the exact match of every category at the end and its
-maximum, and the circuit signal per category: the logit lens's ``<category>/circuit_signal`` where it
-reports one (Bridge Found away from the position atomic recall trains), else ``<category>/bridge_found_any``.
+maximum, and the circuit signal per category: the causal strength of S[mid, r1] (a decoder's signal) where
+``CausalTracing`` traced that category, else the logit lens's ``<category>/circuit_signal`` (Bridge Found away
+from the position atomic recall trains: the recursive model's), else ``<category>/bridge_found_any``.
 The figure has He et al.'s transfer layout: one row per start, one column per category, each panel
 new-fact accuracy, exact match and circuit signal against steps.
 """
@@ -39,7 +40,10 @@ def curves_of(board: ResultsBoard) -> Curves:
     return curves
 
 
-def circuit_tag(curves: Curves, category: str) -> str | None:
+def circuit_tag(curves: Curves, category: str, traced: str | None) -> str | None:
+    """The tag of ``category``'s circuit signal; ``traced`` is the split ``CausalTracing`` traced, if any."""
+    if traced == category and "causal_tracing/r1_mid_strength" in curves:
+        return "causal_tracing/r1_mid_strength"
     for key in ("circuit_signal", "bridge_found_any"):
         if f"logit_lens/{category}/{key}" in curves:
             return f"logit_lens/{category}/{key}"
@@ -50,7 +54,7 @@ def first_at_least(points: list[tuple[int, float]], level: float) -> int | None:
     return next((step for step, value in points if value >= level), None)
 
 
-def summarize(start: str, curves: Curves, source_step: int | None) -> dict[str, Any]:
+def summarize(start: str, curves: Curves, traced: str | None, source_step: int | None) -> dict[str, Any]:
     """One row of the table: the numbers of one start's run."""
 
     def end(tag: str | None) -> float | None:
@@ -71,7 +75,7 @@ def summarize(start: str, curves: Curves, source_step: int | None) -> dict[str, 
         em = [value for _, value in curves.get(f"val/{category}/acc", [])]
         row[f"{category}_em_end"] = em[-1] if em else None
         row[f"{category}_em_max"] = max(em) if em else None
-        tag = circuit_tag(curves, category)
+        tag = circuit_tag(curves, category, traced)
         row[f"{category}_circuit_end"] = end(tag)
         row[f"{category}_circuit_key"] = tag.rpartition("/")[2] if tag else None
     return row
@@ -105,7 +109,9 @@ def markdown(rows: list[dict[str, Any]], counts: dict[str, int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(curves: dict[str, Curves], counts: dict[str, int], out: Path) -> None:
+def figure(
+    curves: dict[str, Curves], traced: dict[str, str | None], counts: dict[str, int], out: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +122,7 @@ def figure(curves: dict[str, Curves], counts: dict[str, int], out: Path) -> None
     )
     for row_axes, (start, run) in zip(axes, curves.items(), strict=True):
         for ax, (category, title) in zip(row_axes, CATEGORIES.items(), strict=True):
-            tag = circuit_tag(run, category)
+            tag = circuit_tag(run, category, traced[start])
             for label, key, color in (
                 ("new-fact accuracy", "val/new_atomic/acc", "tab:green"),
                 ("exact match", f"val/{category}/acc", "tab:red"),
@@ -149,14 +155,15 @@ def write_report(out: Path) -> list[dict[str, Any]]:
             f"no finished start under {out} (OUT/<start>/checkpoints/last.ckpt): nothing to report"
         )
     curves = {start: curves_of(board) for start, board in runs.items()}
+    traced = {start: (board.latest("causal_tracing") or {}).get("split") for start, board in runs.items()}
     origins = {start: board.latest("transfer") or {} for start, board in runs.items()}
     counts = next(iter(origins.values()))
-    rows = [summarize(start, curves[start], origins[start].get("init_step")) for start in runs]
+    rows = [summarize(start, curves[start], traced[start], origins[start].get("init_step")) for start in runs]
     atomic_write(out / "transfer.md", lambda f: f.write(markdown(rows, counts).encode()))
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(out / "transfer.csv", lambda f: f.write(table.getvalue().encode()))
-    figure(curves, counts, out / "transfer.png")
+    figure(curves, traced, counts, out / "transfer.png")
     return rows

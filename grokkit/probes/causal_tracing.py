@@ -14,12 +14,14 @@ from typing import Any
 import lightning as L
 import torch
 
+from grokkit.data.injection import CATEGORIES
 from grokkit.errors import ConfigError
 from grokkit.models import Patch, TwoHopModel
 from grokkit.probes.base import Probe
 from grokkit.probes.figures import publish_heatmap
 
 TWO_HOP_SPLITS = ("train_inferred", "test_inferred_iid", "test_inferred_ood")
+TRACEABLE_SPLITS = (*TWO_HOP_SPLITS, *CATEGORIES)  # the injected categories exist in transfer runs only
 POSITIONS = ("h", "r1", "r2")
 
 
@@ -93,7 +95,8 @@ class CausalTracing(Probe):
     """Causal strength of every (stage, input position) on the answer; ``r1_mid_strength`` is Wang's S[5, r1].
 
     Args:
-        split: Two-hop split to trace (Wang et al.: ``train_inferred``).
+        split: Two-hop split to trace (Wang et al.: ``train_inferred``), or a category of injected facts
+            (``new_old``, ``old_new``, ``new_new``: does a composition the model answers right go through the bridge?).
         mid_stage: Stage of the bridge state S[mid, r1]; ``None`` means round(0.625 x (n_stages - 1)), layer 5 of 8.
         every_n_steps: See :class:`Probe` (3 x (n_stages - 2) + 4 forwards per run).
         per_decade: See :class:`Probe`.
@@ -115,9 +118,9 @@ class CausalTracing(Probe):
         super().__init__(
             every_n_steps=every_n_steps, per_decade=per_decade, sample_size=sample_size, seed=seed
         )
-        if split not in TWO_HOP_SPLITS:
+        if split not in TRACEABLE_SPLITS:
             raise ConfigError(
-                f"causal_tracing.split={split!r}: choose a two-hop split among {list(TWO_HOP_SPLITS)}"
+                f"causal_tracing.split={split!r}: choose a two-hop split among {list(TRACEABLE_SPLITS)}"
             )
         self.split, self.mid_stage = split, mid_stage
 
@@ -137,7 +140,7 @@ class CausalTracing(Probe):
         correct = model(inputs)[torch.arange(len(items), device=device), answer].argmax(-1) == items[:, 3]
         facts, fact_is_ood = data.tables["facts"].to(device), data.tables["fact_is_ood"].to(device)
         generator = torch.Generator().manual_seed(self.seed)
-        result: dict[str, Any] = {"normal_accuracy": correct.float().mean().item()}
+        result: dict[str, Any] = {"split": self.split, "normal_accuracy": correct.float().mean().item()}
         strength_map = torch.full((len(stages), len(POSITIONS)), float("nan"))
         swapped = counterfactuals(items, facts, fact_is_ood, generator)
         for position, (counterfactual, valid) in enumerate(swapped):
