@@ -124,6 +124,43 @@ def test_killed_and_resumed_run_logs_what_an_uninterrupted_run_logs(tmp_path):
     assert checkpoint_step(last) == 100
 
 
+def test_a_run_stopped_by_sigterm_saves_where_it_stopped_and_resumes_exactly(tmp_path):
+    """No periodic last.ckpt in 100 steps: only the save at SIGTERM lets the run resume mid-way."""
+    no_periodic = ("--checkpoint.every_n_train_steps=1000", "--trajectory.min_step=10")
+    run(fit_command(tmp_path, "straight", *no_periodic))
+    stopped = tmp_path / "stopped" / "tiny" / "version_0"
+    process = subprocess.Popen(
+        fit_command(tmp_path, "stopped", *no_periodic), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL
+    )
+    trajectory = stopped / "checkpoints" / "trajectory"
+    deadline = time.monotonic() + 120
+    while not (trajectory / "step=00000032.ckpt").exists():  # a log-spaced weights-only checkpoint
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before step 32"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    saved = checkpoint_step(stopped / "checkpoints" / "last.ckpt")
+    print(f"SIGTERM: last.ckpt at step {saved}")
+    assert saved is not None and 32 <= saved < 100, saved
+    run(
+        [
+            sys.executable,
+            "-m",
+            "grokkit",
+            "fit",
+            "--config",
+            str(stopped / "config.yaml"),
+            "--ckpt_path",
+            "last",
+        ]
+    )
+    expected, got = final_values(tmp_path / "straight" / "tiny" / "version_0"), final_values(stopped)
+    assert got == expected  # every tag at every step, bit for bit (CPU)
+    assert json.loads((stopped / "summary.json").read_text()) == json.loads(
+        (tmp_path / "straight" / "tiny" / "version_0" / "summary.json").read_text()
+    )
+
+
 WRITER = textwrap.dedent(
     """
     import os, signal, sys, threading, time

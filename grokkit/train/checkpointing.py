@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from grokkit.atomic import atomic_write
 from grokkit.errors import StorageError
@@ -145,6 +146,14 @@ class ResumableCheckpoint(SaveOnDemandCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.save_last:
+            self.save_now(trainer, top_k=False)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """SIGTERM (``kill``, a scheduler's preemption) stops a run between two steps: save there, so that
+        ``--ckpt_path last`` resumes at that step rather than at the last periodic checkpoint."""
+        if isinstance(exception, SIGTERMException) and self.save_last and trainer.training:
             self.save_now(trainer, top_k=False)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
