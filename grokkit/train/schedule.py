@@ -1,7 +1,8 @@
 """Schedules: log-spaced step sets, and hyperparameter switches triggered by a metric.
 
 The switch makes the memorize-then-generalize recipe first-class config: e.g. train with weight decay 0.1
-until training accuracy reaches 0.99, then raise it to 0.5 (see ``configs/default.yaml``).
+until training accuracy reaches 0.99, then raise it to 1.0 with 0.3x the learning rate and Adam's beta2 0.98
+(``configs/default.yaml``).
 """
 
 from __future__ import annotations
