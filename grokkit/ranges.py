@@ -76,6 +76,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "hop2_ratio": FRACTION,
         "hop2_k": Range(0, 10**4),
         "eval_size": Range(1, 10**7),
+        "ood_atomic_repeats": Range(1, 10**4),
         "batch_size": BATCH,
         "eval_batch_size": BATCH,
     },

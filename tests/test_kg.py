@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from conftest import small_splits
 
-from grokkit.data.kg import EOS, PAD, enumerate_two_hop, generate_graph, graph_from_triples, query_keys
+from grokkit.data.kg import (
+    EOS,
+    PAD,
+    atomic_items,
+    enumerate_two_hop,
+    generate_graph,
+    graph_from_triples,
+    query_keys,
+)
 from grokkit.data.splits import SplitSpec, build_splits
 from grokkit.errors import ConfigError
 
@@ -40,6 +48,22 @@ def test_splits_are_disjoint_and_counted(small_graph):
         splits.train[: counts["atomic"], 4] == PAD
     ).all()
     assert (splits.train[counts["atomic"] :, 4] == EOS).all()
+
+
+def test_ood_atomic_repeats_copy_exactly_the_ood_facts(small_graph):
+    once, thrice = small_splits(small_graph), small_splits(small_graph, ood_atomic_repeats=3)
+    n_ood = once.counts["atomic_ood"]
+    assert thrice.counts["ood_atomic_repeated"] == 2 * n_ood
+    assert len(thrice.train) == len(once.train) + 2 * n_ood
+    atomic_rows = thrice.train[thrice.train[:, 4] == PAD]
+    copies = dict(zip(*np.unique(query_keys(atomic_rows), return_counts=True), strict=True))
+    every_fact = atomic_items(small_graph, np.arange(small_graph.n_facts))
+    is_ood = dict(zip(query_keys(every_fact), thrice.fact_is_ood, strict=True))
+    assert {copies[key] for key in copies if is_ood[key]} == {3}
+    assert {copies[key] for key in copies if not is_ood[key]} == {1}
+    assert (thrice.train_bridge[: len(atomic_rows)] == -1).all()
+    for name in ("test_inferred_iid", "test_inferred_ood", "train_inferred"):
+        assert np.array_equal(thrice.evals[name], once.evals[name])  # no extra draws from the generator
 
 
 def test_answers_and_bridges_follow_the_graph(small_graph):

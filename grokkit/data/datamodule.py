@@ -52,6 +52,8 @@ class TwoHopDataModule(L.LightningDataModule):
         hop2_ratio: Data regime rho2: fraction of hop-2 OOD facts exposed as second hops.
         hop2_k: Data regime k2: compositions added per exposed hop-2 fact.
         eval_size: Items per evaluation split (sampled once, fixed for the run).
+        ood_atomic_repeats: Copies of each OOD atomic fact in the training set. No training composition
+            contains an OOD fact, so under strong weight decay only its own item holds it; copies replay it.
         batch_size: Training batch size.
         eval_batch_size: Batch size of validation forwards.
         injection: Inject new facts into the dataset the other arguments describe (give them the source run's
@@ -74,6 +76,7 @@ class TwoHopDataModule(L.LightningDataModule):
         hop2_ratio: float = 0.0,
         hop2_k: int = 0,
         eval_size: int = 3000,
+        ood_atomic_repeats: int = 1,
         batch_size: int = 512,
         eval_batch_size: int = 4096,
         injection: Injection | None = None,
@@ -88,7 +91,15 @@ class TwoHopDataModule(L.LightningDataModule):
         self.data_dir, self.seed, self.facts_file = Path(data_dir), seed, facts_file
         self.graph_size = (n_entities, n_relations, out_degree)
         self.spec = SplitSpec(
-            ood_fraction, phi, test_iid_probability, hop1_ratio, hop1_k, hop2_ratio, hop2_k, eval_size
+            ood_fraction,
+            phi,
+            test_iid_probability,
+            hop1_ratio,
+            hop1_k,
+            hop2_ratio,
+            hop2_k,
+            eval_size,
+            ood_atomic_repeats,
         )
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.injection = injection

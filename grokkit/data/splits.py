@@ -29,6 +29,7 @@ class SplitSpec:
     hop2_ratio: float = 0.0
     hop2_k: int = 0
     eval_size: int = 3000
+    ood_atomic_repeats: int = 1
 
 
 @dataclass
@@ -112,15 +113,17 @@ def build_splits(kg: KnowledgeGraph, spec: SplitSpec, rng: np.random.Generator) 
     )  # fmt: skip
     added = np.setdiff1d(np.concatenate([added_hop1, added_hop2]), train_inferred)
 
+    # OOD facts sit in no training composition, so only their own items hold them against weight decay.
+    atomic_facts = np.concatenate([np.arange(kg.n_facts), np.tile(ood_facts, spec.ood_atomic_repeats - 1)])
     train_pairs = np.concatenate([train_inferred, added])
     train = np.concatenate(
         [
-            atomic_items(kg, np.arange(kg.n_facts)),
+            atomic_items(kg, atomic_facts),
             two_hop_items(kg, two_hop.first[train_pairs], two_hop.second[train_pairs]),
         ]
     )
     train_bridge = np.concatenate(
-        [np.full(kg.n_facts, -1), kg.entity_token(kg.tails[two_hop.first[train_pairs]])]
+        [np.full(len(atomic_facts), -1), kg.entity_token(kg.tails[two_hop.first[train_pairs]])]
     )
 
     def sample(indices: np.ndarray) -> np.ndarray:
@@ -152,6 +155,7 @@ def build_splits(kg: KnowledgeGraph, spec: SplitSpec, rng: np.random.Generator) 
         "test_inferred_iid_all": len(test_iid),
         "test_inferred_ood_all": len(both_ood),
         "train_inferred": n_train_inferred,
+        "ood_atomic_repeated": len(atomic_facts) - kg.n_facts,
         "added_hop1": len(np.setdiff1d(added_hop1, train_inferred)),
         "added_hop2": len(np.setdiff1d(added_hop2, train_inferred)),
         "train": len(train),
@@ -172,7 +176,9 @@ def check_invariants(splits: Splits) -> None:
         leaked = np.isin(query_keys(splits.evals[name]), train_queries).sum()
         if leaked:
             raise ConfigError(f"invariant broken: {leaked} {name} queries appear in training")
-    expected_train = splits.counts["atomic"] + splits.counts["train_inferred"]
+    expected_train = (
+        splits.counts["atomic"] + splits.counts["ood_atomic_repeated"] + splits.counts["train_inferred"]
+    )
     expected_train += splits.counts["added_hop1"] + splits.counts["added_hop2"]
     if len(splits.train) != expected_train:
         raise ConfigError(
