@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/default.yaml
 
-.PHONY: fit test lint tensorboard bench study clean
+.PHONY: fit test lint tensorboard bench bench-paper study clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,6 +31,11 @@ tensorboard: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench.py
+
+# The paper-scale runs' cost (He et al.'s recursive model, Wang et al.'s 8 x 768 decoder) on this machine's GPU;
+# tiny sizes on a CPU (see bench/RESULTS.md).
+bench-paper: $(VENV)/.installed
+	$(PY) bench/paper_scale.py
 
 clean:
 	rm -rf $(VENV) runs data .pytest_cache

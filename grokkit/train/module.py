@@ -7,6 +7,7 @@ item_len)``; this module only decides how it is trained and evaluated.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, Literal
 
 import lightning as L
@@ -174,6 +175,11 @@ class GrokModule(L.LightningModule):
         """The steps whose training metrics Lightning passes to the loggers (every ``log_every_n_steps``)."""
         return (self.global_step + 1) % self.trainer.log_every_n_steps == 0
 
+    @cached_property
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The network's parameters, listed once: walking the module tree every step costs ~0.15 ms."""
+        return list(self.net.parameters())
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Stop or skip on a non-finite loss or gradient (before clipping; one host sync per step).
 
@@ -182,7 +188,7 @@ class GrokModule(L.LightningModule):
         """
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         loss = self._step_loss if self._step_loss is not None else torch.zeros((), device=self.device)
-        grads = None if scaler is not None else self.net.parameters()
+        grads = None if scaler is not None else self.trained_parameters
         loss_ok, grads_ok = loss_and_grads_finite(loss, grads)
         self._step_skipped = not (loss_ok and grads_ok)
         if self._step_skipped and scaler is not None and self.hparams.nonfinite == "skip":

@@ -1,0 +1,340 @@
+"""``make bench-paper``: what the studies' paper-scale runs cost with grokkit on this machine.
+
+He et al.'s recursive model (``configs/he2026/natural.yaml``) and Wang et al.'s 8 x 768 decoder
+(``configs/wang2024/composition.yaml``), each built by grokkit's own CLI from its shipped config and trained
+by the real ``Trainer`` (callbacks, logger, progress bar), eager and ``torch.compile``'d, in the config's
+precision (bf16-mixed on a GPU). Per arm: steps/s, achieved TFLOP/s and MFU against the device's peak, host
+syncs per step, one validation with the config's probes, peak memory, and the projected wall time of the
+paper run (its ``max_steps`` x the step time + its validations and probe runs). The recursive model is also
+timed without its 16 prefix slots. Prints one table and writes ``bench/out/paper_scale.json``.
+
+On a machine without a GPU it runs the same arms at tiny sizes (``--tiny``, automatic there), so CI
+exercises it; those numbers say nothing about the paper runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common import OUT, ROOT
+
+sys.path.insert(0, str(ROOT))  # grokkit and plugins/ import from the checkout, as `grokkit fit` does
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from grokkit_arm import build_grokkit, runs_in  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
+from report import machine  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from step_clock import HostReadWindow  # noqa: E402
+
+from grokkit.atomic import atomic_write  # noqa: E402
+from grokkit.cli import TRAINER_DEFAULTS  # noqa: E402
+from grokkit.cli.console import GrokProgressBar  # noqa: E402
+from grokkit.models import Decoder, Recursive, TwoHopModel  # noqa: E402
+from grokkit.probes import Probe  # noqa: E402
+
+CONFIGS = {
+    "recursive (He et al.)": ROOT / "configs" / "he2026" / "natural.yaml",
+    "decoder 8 x 768 (Wang et al.)": ROOT / "configs" / "wang2024" / "composition.yaml",
+}
+# Dense bf16 tensor-core peaks from the vendors' data sheets (TFLOP/s, no sparsity), matched by device name.
+BF16_PEAK_TFLOPS = {
+    "H200": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "H100": 989.4, "GH200": 989.4, "B200": 2250.0,
+    "A100": 312.0, "L40S": 362.1, "L40": 181.0, "L4": 121.0, "A10G": 70.0, "A10": 125.0, "RTX 4090": 165.2,
+    "RTX 3090": 71.0, "V100": 125.0, "T4": 65.0,
+}  # fmt: skip
+TINY_DATA = [
+    "--data.n_entities=200", "--data.n_relations=20", "--data.out_degree=10", "--data.phi=5.0",
+    "--data.batch_size=64", "--data.eval_size=200", "--data.eval_batch_size=512",
+]  # fmt: skip
+TINY_NETWORK = {
+    "recursive (He et al.)": ["--model.network.init_args.d_model=64", "--model.network.init_args.L_cycles=2"],
+    "decoder 8 x 768 (Wang et al.)": [
+        "--model.network.init_args.d_model=64", "--model.network.init_args.n_heads=4",
+        "--model.network.init_args.n_layers=2", "--model.network.init_args.d_mlp=256",
+    ],
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Arm:
+    model: str
+    mode: str  # eager | compile
+    overrides: tuple[str, ...] = ()
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}, {self.label or self.mode}"
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class Stopwatch(Callback):
+    """Times steps ``warmup`` -> ``warmup + steps`` of a fit (device synced at both ends only), and each
+    validation hook to hook with its probes' share."""
+
+    def __init__(self, warmup: int, steps: int, probes: list[Probe]) -> None:
+        self.warmup, self.steps = warmup, steps
+        self.started = self.step_s = None
+        self.validations: list[dict[str, float]] = []
+        for probe in probes:
+            self.time_probe(probe)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.warmup:
+            synchronize()
+            self.started = time.perf_counter()
+        elif trainer.global_step == self.warmup + self.steps and self.started is not None:
+            synchronize()
+            self.step_s = (time.perf_counter() - self.started) / self.steps
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        synchronize()
+        self.validations.append({"start": time.perf_counter()})
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # registered last: after every probe
+        synchronize()
+        record = self.validations[-1]
+        record["total"] = time.perf_counter() - record.pop("start")
+
+    def time_probe(self, probe: Probe) -> None:
+        run = probe.run
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            synchronize()
+            start = time.perf_counter()
+            try:
+                return run(*args, **kwargs)
+            finally:
+                synchronize()
+                self.validations[-1][probe.name] = time.perf_counter() - start
+
+        probe.run = timed  # type: ignore[method-assign]
+
+
+def train_flops(net: TwoHopModel, batch: int, item_len: int) -> float:
+    """Training FLOPs of one step: 2 per weight and token forward, 4 backward, counting every matrix
+    application (biases, norms, attention scores and the sequence MLP's own width left out)."""
+    if isinstance(net, Decoder):
+        blocks = sum(p.numel() for p in net.blocks.parameters() if p.dim() >= 2)
+        per_token = blocks * net.n_layers / len(net.blocks) + net.wte.weight.numel()
+        return 6.0 * per_token * batch * (item_len - 1)
+    if isinstance(net, Recursive):
+        level = sum(
+            m.weight.numel()
+            for block in net.level
+            for m in block.channel_mlp.modules()
+            if hasattr(m, "weight")
+        )
+        tokens = batch * (net.n_prefix + item_len)
+        applications = net.H_cycles * (net.L_cycles + 1)
+        with_grad = net.L_cycles + 1  # only the last H cycle carries gradients
+        head = 6.0 * net.lm_head.weight.numel() * batch * item_len
+        return 2.0 * level * tokens * applications + 4.0 * level * tokens * with_grad + head
+    raise TypeError(f"no FLOP count for {type(net).__name__}")
+
+
+def device_peak() -> tuple[str, float | None]:
+    """The device's name and its dense bf16 peak in FLOP/s, if the data sheet table knows it."""
+    if not torch.cuda.is_available():
+        return "cpu", None
+    name = torch.cuda.get_device_name()
+    match = next((key for key in BF16_PEAK_TFLOPS if key in name), None)
+    return name, BF16_PEAK_TFLOPS[match] * 1e12 if match else None
+
+
+def matmul_ceiling(seconds: float) -> float:
+    """Measured FLOP/s of a large square matmul: bf16 on a GPU, fp32 on the CPU."""
+    cuda = torch.cuda.is_available()
+    n, dtype = (8192, torch.bfloat16) if cuda else (1024, torch.float32)
+    device = "cuda" if cuda else "cpu"
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    torch.mm(a, b)
+    synchronize()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b)
+        calls += 1
+        if calls % 10 == 0:
+            synchronize()
+    synchronize()
+    return 2.0 * n**3 * calls / (time.perf_counter() - start)
+
+
+def measure(
+    arm: Arm, config: Path, tiny: bool, warmup: int, steps: int, tmp: Path, data_dir: Path
+) -> dict[str, Any]:
+    """One arm: a fit of ``warmup + steps`` steps, then one validation running every configured probe."""
+    overrides = [
+        f"--trainer.max_steps={warmup + steps + 1}", "--trainer.max_time=null",
+        f"--trainer.val_check_interval={10 * (warmup + steps + 1)}", "--trainer.num_sanity_val_steps=0",
+        f"--trainer.logger.init_args.save_dir={tmp}", f"--trainer.logger.init_args.name={arm.mode}",
+        "--trajectory.min_step=1000000000000", f"--checkpoint.every_n_train_steps={10 * (warmup + steps)}",
+        f"--model.compile={arm.mode == 'compile'}", f"--data.data_dir={data_dir}",
+    ]  # fmt: skip
+    if tiny:
+        overrides += [*TINY_DATA, *TINY_NETWORK[arm.model], "--trainer.precision=32-true"]
+    cli = build_grokkit(config, [*overrides, *arm.overrides])
+    module, data, trainer = cli.model, cli.datamodule, cli.trainer
+    for index, callback in enumerate(trainer.callbacks):
+        if isinstance(callback, GrokProgressBar):  # keep its cost, hide its output
+            hidden = {"file": open("/dev/null", "w"), "force_terminal": True}  # noqa: SIM115
+            trainer.callbacks[index] = GrokProgressBar(
+                refresh_rate=callback.refresh_rate, console_kwargs=hidden
+            )
+    probes = [c for c in trainer.callbacks if isinstance(c, Probe)]
+    clock = Stopwatch(warmup, steps, probes)
+    host = HostReadWindow(start=warmup, steps=min(steps, 20))
+    trainer.callbacks.extend([host, clock])
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    fit_s = time.perf_counter() - started
+    train_memory = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+    trainer.validate(module, datamodule=data, verbose=False)
+    validation = clock.validations[-1]
+    names = [probe.name for probe in probes]
+    raw = yaml.safe_load(config.read_text())["trainer"]
+    paper_steps = int(raw["max_steps"])
+    interval = int(raw.get("val_check_interval", TRAINER_DEFAULTS["val_check_interval"]))
+    probe_runs = {probe.name: runs_in(probe, paper_steps, interval) for probe in probes}
+    return {
+        "arm": arm.name,
+        "model": arm.model,
+        "mode": arm.mode,
+        "step_s": clock.step_s,
+        "flops_per_step": train_flops(module.net, data.batch_size, data.item_len),
+        "parameters": sum(p.numel() for p in module.net.parameters()),
+        "batch_size": data.batch_size,
+        "precision": str(trainer.precision),
+        "host_reads_per_step": sum(host.counter.values()) / max(1, host.stop - host.start),
+        "host_read_sites": dict(host.counter),
+        "validation_s": validation["total"] - sum(validation.get(name, 0.0) for name in names),
+        "probe_s": {name: validation.get(name) for name in names},
+        "probe_runs": probe_runs,
+        "train_memory_bytes": train_memory,
+        "memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        "first_steps_s": fit_s - (clock.step_s or 0.0) * steps,  # compile, warm-up and the data build
+        "paper_steps": paper_steps,
+        "paper_validations": paper_steps // interval,
+    }
+
+
+def projected_s(result: dict[str, Any]) -> float:
+    """Steps x step time + validations + probe runs at their schedules: the paper run's wall time."""
+    probes = sum((result["probe_s"][name] or 0.0) * runs for name, runs in result["probe_runs"].items())
+    return (
+        result["paper_steps"] * result["step_s"]
+        + result["paper_validations"] * result["validation_s"]
+        + probes
+    )
+
+
+def rows(results: dict[str, Any]) -> list[list[str]]:
+    peak, ceiling = results["peak_flops"], results["matmul_flops"]
+    table = []
+    for r in results["arms"]:
+        achieved = r["flops_per_step"] / r["step_s"]
+        mfu = f"{achieved / peak:.3f}" if peak else "-"
+        memory = f"{r['memory_bytes'] / 2**30:.1f}" if r["memory_bytes"] else "-"
+        probes = sum(v or 0.0 for v in r["probe_s"].values())
+        table.append([
+            r["arm"], f"{1 / r['step_s']:.2f}", f"{r['step_s'] * 1e3:.1f}", f"{achieved / 1e12:.3f}", mfu,
+            f"{achieved / ceiling:.3f}", f"{r['host_reads_per_step']:.1f}",
+            f"{r['validation_s']:.2f} + {probes:.2f}", memory, f"{r['first_steps_s']:.0f}",
+            f"{projected_s(r) / 3600:.1f} h ({r['paper_steps']:,} steps)",
+        ])  # fmt: skip
+    return table
+
+
+COLUMNS = (
+    "arm", "steps/s", "ms/step", "TFLOP/s", "MFU", "of matmul", "host syncs/step", "validation + probes (s)",
+    "peak memory (GiB)", "first steps (s)", "projected paper run",
+)  # fmt: skip
+
+
+def header(results: dict[str, Any]) -> str:
+    peak = (
+        f"{results['peak_flops'] / 1e12:.0f} TFLOP/s bf16 peak" if results["peak_flops"] else "no peak known"
+    )
+    scale = "TINY sizes (not the paper's)" if results["tiny"] else "paper sizes"
+    return (
+        f"grokkit paper-scale bench {results['date'][:16].replace('T', ' ')} - {results['device']} ({peak}; "
+        f"measured matmul {results['matmul_flops'] / 1e12:.3f} TFLOP/s); {scale}; {results['elapsed_s']:.0f} s"
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [header(results), "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    return "\n".join(lines)
+
+
+def show(results: dict[str, Any], console: Console) -> None:
+    table = Table(title=header(results))
+    for column in COLUMNS:
+        table.add_column(column, overflow="fold")
+    for row in rows(results):
+        table.add_row(*row)
+    console.print(table)
+
+
+def arms(modes: list[str], tiny: bool) -> list[Arm]:
+    chosen = [Arm(model, mode) for model in CONFIGS for mode in modes]
+    prefix = "--model.network.init_args.n_prefix=0"
+    return chosen + [Arm("recursive (He et al.)", modes[0], (prefix,), f"{modes[0]}, no prefix slots")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (automatic without a GPU)")
+    parser.add_argument("--modes", nargs="+", choices=("eager", "compile"), default=["eager", "compile"])
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per arm (default 10; tiny 3)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per arm (default 30; tiny 10)")
+    parser.add_argument("--out", type=Path, default=OUT / "paper_scale.json")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="where datasets are built")
+    parser.add_argument("--show", type=Path, help="only print the table of a saved paper_scale.json")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = parser.parse_args()
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    if args.show:
+        results = json.loads(args.show.read_text())
+        print(markdown(results)) if args.markdown else show(results, console)
+        return
+    tiny = args.tiny or not torch.cuda.is_available()
+    warmup, steps = args.warmup or (3 if tiny else 10), args.steps or (10 if tiny else 30)
+    started = datetime.datetime.now().astimezone()
+    device, peak = device_peak()
+    results: dict[str, Any] = {
+        "date": started.isoformat(timespec="seconds"), "machine": machine(), "device": device, "tiny": tiny,
+        "peak_flops": peak, "matmul_flops": matmul_ceiling(1.0 if tiny else 3.0), "arms": [],
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="grokkit-bench-paper-") as tmp:
+        for arm in arms(args.modes, tiny):
+            console.print(f"bench-paper: {arm.name} ...")
+            results["arms"].append(
+                measure(arm, CONFIGS[arm.model], tiny, warmup, steps, Path(tmp), args.data_dir)
+            )
+    results["elapsed_s"] = (datetime.datetime.now().astimezone() - started).total_seconds()
+    show(results, console)
+    atomic_write(args.out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
+    console.print(f"bench-paper: wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

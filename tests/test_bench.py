@@ -1,0 +1,41 @@
+"""The paper-scale benchmark runs end to end on the CPU at tiny sizes: every arm trains for real through the
+Trainer, validates with the config's probes, and lands in the table and the JSON."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from test_cli import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_paper_scale_bench_times_every_arm_and_projects_the_paper_runs(tmp_path):
+    out = tmp_path / "paper_scale.json"
+    command = [sys.executable, "bench/paper_scale.py", "--modes", "eager", "--warmup", "2", "--steps", "3"]
+    command += ["--data-dir", str(tmp_path / "data"), "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["tiny"] and results["matmul_flops"] > 0
+    arms = {arm["arm"]: arm for arm in results["arms"]}
+    assert list(arms) == [
+        "recursive (He et al.), eager",
+        "decoder 8 x 768 (Wang et al.), eager",
+        "recursive (He et al.), eager, no prefix slots",
+    ]
+    for arm in arms.values():
+        assert arm["step_s"] > 0 and arm["flops_per_step"] > 0 and arm["validation_s"] > 0
+        assert arm["paper_steps"] >= 1_500_000 and arm["paper_validations"] > 0
+    recursive = arms["recursive (He et al.), eager"]
+    assert set(recursive["probe_s"]) == {"logit_lens", "circuit_detector", "grokking", "classification"}
+    assert all(seconds is not None for seconds in recursive["probe_s"].values())
+    # The 16 prefix slots make 21 positions of 5: 4.2x the block FLOPs (the unembedding reads only the 5).
+    without = arms["recursive (He et al.), eager, no prefix slots"]
+    assert 3.5 < recursive["flops_per_step"] / without["flops_per_step"] < 21 / 5
+    shown = subprocess.run(
+        [sys.executable, "bench/paper_scale.py", "--show", str(out), "--markdown"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "TINY sizes" in shown and shown.count("| recursive (He et al.)") == 2
