@@ -30,6 +30,7 @@ tensorboard: $(VENV)/.installed
 	$(VENV)/bin/tensorboard --logdir runs
 
 bench: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/bench.py
 
 # The paper-scale runs' cost (He et al.'s recursive model, Wang et al.'s 8 x 768 decoder) on this machine's GPU;

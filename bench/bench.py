@@ -28,6 +28,7 @@ from common import FULL, OUT, QUICK, ROOT
 sys.path.insert(0, str(ROOT))  # grokkit and plugins/ import from the checkout, as `grokkit fit` does
 
 import torch  # noqa: E402
+from anchor_loop import measure_anchor  # noqa: E402
 from batch512 import measure_batch512  # noqa: E402
 from grokkit_arm import load_config, measure_grokkit  # noqa: E402
 from report import machine, report, rows_from  # noqa: E402
@@ -76,6 +77,9 @@ def main() -> None:
         g = measure_grokkit(settings, config, raw, Path(tmp))
     console.print("bench: batch 512 (attention, FLOPs, matmul ceiling) ...")
     b = measure_batch512(settings, g, args.compile)
+    console.print("bench: grokkit vs the original-style trainer (HF GPT-2), batch 512, paper-scale graph ...")
+    with tempfile.TemporaryDirectory(prefix="grokkit-bench-anchor-") as tmp:
+        anchor = measure_anchor(settings, Path(tmp))
     grok = grok_result(raw, config, args.grok)
     elapsed, load_after = (datetime.datetime.now().astimezone() - started).total_seconds(), os.getloadavg()
 
@@ -94,9 +98,9 @@ def main() -> None:
             "end": load_after,
             "busy": load_before[0] > 0.5 * os.cpu_count(),
         },
-        "raw": {"grokkit": g, "batch512": b, "grok": grok},
+        "raw": {"grokkit": g, "batch512": b, "grok": grok, "anchor": anchor},
     }
-    results["rows"] = [row.__dict__ for row in rows_from(g, b, grok)]
+    results["rows"] = [row.__dict__ for row in rows_from(g, b, grok, anchor)]
     report(results, console)
     atomic_write(args.out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
     console.print(f"bench: wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")

@@ -23,13 +23,31 @@ class Settings:
     window_s: float  # seconds per window at batch 512 and for matmuls
     matmul_n: int  # square matmul size
     warmup_512: int  # untimed steps per batch-512 arm
+    anchor_window: int  # steps per grokkit / anchor-loop window (batch 512, paper-scale graph)
+    windows_anchor: int  # timed windows per arm of that comparison
 
 
 FULL = Settings(
-    warmup_steps=30, window_steps=None, windows=9, validations=5, window_s=2.5, matmul_n=2048, warmup_512=3
+    warmup_steps=30,
+    window_steps=None,
+    windows=9,
+    validations=5,
+    window_s=2.5,
+    matmul_n=2048,
+    warmup_512=3,
+    anchor_window=4,
+    windows_anchor=3,
 )
 QUICK = Settings(
-    warmup_steps=5, window_steps=10, windows=2, validations=1, window_s=0.3, matmul_n=1024, warmup_512=1
+    warmup_steps=5,
+    window_steps=10,
+    windows=2,
+    validations=1,
+    window_s=0.3,
+    matmul_n=1024,
+    warmup_512=1,
+    anchor_window=1,
+    windows_anchor=1,
 )
 
 

@@ -19,7 +19,26 @@ def check(value: float, target: float, at_most: bool) -> bool:
     return value <= target if at_most else value >= target
 
 
-def rows_from(g: dict[str, Any], b: dict[str, Any], grok: dict[str, Any]) -> list[Row]:
+def anchor_row(anchor: dict[str, Any]) -> Row:
+    """grokkit's samples/s against the original studies' style of trainer, both at batch 512, same graph."""
+    name = "grokkit / original-style trainer, samples/s, 4 x 128, batch 512, paper-scale graph"
+    if "grokkit_s" not in anchor:
+        return Row(name, None, "not measured", ">= 25", None, anchor.get("skipped", "no measurement"))
+    ratio = median([a / g for a, g in zip(anchor["anchor_s"], anchor["grokkit_s"], strict=False)])
+    batch = anchor["batch_size"]
+    return Row(
+        name, ratio, f"{ratio:.1f}x", ">= 25", check(ratio, 25, False),
+        f"{batch / median(anchor['grokkit_s']):.0f} vs {batch / median(anchor['anchor_s']):.0f} samples/s: "
+        f"grokkit's Trainer ({anchor['grokkit_vocab']} tokens, 4 tokens per item) vs HF GPT-2 "
+        f"(transformers {anchor['transformers']}, {anchor['anchor_vocab']} tokens, padded to 10, Python collate, "
+        f"clipping, loss.item()), dropout {anchor['dropout']}; median of {len(anchor['grokkit_s'])} interleaved "
+        f"window pairs of {anchor['window']} steps",
+    )  # fmt: skip
+
+
+def rows_from(
+    g: dict[str, Any], b: dict[str, Any], grok: dict[str, Any], anchor: dict[str, Any] | None = None
+) -> list[Row]:
     rows: list[Row] = []
     step_g, step_p = median(g["grokkit_s"]), median(g["plain_s"])
     # Each grokkit window against the plain window just before it: slow drifts in load cancel pairwise.
@@ -115,6 +134,8 @@ def rows_from(g: dict[str, Any], b: dict[str, Any], grok: dict[str, Any]) -> lis
                     f"{b['compile_s'][shape]:.0f} s compile",
                 )
             )
+
+    rows.append(anchor_row(anchor or {"skipped": "not part of this run"}))
 
     write = {kind: median(times) for kind, times in g["checkpoint_s"].items()}
     ckpt_cost = sum(write[kind] * g["checkpoint_writes"][kind] for kind in write)
@@ -225,7 +246,7 @@ def markdown(rows: list[Row]) -> str:
 def report(results: dict[str, Any], console: Console, as_markdown: bool = False) -> None:
     """Print the table of a results dict (fresh, or loaded from a results.json)."""
     measured = results["raw"]
-    rows = rows_from(measured["grokkit"], measured["batch512"], measured["grok"])
+    rows = rows_from(measured["grokkit"], measured["batch512"], measured["grok"], measured.get("anchor"))
     if as_markdown:
         print(f"{header_of(results)}\n\n{markdown(rows)}")
         return

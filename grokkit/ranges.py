@@ -88,6 +88,9 @@ RANGES: dict[str, dict[str, Range]] = {
         "ema_decay": Range(0, 1, high_open=True, null="no EMA"),
         "eps": Range(0, 1, low_open=True),
         "label_smoothing": Range(0, 1, high_open=True),
+        "nonfinite_check_every": Range(
+            1, BILLION, null="every step on a CPU, every log_every_n_steps elsewhere"
+        ),
     },
     "grokkit.train.grokfast.Grokfast": {"alpha": Range(0, 1, high_open=True), "lamb": Range(0, 1000)},
     "grokkit.models.decoder.Decoder": {

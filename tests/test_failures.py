@@ -116,6 +116,54 @@ def test_a_non_finite_gradient_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert checkpoint(last)["global_step"] == 60
 
 
+class CountHostReads(Callback):
+    """Counts tensor -> Python reads (each one a device sync on a GPU) during steps ``start`` to ``stop``."""
+
+    reads: list[str] = []
+    NAMES = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy")
+
+    def __init__(self, start: int = 11, stop: int = 19) -> None:
+        self.start, self.stop, self.saved = start, stop, {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.start:
+            for name in self.NAMES:
+                original = self.saved[name] = getattr(torch.Tensor, name)
+                setattr(torch.Tensor, name, self.counting(name, original))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.stop:
+            for name, original in self.saved.items():
+                setattr(torch.Tensor, name, original)
+
+    @staticmethod
+    def counting(name, original):
+        def counted(tensor, *args, **kwargs):
+            CountHostReads.reads.append(name)
+            return original(tensor, *args, **kwargs)
+
+        return counted
+
+
+def test_a_deferred_check_names_the_first_bad_step_and_saves_nothing_after_it(tmp_path, capsys):
+    """Read every 50 steps (as on a GPU), the check still stops at the first bad step's number, masks every
+    update from there on, and refuses the step-30 checkpoint; between reads a step reads nothing back."""
+    poison = ["--trainer.callbacks+=test_failures.PoisonGradients", "--trainer.callbacks.steps=[25]"]
+    count = ["--trainer.callbacks+=test_failures.CountHostReads", "--model.ema_decay=0.9"]
+    args = [
+        "--checkpoint.every_n_train_steps=10",
+        "--model.nonfinite_check_every=50",
+        "--trainer.log_every_n_steps=20",
+    ]
+    CountHostReads.reads = []
+    code, error = fails(tiny_args(tmp_path, *args, *poison, *count), capsys)
+    last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    assert code == 1 and error.startswith("grokkit: error: non-finite gradient at step 25; the run stopped")
+    assert f"last good checkpoint: {last} (step 20)" in error
+    assert checkpoint(last)["global_step"] == 20
+    assert CountHostReads.reads == []  # steps 11-18: no logging step, no checkpoint, no check due, EMA on
+
+
 def test_a_diverging_loss_stops_the_run_with_its_step(tmp_path, capsys):
     code, error = fails(tiny_args(tmp_path, "--trainer.callbacks+=test_failures.BlowUpWeights"), capsys)
     assert code == 1

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torchmetrics import MeanMetric
 
 from grokkit.data.splits import EVAL_SPLITS
@@ -22,7 +22,7 @@ from grokkit.errors import NonFiniteError
 from grokkit.models import TwoHopModel
 from grokkit.train.checkpointing import last_good_checkpoint, rng_states, set_rng_states
 from grokkit.train.losses import LossName, item_loss_and_correct
-from grokkit.train.nonfinite import loss_and_grads_finite
+from grokkit.train.nonfinite import NonFiniteWatch
 from grokkit.train.warm_start import load_initial_weights
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
@@ -57,9 +57,13 @@ class GrokModule(L.LightningModule):
             (validation losses stay unsmoothed). The loss then has a floor: a fitted model is not driven to
             ever larger logits, the regime in which Adam's loss spikes start.
         nonfinite: What a NaN or infinite loss or gradient does: ``stop`` the run with an error naming the step
-            (no checkpoint is written after it, so ``last.ckpt`` stays the last good state), or ``skip`` the
-            update (no change to weights, optimizer moments or EMA; counted in ``train/skipped_steps``).
-            Checked once per step before the optimizer step, at the cost of one host sync per step.
+            (the weights stay those before it, and no checkpoint is written after it, so ``last.ckpt`` stays the
+            last good state), or ``skip`` the update (no change to weights, optimizer moments or EMA; counted
+            in ``train/skipped_steps``). Checked on the device every step, with the update masked in the fused
+            AdamW kernel, so no step waits for the host (:mod:`grokkit.train.nonfinite`).
+        nonfinite_check_every: Steps between the host's reads of that check (a ``stop`` stops there, naming the
+            first bad step); it is also read before every validation and checkpoint. ``None``: every step on a
+            CPU (where the read is free) and every ``trainer.log_every_n_steps`` steps on an accelerator.
         init_from: Start from the network weights of this checkpoint (another run's ``last.ckpt`` or trajectory
             checkpoint; its EMA copy if it has one); optimizer and schedule start fresh.
     """
@@ -80,6 +84,7 @@ class GrokModule(L.LightningModule):
         loss: LossName = "cross_entropy",
         label_smoothing: float = 0.0,
         nonfinite: Literal["stop", "skip"] = "stop",
+        nonfinite_check_every: int | None = None,
         init_from: str | None = None,
     ) -> None:
         super().__init__()
@@ -88,7 +93,7 @@ class GrokModule(L.LightningModule):
         if init_from is not None:
             load_initial_weights(self.net, init_from, vocab_size)
         self.ema = (
-            AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            AveragedModel(self.net, use_buffers=True)  # updated by update_ema
             if ema_decay
             else None
         )
@@ -96,9 +101,9 @@ class GrokModule(L.LightningModule):
         self.val_acc = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.val_loss = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self._compiled: Callable[..., torch.Tensor] | None = None  # built on first use, never a submodule
-        self.skipped_steps = 0  # updates skipped for a non-finite loss or gradient (nonfinite="skip")
+        self.nonfinite_watch = NonFiniteWatch(sticky=nonfinite == "stop")
+        self.skipped_before = 0  # updates skipped for a non-finite loss or gradient before a resume
         self._step_loss: torch.Tensor | None = None  # this step's loss, checked before the optimizer step
-        self._step_skipped = False
         self._rng_to_restore: dict[str, Any] | None = None
 
     def setup(self, stage: str) -> None:
@@ -109,10 +114,11 @@ class GrokModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = rng_states()  # Lightning does not save them; dropout draws from them
+        self.raise_if_nonfinite()  # never save a state after a non-finite step
         checkpoint["grokkit"] = {"skipped_steps": self.skipped_steps}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.skipped_steps = checkpoint.get("grokkit", {}).get("skipped_steps", 0)
+        self.skipped_before = checkpoint.get("grokkit", {}).get("skipped_steps", 0)
         # Restored in on_train_start, after Lightning has built the data loaders (which draw from the global
         # generator), so the first resumed step draws what it would have drawn in an uninterrupted run.
         self._rng_to_restore = checkpoint.get("rng_states")
@@ -180,39 +186,74 @@ class GrokModule(L.LightningModule):
         """The network's parameters, listed once: walking the module tree every step costs ~0.15 ms."""
         return list(self.net.parameters())
 
+    @property
+    def skipped_steps(self) -> int:
+        """Updates skipped for a non-finite loss or gradient so far (``nonfinite="skip"``; one host read)."""
+        return (
+            self.skipped_before + self.nonfinite_watch.skipped_count()
+            if self.hparams.nonfinite == "skip"
+            else 0
+        )
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Stop or skip on a non-finite loss or gradient (before clipping; one host sync per step).
+        """Check the loss and gradients (before clipping) on the device; mask the update of a bad step.
 
         Under ``16-mixed`` precision the gradient scaler owns gradient overflows (it skips those steps and
-        lowers its scale), so only the loss is checked, and ``skip`` leaves the skipping to the scaler.
+        lowers its scale), so only the loss is checked, and the host reads the check every step.
         """
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         loss = self._step_loss if self._step_loss is not None else torch.zeros((), device=self.device)
-        grads = None if scaler is not None else self.trained_parameters
-        loss_ok, grads_ok = loss_and_grads_finite(loss, grads)
-        self._step_skipped = not (loss_ok and grads_ok)
-        if self._step_skipped and scaler is not None and self.hparams.nonfinite == "skip":
-            self.skipped_steps += 1  # its gradients are not finite either: the scaler skips the update
-        elif self._step_skipped:
-            what = "loss" if not loss_ok else "gradient"
-            if self.hparams.nonfinite == "stop":
-                step = self.trainer.global_step
-                raise NonFiniteError(
-                    f"non-finite {what} at step {step}; the run stopped before updating the weights, last good "
-                    f"checkpoint: {last_good_checkpoint(self.trainer)}; fix: lower model.lr, set "
-                    "trainer.gradient_clip_val (e.g. 1.0) or set model.nonfinite=skip, then resume with "
-                    "--ckpt_path last"
-                )
-            optimizer.zero_grad(set_to_none=True)  # fused AdamW skips parameters without a gradient entirely
-            self.skipped_steps += 1
+        step = self.trainer.global_step
+        watch = self.nonfinite_watch
+        watch.observe(step, loss, None if scaler is not None else self.trained_parameters)
+        if scaler is None:
+            optimizer.found_inf = watch.mask  # the fused AdamW kernel leaves every tensor alone where it is 1
+        if scaler is not None or (step + 1) % self.nonfinite_check_interval == 0:
+            self.raise_if_nonfinite()
         if self.hparams.nonfinite == "skip" and self.is_logging_step:
-            self.log("train/skipped_steps", float(self.skipped_steps))
+            self.log("train/skipped_steps", (self.skipped_before + watch.skipped).float())
+
+    @cached_property
+    def nonfinite_check_interval(self) -> int:
+        every = self.hparams.nonfinite_check_every
+        if every is not None:
+            return every
+        return 1 if self.device.type == "cpu" else self.trainer.log_every_n_steps
+
+    def raise_if_nonfinite(self) -> None:
+        """Stop the run if a step had a non-finite loss or gradient (``nonfinite="stop"``; one host read)."""
+        if self.hparams.nonfinite != "stop" or (bad := self.nonfinite_watch.first_bad()) is None:
+            return
+        step, what = bad
+        raise NonFiniteError(
+            f"non-finite {what} at step {step}; the run stopped before updating the weights, last good "
+            f"checkpoint: {last_good_checkpoint(self.trainer)}; fix: lower model.lr, set "
+            "trainer.gradient_clip_val (e.g. 1.0) or set model.nonfinite=skip, then resume with --ckpt_path last"
+        )
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         """The optimizer step, then the EMA update: both before any callback of this batch can checkpoint."""
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if self.ema is not None and not self._step_skipped:
-            self.ema.update_parameters(self.net)
+        if self.ema is not None:
+            self.update_ema()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """``AveragedModel``'s EMA update on the device, without its two host reads, and frozen on a masked
+        step: the first update copies, later ones lerp by ``1 - ema_decay`` (bit for bit the same)."""
+        ema, net = self.ema.module, self.net
+        averaged = [t.detach() for t in (*ema.parameters(), *ema.buffers())]
+        current = [t.detach() for t in (*net.parameters(), *net.buffers())]
+        weight = torch.where(self.ema.n_averaged == 0, 1.0, 1.0 - self.hparams.ema_decay).float()
+        keep = 1.0 - self.nonfinite_watch.mask  # 0 on a step whose update was masked
+        torch._foreach_lerp_(averaged, current, [weight * keep] * len(averaged))
+        self.ema.n_averaged += keep.long()
+
+    def on_validation_start(self) -> None:
+        self.raise_if_nonfinite()
+
+    def on_train_end(self) -> None:
+        self.raise_if_nonfinite()
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:

@@ -1,8 +1,14 @@
-"""Whether a step's loss and gradients are finite, checked on the device with one host sync per step."""
+"""Whether a step's loss and gradients are finite, watched on the device so that no step waits for the host.
+
+Every step's verdict stays on the device: a bad step's update is masked inside the fused AdamW kernel (the
+``found_inf`` input the gradient scaler uses), and the host reads the verdict only when asked (every N
+steps, before a validation or a checkpoint), so a GPU never stalls on it. On a CPU the read is free and is
+done every step.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import torch
 
@@ -21,12 +27,49 @@ def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
         return torch.isfinite(torch.stack([t.abs().amax().float() for t in tensors])).all()
 
 
-def loss_and_grads_finite(
-    loss: torch.Tensor, parameters: Iterable[torch.nn.Parameter] | None
-) -> tuple[bool, bool]:
-    """Whether ``loss`` and the gradients of ``parameters`` (``None``: not checked) are finite; one host sync."""
-    checks = [torch.isfinite(loss.float())]
-    grads = [p.grad.detach() for p in parameters if p.grad is not None] if parameters is not None else []
-    checks += [all_finite(grads)] if grads else []
-    loss_ok, *grad_flags = torch.stack(checks).tolist()
-    return loss_ok, all(grad_flags)
+class NonFiniteWatch:
+    """Per step, on the device: is the loss or a gradient NaN or infinite, and which step was the first?
+
+    ``sticky`` (the ``stop`` mode): once a step is bad, every later update is masked too, so the weights stay
+    those before the first bad step until the host reads the verdict and stops the run. Otherwise (``skip``)
+    only the bad step's update is masked, and the masked steps are counted.
+    """
+
+    KINDS = ("", "loss", "gradient")
+
+    def __init__(self, sticky: bool) -> None:
+        self.sticky = sticky
+        self.first_step: torch.Tensor | None = None  # step of the first bad one, -1 while none
+        self.first_kind: torch.Tensor | None = None  # index into KINDS
+        self.mask: torch.Tensor | None = None  # () float: 1.0 masks the coming update (fused AdamW found_inf)
+        self.skipped: torch.Tensor | None = None  # masked updates so far, not counting sticky ones
+
+    def observe(self, step: int, loss: torch.Tensor, parameters: Sequence[torch.nn.Parameter] | None) -> None:
+        """Record this step's verdict; ``parameters`` ``None`` checks the loss only."""
+        device = loss.device
+        if self.first_step is None:
+            self.first_step = torch.full((), -1, dtype=torch.long, device=device)
+            self.first_kind = torch.zeros((), dtype=torch.long, device=device)
+            self.mask = torch.zeros((), device=device)
+            self.skipped = torch.zeros((), dtype=torch.long, device=device)
+        loss_bad = ~torch.isfinite(loss.float())
+        grads = [p.grad.detach() for p in parameters if p.grad is not None] if parameters is not None else []
+        grad_bad = ~all_finite(grads) if grads else torch.zeros((), dtype=torch.bool, device=device)
+        bad = loss_bad | grad_bad
+        new = bad & (self.first_step < 0)
+        self.first_step = torch.where(new, step, self.first_step)
+        self.first_kind = torch.where(new, torch.where(loss_bad, 1, 2), self.first_kind)
+        masked = (self.first_step >= 0) if self.sticky else bad
+        self.mask = masked.float()
+        self.skipped = self.skipped + bad.long()
+
+    def first_bad(self) -> tuple[int, str] | None:
+        """The first bad step and what was not finite there (one host read), or ``None``."""
+        if self.first_step is None:
+            return None
+        step, kind = torch.stack([self.first_step, self.first_kind]).tolist()
+        return None if step < 0 else (step, self.KINDS[kind])
+
+    def skipped_count(self) -> int:
+        """Masked updates so far (one host read)."""
+        return 0 if self.skipped is None else int(self.skipped.item())
