@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from common import ROOT, Settings
-from grokkit_arm import build_grokkit
+from grokkit_arm import build_grokkit, hide_progress_bar
 from step_clock import StepClock
 
 GPT2_VOCAB = 50_257
@@ -98,9 +98,10 @@ def measure_anchor(settings: Settings, tmp: Path) -> dict[str, Any]:
         f"--trainer.max_steps={total}", f"--trainer.val_check_interval={10 * total}", "--trainer.max_time=null",
         "--trainer.num_sanity_val_steps=0", f"--trainer.logger.init_args.save_dir={tmp}",
         "--trainer.logger.init_args.name=anchor", "--trajectory.min_step=1000000000000",
-        f"--checkpoint.every_n_train_steps={10 * total}", "--trainer.enable_progress_bar=false",
+        f"--checkpoint.every_n_train_steps={10 * total}",
     ])  # fmt: skip
     module, data, trainer = cli.model, cli.datamodule, cli.trainer
+    hide_progress_bar(trainer)  # as `grokkit fit` runs: its cost stays in the step time
     data.setup("fit")
     loop = AnchorLoop(data.split_items("train"), data.vocab_size, **ANCHOR_SIZES, batch_size=data.batch_size)
     for _ in range(settings.warmup_512):

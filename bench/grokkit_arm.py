@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 import yaml
 from common import DEFAULT_CONFIG, Settings
@@ -34,6 +35,16 @@ def build_grokkit(config: Path, overrides: list[str]) -> GrokkitCLI:
     """Model, data and trainer exactly as ``grokkit fit --config`` builds them, without running."""
     load_entry_point_probes()  # plugin probes registered as entry points, as `grokkit` loads them
     return build_cli(["--config", str(config), *overrides], run=False, save_config=False)
+
+
+def hide_progress_bar(trainer: L.Trainer) -> None:
+    """Swap the progress bar for one that costs the same and draws into /dev/null."""
+    for index, callback in enumerate(trainer.callbacks):
+        if isinstance(callback, GrokProgressBar):
+            hidden = {"file": open(os.devnull, "w"), "force_terminal": True}  # noqa: SIM115
+            trainer.callbacks[index] = GrokProgressBar(
+                refresh_rate=callback.refresh_rate, console_kwargs=hidden
+            )
 
 
 def default_probes() -> list[Probe]:
@@ -80,12 +91,7 @@ def measure_grokkit(settings: Settings, config: Path, raw: dict[str, Any], tmp: 
         ],
     )
     module, data, trainer = cli.model, cli.datamodule, cli.trainer
-    for index, callback in enumerate(trainer.callbacks):
-        if isinstance(callback, GrokProgressBar):  # keep its cost, hide its output
-            hidden = {"file": open(os.devnull, "w"), "force_terminal": True}  # noqa: SIM115
-            trainer.callbacks[index] = GrokProgressBar(
-                refresh_rate=callback.refresh_rate, console_kwargs=hidden
-            )
+    hide_progress_bar(trainer)
     probes = [c for c in trainer.callbacks if isinstance(c, Probe)]
     probes_source = "configured"
     if not probes:

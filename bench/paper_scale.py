@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # grokkit and plugins/ import from the checkout, 
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from grokkit_arm import build_grokkit, runs_in  # noqa: E402
+from grokkit_arm import build_grokkit, hide_progress_bar, runs_in  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from report import machine  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -39,7 +39,6 @@ from step_clock import HostReadWindow  # noqa: E402
 
 from grokkit.atomic import atomic_write  # noqa: E402
 from grokkit.cli import TRAINER_DEFAULTS  # noqa: E402
-from grokkit.cli.console import GrokProgressBar  # noqa: E402
 from grokkit.models import Decoder, Recursive, TwoHopModel  # noqa: E402
 from grokkit.probes import Probe  # noqa: E402
 
@@ -190,12 +189,7 @@ def measure(
         overrides += [*TINY_DATA, *TINY_NETWORK[arm.model], "--trainer.precision=32-true"]
     cli = build_grokkit(config, [*overrides, *arm.overrides])
     module, data, trainer = cli.model, cli.datamodule, cli.trainer
-    for index, callback in enumerate(trainer.callbacks):
-        if isinstance(callback, GrokProgressBar):  # keep its cost, hide its output
-            hidden = {"file": open("/dev/null", "w"), "force_terminal": True}  # noqa: SIM115
-            trainer.callbacks[index] = GrokProgressBar(
-                refresh_rate=callback.refresh_rate, console_kwargs=hidden
-            )
+    hide_progress_bar(trainer)  # its cost stays in the step time
     probes = [c for c in trainer.callbacks if isinstance(c, Probe)]
     clock = Stopwatch(warmup, steps, probes)
     host = HostReadWindow(start=warmup, steps=min(steps, 20))
