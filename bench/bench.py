@@ -33,7 +33,7 @@ from batch512 import measure_batch512  # noqa: E402
 from grokkit_arm import load_config, measure_grokkit  # noqa: E402
 from report import machine, report, rows_from  # noqa: E402
 from rich.console import Console  # noqa: E402
-from time_to_grok import grok_result  # noqa: E402
+from time_to_grok import grok_result, study_result  # noqa: E402
 
 from grokkit.atomic import atomic_write  # noqa: E402
 
@@ -80,7 +80,7 @@ def main() -> None:
     console.print("bench: grokkit vs the original-style trainer (HF GPT-2), batch 512, paper-scale graph ...")
     with tempfile.TemporaryDirectory(prefix="grokkit-bench-anchor-") as tmp:
         anchor = measure_anchor(settings, Path(tmp))
-    grok = grok_result(raw, config, args.grok)
+    grok, study = grok_result(raw, config, args.grok), study_result()
     elapsed, load_after = (datetime.datetime.now().astimezone() - started).total_seconds(), os.getloadavg()
 
     g.pop("table")
@@ -98,9 +98,9 @@ def main() -> None:
             "end": load_after,
             "busy": load_before[0] > 0.5 * os.cpu_count(),
         },
-        "raw": {"grokkit": g, "batch512": b, "grok": grok, "anchor": anchor},
+        "raw": {"grokkit": g, "batch512": b, "grok": grok, "anchor": anchor, "study": study},
     }
-    results["rows"] = [row.__dict__ for row in rows_from(g, b, grok, anchor)]
+    results["rows"] = [row.__dict__ for row in rows_from(g, b, grok, anchor, study)]
     report(results, console)
     atomic_write(args.out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
     console.print(f"bench: wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")

@@ -71,3 +71,23 @@ def grok_result(raw: dict[str, Any], config: Path, run_now: bool) -> dict[str, A
     if run_now:
         result["run_wall_s"] = wall
     return result
+
+
+def study_result(directory: Path = ROOT / "runs" / "study-cpu") -> dict[str, Any]:
+    """The CPU study's labels against He et al.'s and its wall time, from ``grokkit study``'s table."""
+    table_path = directory / "table.csv"
+    if not table_path.is_file():
+        return {"source": f"no {short_path(str(table_path))} yet (run `make study`)"}
+    import pandas as pd
+
+    table = pd.read_csv(table_path)
+    timing_path = directory / "study.json"
+    minutes = json.loads(timing_path.read_text())["minutes"] if timing_path.is_file() else None
+    return {
+        "source": short_path(str(table_path)),
+        "runs": len(table),
+        "agree": int(table["agrees"].sum()),
+        "labels": {f"{row.regime}/{row.seed}": row.grokkit_label for row in table.itertuples()},
+        "trial_minutes": float(table["minutes"].sum()) if "minutes" in table else None,
+        "study_minutes": minutes,
+    }

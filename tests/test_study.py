@@ -1,6 +1,7 @@
 """``grokkit study`` end to end on a tiny setting: five regimes, one seed, a few steps each, then the table and
 the figure, and ``--report-only`` rebuilding them from the runs."""
 
+import json
 import subprocess
 import sys
 
@@ -31,7 +32,8 @@ def study_dir(tmp_path_factory):
     command += ["--config", str(overlay), "--max-concurrent", "1"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "grokkit study: 5 runs" in done.stdout
+    assert "grokkit study: 5 runs in " in done.stdout
+    assert json.loads((out / "study.json").read_text())["minutes"] > 0
     return out
 
 
@@ -44,6 +46,7 @@ def test_study_writes_the_table_and_the_figure_for_every_regime(study_dir):
     assert table["grokkit_label"].isin(LABELS).all()
     assert table[["ood_acc_end", "ood_acc_max", "circuit_max"]].stack().between(0, 1).all()
     assert (table["ood_acc_max"] >= table["ood_acc_end"]).all()
+    assert (table["minutes"] > 0).all()  # each trial's wall time, from its trial.json
     markdown = (study_dir / "table.md").read_text().splitlines()
     assert markdown[0].startswith("| regime | seed |") and len(markdown) == 2 + len(HE_LABELS)
     assert all(f"| {regime} | 0 |" in "\n".join(markdown) for regime in HE_LABELS)

@@ -12,7 +12,9 @@ label next to the one He et al. report for the regime, and ``STUDY/study.png`` d
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from matplotlib.figure import Figure
 from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError, TrainingError
 from grokkit.results.compare import Line, panels_figure
-from grokkit.results.runs import SWEEP_PLAN, flatten, load_run, load_sweep
+from grokkit.results.runs import SWEEP_PLAN, TRIAL_MARKER, flatten, load_run, load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BASES = {"cpu": CONFIGS / "study" / "base_cpu.yaml", "paper": CONFIGS / "he2026" / "natural.yaml"}
@@ -38,6 +40,7 @@ TRAIN, OOD, CIRCUIT = "val/train/acc", "val/test_inferred_ood/acc", "probe/logit
 CURVES = {TRAIN: ("train acc", "tab:blue"), OOD: ("OOD acc", "tab:red"), CIRCUIT: ("circuit", "tab:green")}
 SEED_STYLES = ("-", "--", ":", "-.")
 STEP_COLUMNS = ("last_step", "t_mem", "ood_held_0.5", "ood_held_0.9")
+TIMING = "study.json"  # the wall time of the last `grokkit study` that trained
 
 
 def trial_name(regime: str, seed: int) -> str:
@@ -60,7 +63,15 @@ def field(trial: pd.Series, key: str) -> Any:
     return None if value is None or pd.isna(value) else value
 
 
-def trial_row(trial: pd.Series, scalars: pd.DataFrame) -> dict[str, Any]:
+def run_seconds(run_dir: Path) -> float | None:
+    """Wall time of the trial's fit, from its ``trial.json`` (``None`` before it ended)."""
+    try:
+        return json.loads((run_dir / TRIAL_MARKER).read_text()).get("seconds")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def trial_row(trial: pd.Series, scalars: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
     """One table row: onsets and the label from summary.json, accuracy and circuit statistics from the events."""
     regime, seed = (part.split("=", 1)[1] for part in trial["trial"].split(","))
     ood, circuit = (scalars[scalars["tag"] == tag]["value"] for tag in (OOD, CIRCUIT))
@@ -82,6 +93,7 @@ def trial_row(trial: pd.Series, scalars: pd.DataFrame) -> dict[str, Any]:
         "circuit_median_after_rise": statistics.median(since_rise) if len(since_rise) else None,
         "grokkit_label": field(trial, "classification.label"),
         "he_label": HE_LABELS.get(regime, ""),
+        "minutes": None if (seconds := run_seconds(run_dir)) is None else round(seconds / 60, 1),
     }
 
 
@@ -129,7 +141,12 @@ def report(study_dir: Path) -> pd.DataFrame:
         name: load_run(study_dir / name).scalars if (study_dir / name).is_dir() else empty
         for name in trials["trial"]
     }
-    table = pd.DataFrame([trial_row(trial, scalars[trial["trial"]]) for _, trial in trials.iterrows()])
+    table = pd.DataFrame(
+        [
+            trial_row(trial, scalars[trial["trial"]], study_dir / trial["trial"])
+            for _, trial in trials.iterrows()
+        ]
+    )
     table["agrees"] = table["grokkit_label"] == table["he_label"]
     atomic_write(study_dir / "table.csv", lambda f: f.write(table.to_csv(index=False).encode()))
     atomic_write(study_dir / "table.md", lambda f: f.write(markdown(table).encode()))
@@ -165,6 +182,7 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def study_command(argv: list[str]) -> None:
     options, sweep_args = parse_options(argv)
+    started = time.monotonic()
     if not options.report_only:
         from grokkit.experiments.sweep import sweep  # imported here: Ray is needed only to train
 
@@ -177,7 +195,13 @@ def study_command(argv: list[str]) -> None:
             raise
     table = report(options.out)
     agree = int(table["agrees"].sum())
+    took = ""
+    if not options.report_only:  # the wall time of this invocation: trials finished earlier were skipped
+        minutes = round((time.monotonic() - started) / 60, 1)
+        timing = {"minutes": minutes, "args": argv}
+        atomic_write(options.out / TIMING, lambda f: f.write(json.dumps(timing, indent=1).encode()))
+        took = f" in {minutes} min"
     print(
-        f"grokkit study: {len(table)} runs, {agree} with He et al.'s label -> "
+        f"grokkit study: {len(table)} runs{took}, {agree} with He et al.'s label -> "
         f"{options.out / 'table.md'}, table.csv, study.png"
     )
