@@ -215,6 +215,7 @@ class GrokModule(L.LightningModule):
 
     @cached_property
     def nonfinite_check_interval(self) -> int:
+        """Steps between host reads of the non-finite check: a read stalls a GPU until its queue drains."""
         every = self.hparams.nonfinite_check_every
         if every is not None:
             return every
