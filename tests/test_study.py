@@ -27,10 +27,10 @@ def study_dir(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("study")
     overlay = tmp_path / "tiny.yaml"
     overlay.write_text(yaml.safe_dump({**TINY, "data": {**TINY["data"], "data_dir": str(tmp_path / "data")}}))
-    out = tmp_path / "study"
-    command = [sys.executable, "-m", "grokkit", "study", "--seeds", "0", "--out", str(out)]
+    out = tmp_path / "study"  # given relative, as `make study` gives it: the trials' markers must land there
+    command = [sys.executable, "-m", "grokkit", "study", "--seeds", "0", "--out", "study"]
     command += ["--config", str(overlay), "--max-concurrent", "1"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "grokkit study: 5 runs in " in done.stdout
     assert json.loads((out / "study.json").read_text())["minutes"] > 0

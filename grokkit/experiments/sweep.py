@@ -183,8 +183,9 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
         return None
     n_datasets = build_datasets(base, points)
     write_plan(sweep_dir, base, points)
+    root = sweep_dir.resolve()  # a Ray worker runs in a directory of its own: trials need absolute paths
     trials = [
-        Trial(name, point, sweep_dir, sweep_dir / BASE, options.cpus_per_trial, os.getcwd())
+        Trial(name, point, root, root / BASE, options.cpus_per_trial, os.getcwd())
         for name, point in points.items()
     ]
     pending = [trial for trial in trials if not is_done(trial.run_dir)]
