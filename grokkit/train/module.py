@@ -18,9 +18,9 @@ from torch.optim.swa_utils import AveragedModel
 from torchmetrics import MeanMetric
 
 from grokkit.data.splits import EVAL_SPLITS
-from grokkit.errors import NonFiniteError
 from grokkit.models import TwoHopModel
-from grokkit.train.checkpointing import last_good_checkpoint, rng_states, set_rng_states
+from grokkit.train.checkpointing import rng_states, set_rng_states
+from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_loss_and_correct
 from grokkit.train.nonfinite import NonFiniteWatch
 from grokkit.train.warm_start import load_initial_weights
@@ -101,8 +101,7 @@ class GrokModule(L.LightningModule):
         self.val_acc = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.val_loss = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self._compiled: Callable[..., torch.Tensor] | None = None  # built on first use, never a submodule
-        self.nonfinite_watch = NonFiniteWatch(sticky=nonfinite == "stop")
-        self.skipped_before = 0  # updates skipped for a non-finite loss or gradient before a resume
+        self.nonfinite_watch = NonFiniteWatch(nonfinite, nonfinite_check_every)
         self._step_loss: torch.Tensor | None = None  # this step's loss, checked before the optimizer step
         self._rng_to_restore: dict[str, Any] | None = None
 
@@ -114,11 +113,11 @@ class GrokModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = rng_states()  # Lightning does not save them; dropout draws from them
-        self.raise_if_nonfinite()  # never save a state after a non-finite step
-        checkpoint["grokkit"] = {"skipped_steps": self.skipped_steps}
+        self.nonfinite_watch.raise_if_bad(self.trainer)  # never save a state after a non-finite step
+        checkpoint["grokkit"] = {"skipped_steps": int(self.nonfinite_watch.skipped_total())}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.skipped_before = checkpoint.get("grokkit", {}).get("skipped_steps", 0)
+        self.nonfinite_watch.skipped_before = checkpoint.get("grokkit", {}).get("skipped_steps", 0)
         # Restored in on_train_start, after Lightning has built the data loaders (which draw from the global
         # generator), so the first resumed step draws what it would have drawn in an uninterrupted run.
         self._rng_to_restore = checkpoint.get("rng_states")
@@ -186,15 +185,6 @@ class GrokModule(L.LightningModule):
         """The network's parameters, listed once: walking the module tree every step costs ~0.15 ms."""
         return list(self.net.parameters())
 
-    @property
-    def skipped_steps(self) -> int:
-        """Updates skipped for a non-finite loss or gradient so far (``nonfinite="skip"``; one host read)."""
-        return (
-            self.skipped_before + self.nonfinite_watch.skipped_count()
-            if self.hparams.nonfinite == "skip"
-            else 0
-        )
-
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Check the loss and gradients (before clipping) on the device; mask the update of a bad step.
 
@@ -203,58 +193,26 @@ class GrokModule(L.LightningModule):
         """
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         loss = self._step_loss if self._step_loss is not None else torch.zeros((), device=self.device)
-        step = self.trainer.global_step
-        watch = self.nonfinite_watch
+        step, watch = self.trainer.global_step, self.nonfinite_watch
         watch.observe(step, loss, None if scaler is not None else self.trained_parameters)
         if scaler is None:
             optimizer.found_inf = watch.mask  # the fused AdamW kernel leaves every tensor alone where it is 1
-        if scaler is not None or (step + 1) % self.nonfinite_check_interval == 0:
-            self.raise_if_nonfinite()
+        if scaler is not None or watch.read_due(step, self.device, self.trainer.log_every_n_steps):
+            watch.raise_if_bad(self.trainer)
         if self.hparams.nonfinite == "skip" and self.is_logging_step:
-            self.log("train/skipped_steps", (self.skipped_before + watch.skipped).float())
-
-    @cached_property
-    def nonfinite_check_interval(self) -> int:
-        """Steps between host reads of the non-finite check: a read stalls a GPU until its queue drains."""
-        every = self.hparams.nonfinite_check_every
-        if every is not None:
-            return every
-        return 1 if self.device.type == "cpu" else self.trainer.log_every_n_steps
-
-    def raise_if_nonfinite(self) -> None:
-        """Stop the run if a step had a non-finite loss or gradient (``nonfinite="stop"``; one host read)."""
-        if self.hparams.nonfinite != "stop" or (bad := self.nonfinite_watch.first_bad()) is None:
-            return
-        step, what = bad
-        raise NonFiniteError(
-            f"non-finite {what} at step {step}; the run stopped before updating the weights, last good "
-            f"checkpoint: {last_good_checkpoint(self.trainer)}; fix: lower model.lr, set "
-            "trainer.gradient_clip_val (e.g. 1.0) or set model.nonfinite=skip, then resume with --ckpt_path last"
-        )
+            self.log("train/skipped_steps", watch.skipped_total().float())
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         """The optimizer step, then the EMA update: both before any callback of this batch can checkpoint."""
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if self.ema is not None:
-            self.update_ema()
-
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        """``AveragedModel``'s EMA update on the device, without its two host reads, and frozen on a masked
-        step: the first update copies, later ones lerp by ``1 - ema_decay`` (bit for bit the same)."""
-        ema, net = self.ema.module, self.net
-        averaged = [t.detach() for t in (*ema.parameters(), *ema.buffers())]
-        current = [t.detach() for t in (*net.parameters(), *net.buffers())]
-        weight = torch.where(self.ema.n_averaged == 0, 1.0, 1.0 - self.hparams.ema_decay).float()
-        keep = 1.0 - self.nonfinite_watch.mask  # 0 on a step whose update was masked
-        torch._foreach_lerp_(averaged, current, [weight * keep] * len(averaged))
-        self.ema.n_averaged += keep.long()
+        if self.ema is not None:  # frozen on a masked step, like the weights
+            update_ema(self.ema, self.net, self.hparams.ema_decay, keep=1.0 - self.nonfinite_watch.mask)
 
     def on_validation_start(self) -> None:
-        self.raise_if_nonfinite()
+        self.nonfinite_watch.raise_if_bad(self.trainer)
 
     def on_train_end(self) -> None:
-        self.raise_if_nonfinite()
+        self.nonfinite_watch.raise_if_bad(self.trainer)
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:

@@ -9,8 +9,13 @@ done every step.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
+import lightning as L
 import torch
+
+from grokkit.errors import NonFiniteError
+from grokkit.train.checkpointing import last_good_checkpoint
 
 
 def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -30,19 +35,21 @@ def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
 class NonFiniteWatch:
     """Per step, on the device: is the loss or a gradient NaN or infinite, and which step was the first?
 
-    ``sticky`` (the ``stop`` mode): once a step is bad, every later update is masked too, so the weights stay
-    those before the first bad step until the host reads the verdict and stops the run. Otherwise (``skip``)
-    only the bad step's update is masked, and the masked steps are counted.
+    ``stop``: once a step is bad, every later update is masked too, so the weights stay those before the first
+    bad step until the host reads the verdict and stops the run. ``skip``: only the bad step's update is
+    masked, and the masked steps are counted. ``every``: steps between host reads (``None``: every step on a
+    CPU, every logging step on an accelerator).
     """
 
     KINDS = ("", "loss", "gradient")
 
-    def __init__(self, sticky: bool) -> None:
-        self.sticky = sticky
+    def __init__(self, mode: Literal["stop", "skip"], every: int | None) -> None:
+        self.mode, self.every = mode, every
+        self.skipped_before = 0  # masked updates before a resume (from the checkpoint)
         self.first_step: torch.Tensor | None = None  # step of the first bad one, -1 while none
         self.first_kind: torch.Tensor | None = None  # index into KINDS
         self.mask: torch.Tensor | None = None  # () float: 1.0 masks the coming update (fused AdamW found_inf)
-        self.skipped: torch.Tensor | None = None  # masked updates so far, not counting sticky ones
+        self.skipped: torch.Tensor | None = None  # bad steps seen in this process
 
     def observe(self, step: int, loss: torch.Tensor, parameters: Sequence[torch.nn.Parameter] | None) -> None:
         """Record this step's verdict; ``parameters`` ``None`` checks the loss only."""
@@ -50,7 +57,6 @@ class NonFiniteWatch:
         if self.first_step is None:
             self.first_step = torch.full((), -1, dtype=torch.long, device=device)
             self.first_kind = torch.zeros((), dtype=torch.long, device=device)
-            self.mask = torch.zeros((), device=device)
             self.skipped = torch.zeros((), dtype=torch.long, device=device)
         loss_bad = ~torch.isfinite(loss.float())
         grads = [p.grad.detach() for p in parameters if p.grad is not None] if parameters is not None else []
@@ -59,17 +65,28 @@ class NonFiniteWatch:
         new = bad & (self.first_step < 0)
         self.first_step = torch.where(new, step, self.first_step)
         self.first_kind = torch.where(new, torch.where(loss_bad, 1, 2), self.first_kind)
-        masked = (self.first_step >= 0) if self.sticky else bad
-        self.mask = masked.float()
+        self.mask = ((self.first_step >= 0) if self.mode == "stop" else bad).float()
         self.skipped = self.skipped + bad.long()
 
-    def first_bad(self) -> tuple[int, str] | None:
-        """The first bad step and what was not finite there (one host read), or ``None``."""
-        if self.first_step is None:
-            return None
-        step, kind = torch.stack([self.first_step, self.first_kind]).tolist()
-        return None if step < 0 else (step, self.KINDS[kind])
+    def read_due(self, step: int, device: torch.device, log_every: int) -> bool:
+        """Whether the host reads the verdict after ``step``: a read stalls a GPU until its queue drains."""
+        every = self.every or (1 if device.type == "cpu" else log_every)
+        return (step + 1) % every == 0
 
-    def skipped_count(self) -> int:
-        """Masked updates so far (one host read)."""
-        return 0 if self.skipped is None else int(self.skipped.item())
+    def raise_if_bad(self, trainer: L.Trainer) -> None:
+        """In ``stop`` mode, stop the run if a step was bad, naming the first one (one host read)."""
+        if self.mode != "stop" or self.first_step is None:
+            return
+        step, kind = torch.stack([self.first_step, self.first_kind]).tolist()
+        if step >= 0:
+            raise NonFiniteError(
+                f"non-finite {self.KINDS[kind]} at step {step}; the run stopped before updating the weights, "
+                f"last good checkpoint: {last_good_checkpoint(trainer)}; fix: lower model.lr, set "
+                "trainer.gradient_clip_val (e.g. 1.0) or set model.nonfinite=skip, then resume with --ckpt_path last"
+            )
+
+    def skipped_total(self) -> torch.Tensor | int:
+        """Updates skipped so far in ``skip`` mode, resumes included (a device tensor once training ran)."""
+        if self.mode != "skip":
+            return 0
+        return self.skipped_before + (self.skipped if self.skipped is not None else 0)
