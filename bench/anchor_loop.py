@@ -85,7 +85,7 @@ class AnchorLoop:
         return loss.item()
 
 
-def measure_anchor(settings: Settings, tmp: Path) -> dict[str, Any]:
+def measure_anchor(settings: Settings, tmp: Path, threads: int) -> dict[str, Any]:
     """grokkit's real Trainer on the paper-scale graph (Wang et al.'s config at 4 x 128, batch 512) against
     the anchor loop on the same items, interleaved window by window (grokkit, anchor, grokkit, ...)."""
     if transformers_version() is None:
@@ -93,6 +93,7 @@ def measure_anchor(settings: Settings, tmp: Path) -> dict[str, Any]:
     window = settings.anchor_window
     total = settings.warmup_512 + settings.windows_anchor * window
     cli = build_grokkit(WANG_CONFIG, [
+        f"--threads={threads}",
         *(f"--model.network.init_args.{key}={value}" for key, value in ANCHOR_SIZES.items()),
         f"--model.network.init_args.d_mlp={4 * ANCHOR_SIZES['d_model']}", "--trainer.precision=32-true",
         f"--trainer.max_steps={total}", f"--trainer.val_check_interval={10 * total}", "--trainer.max_time=null",

@@ -52,7 +52,10 @@ def main() -> None:
         "--compile", action="store_true", help="also time torch.compile at batch 512 (cold compile: ~1 min)"
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's own choice)"
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: the config's, as `grokkit fit` runs it)",
     )
     parser.add_argument("--out", type=Path, default=OUT / "results.json")
     parser.add_argument("--show", type=Path, help="only print the table of a saved results.json")
@@ -62,11 +65,11 @@ def main() -> None:
     if args.show:
         report(json.loads(args.show.read_text()), console, args.markdown)
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
     os.chdir(ROOT)  # data/ and runs/ resolve as they do for `make fit`
     settings = QUICK if args.quick else FULL
     config, raw, config_source = load_config()
+    threads = args.threads or raw.get("threads") or torch.get_num_threads()
+    torch.set_num_threads(threads)  # every arm, grokkit's CLI included, runs on these threads
     started, load_before = datetime.datetime.now().astimezone(), os.getloadavg()
     console.print(
         f"bench: config {config_source}; {torch.get_num_threads()} threads; load average {load_before[0]:.2f}"
@@ -74,12 +77,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="grokkit-bench-") as tmp:
         console.print("bench: grokkit vs plain loop, validation, probes ...")
-        g = measure_grokkit(settings, config, raw, Path(tmp))
+        g = measure_grokkit(settings, config, raw, Path(tmp), threads)
     console.print("bench: batch 512 (attention, FLOPs, matmul ceiling) ...")
     b = measure_batch512(settings, g, args.compile)
     console.print("bench: grokkit vs the original-style trainer (HF GPT-2), batch 512, paper-scale graph ...")
     with tempfile.TemporaryDirectory(prefix="grokkit-bench-anchor-") as tmp:
-        anchor = measure_anchor(settings, Path(tmp))
+        anchor = measure_anchor(settings, Path(tmp), threads)
     grok, study = grok_result(raw, config, args.grok), study_result()
     elapsed, load_after = (datetime.datetime.now().astimezone() - started).total_seconds(), os.getloadavg()
 

@@ -70,7 +70,9 @@ def per_step_hooks(probe: Probe) -> list[str]:
     return [hook for hook in hooks if getattr(type(probe), hook) is not getattr(Callback, hook)]
 
 
-def measure_grokkit(settings: Settings, config: Path, raw: dict[str, Any], tmp: Path) -> dict[str, Any]:
+def measure_grokkit(
+    settings: Settings, config: Path, raw: dict[str, Any], tmp: Path, threads: int
+) -> dict[str, Any]:
     """Grokkit vs the plain loop, interleaved in one fit; then validations, probes and checkpoint writes."""
     trainer_raw = raw.get("trainer", {}) or {}
     log_every = int(trainer_raw.get("log_every_n_steps", TRAINER_DEFAULTS["log_every_n_steps"]))
@@ -82,6 +84,7 @@ def measure_grokkit(settings: Settings, config: Path, raw: dict[str, Any], tmp: 
     cli = build_grokkit(
         config,
         [
+            f"--threads={threads}",
             f"--trainer.max_steps={total}",
             "--trainer.max_time=null",
             f"--trainer.logger.init_args.save_dir={tmp}",
