@@ -14,11 +14,12 @@ from grokkit.models import Decoder
 
 
 def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: bool) -> dict[str, Any]:
-    table, vocab, item_len, hparams = (
+    table, vocab, item_len, hparams, activation = (
         grokkit["table"],
         grokkit["vocab_size"],
         grokkit["item_len"],
         grokkit["module_hparams"],
+        grokkit["activation"],
     )
     shapes = {
         "4x128": dict(d_model=128, n_heads=4, n_layers=4),
@@ -32,7 +33,7 @@ def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: b
     for shape, sizes in shapes.items():
         for attention in ("manual", "sdpa"):
             torch.manual_seed(0)
-            model = Decoder(vocab, item_len, attention=attention, **sizes)
+            model = Decoder(vocab, item_len, attention=attention, activation=activation, **sizes)
             flops[shape] = train_flops_per_step(model, 512, item_len - 1)
             loop = PlainLoop(model, table, 512, hparams)
             for _ in range(settings.warmup_512):
@@ -40,7 +41,7 @@ def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: b
             arms[f"{shape}/{attention}"] = loop.step
         if compile_too:
             torch.manual_seed(0)
-            model = Decoder(vocab, item_len, attention="manual", **sizes)
+            model = Decoder(vocab, item_len, attention="manual", activation=activation, **sizes)
             loop = PlainLoop(model, table, 512, hparams)
             loop.model = torch.compile(model)
             start = time.perf_counter()

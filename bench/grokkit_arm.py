@@ -161,6 +161,7 @@ def measure_grokkit(
         "val_interval": val_interval,
         "log_every": log_every,
         "network": module.hparams.network,
+        "activation": module.net.blocks[0].mlp.activation,  # the batch-512 models take the default's GELU
         "vocab_size": data.vocab_size,
         "item_len": data.item_len,
         "table": data.split_items("train"),

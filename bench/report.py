@@ -122,7 +122,8 @@ def rows_from(
                 f">= {target}",
                 check(achieved / peak, target, False),
                 f"{achieved / 1e9:.0f} of {peak / 1e9:.0f} GFLOP/s ({b['flops_per_step'][shape] / 1e9:.1f} GFLOP/step, "
-                f"{step * 1e3:.0f} ms/step, manual attention = grokkit's CPU default)",
+                f"{step * 1e3:.0f} ms/step, manual attention = grokkit's CPU default, the default config's "
+                f"{g['activation']} activation)",
             )
         )
     for shape in ("4x128", "8x256"):

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from grokkit.cli import main
-from grokkit.results.export import load_hooked_transformer, run_decoder
+from grokkit.models import Decoder
+from grokkit.results.export import (
+    hooked_transformer_config,
+    hooked_transformer_weights,
+    load_hooked_transformer,
+    run_decoder,
+)
+from grokkit.train.checkpointing import atomic_torch_save
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +66,31 @@ def test_exported_decoder_gives_grokkit_logits_in_transformer_lens(tmp_path, cap
     exec(compile(example, "README.md", "exec"), {})  # the README's example, as written
     answers, truths = map(ast.literal_eval, capsys.readouterr().out.splitlines())  # two lists of token names
     assert len(answers) == len(truths) > 0 and set(answers + truths) <= set(extra["vocab"])
+
+
+@pytest.mark.parametrize("activation", ["gelu_tanh", "gelu"])
+def test_each_gelu_maps_to_its_transformer_lens_counterpart(tmp_path, activation):
+    pytest.importorskip("transformer_lens")
+    torch.manual_seed(0)
+    decoder = Decoder(30, 5, d_model=32, n_heads=4, n_layers=2, activation=activation).eval()
+    with torch.no_grad():  # pre-activations of order 1, where the two GELUs differ most, and a loud MLP
+        decoder.blocks[0].mlp.fc.weight.mul_(20)
+        decoder.blocks[0].mlp.proj.weight.mul_(100)
+    other = Decoder(
+        30, 5, d_model=32, n_heads=4, n_layers=2, activation=({"gelu", "gelu_tanh"} - {activation}).pop()
+    )
+    other.load_state_dict(decoder.state_dict())
+    path = tmp_path / "model.pt"
+    atomic_torch_save(
+        {"config": hooked_transformer_config(decoder, 30), "state_dict": hooked_transformer_weights(decoder)},
+        path,
+    )
+    model, _ = load_hooked_transformer(path)
+    inputs = torch.randint(0, 30, (16, 4))
+    with torch.no_grad():
+        logits, expected = model(inputs), decoder(inputs)
+        assert (other.eval()(inputs) - expected).abs().max() > 2e-5  # the test can tell the two apart
+    torch.testing.assert_close(logits, expected, rtol=0, atol=5e-6)
 
 
 def test_export_refuses_a_recursive_run(tmp_path, capsys):

@@ -13,6 +13,7 @@ MODELS = {
     "decoder": lambda: Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=4),
     "decoder_shared": lambda: Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=4, n_unique_layers=2),
     "decoder_sdpa": lambda: Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=2, attention="sdpa"),
+    "decoder_exact_gelu": lambda: Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=2, activation="gelu"),
     "recursive_mlp": lambda: Recursive(VOCAB, 5, d_model=32, H_cycles=2, L_cycles=2),
     "recursive_attention": lambda: Recursive(
         VOCAB, 5, d_model=32, H_cycles=2, L_cycles=2, token_mixing="attention"

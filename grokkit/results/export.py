@@ -1,7 +1,7 @@
 """``grokkit export RUN_DIR``: a trained decoder as a TransformerLens ``HookedTransformer``.
 
 grokkit's :class:`~grokkit.models.Decoder` is GPT-2 as TransformerLens builds it (pre-LayerNorm, learned
-positions, tanh-approximated GELU, tied embeddings), so its weights map one to one; a decoder with shared
+positions, GELU (tanh-approximated or exact), tied embeddings), so its weights map one to one; a decoder with shared
 layers is written unrolled (application ``i`` gets the weights of block ``i % n_unique_layers``). Exporting
 needs only torch; loading the file (:func:`load_hooked_transformer`) needs the ``export`` extra
 (``pip install -e '.[export]'``). The file also holds the vocabulary, so queries can be written by name.
@@ -36,7 +36,7 @@ def hooked_transformer_config(decoder: Decoder, vocab_size: int) -> dict[str, An
         "n_heads": n_heads,
         "d_mlp": block.mlp.fc.out_features,
         "d_vocab": vocab_size,
-        "act_fn": "gelu_new",  # GELU with the tanh approximation, as grokkit's MLP
+        "act_fn": {"gelu_tanh": "gelu_new", "gelu": "gelu"}[block.mlp.activation],  # TransformerLens's names
         "normalization_type": "LN",
         "eps": block.ln_1.eps,
         "positional_embedding_type": "standard",
