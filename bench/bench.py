@@ -8,7 +8,10 @@ the same process, interleaved in short windows (A, B, A, B, ...) and summarized 
 * the default probes and one validation pass, timed with ``Trainer.validate`` and amortized at the
   configured intervals;
 * achieved training FLOP/s vs this machine's fp32 matmul FLOP/s, and SDPA vs manual attention, at batch 512;
-* steps and wall time to grok, from the newest default run's ``summary.json`` (or a fresh run, ``--grok``).
+* steps and wall time to grok, from the newest default run's ``summary.json`` (or a fresh run, ``--grok``),
+  and of the default with Grokfast and with StableMax (``runs/default-grokfast``, ``runs/default-stablemax``;
+  ``--grok-accelerators`` trains them), against the default;
+* wall time to the five-regime study's labels at CPU scale, from ``make study``'s table.
 
 Prints a table with the targets and writes the same as ``bench/out/results.json``.
 """
@@ -33,7 +36,7 @@ from batch512 import measure_batch512  # noqa: E402
 from grokkit_arm import load_config, measure_grokkit  # noqa: E402
 from report import machine, report, rows_from  # noqa: E402
 from rich.console import Console  # noqa: E402
-from time_to_grok import grok_result, study_result  # noqa: E402
+from time_to_grok import ACCELERATORS, grok_result, study_result  # noqa: E402
 
 from grokkit.atomic import atomic_write  # noqa: E402
 
@@ -47,6 +50,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--grok", action="store_true", help="also train the default config to grokking (~10 min)"
+    )
+    parser.add_argument(
+        "--grok-accelerators",
+        action="store_true",
+        help="also train the default with Grokfast and with StableMax to grokking (~25 min each)",
     )
     parser.add_argument(
         "--compile", action="store_true", help="also time torch.compile at batch 512 (cold compile: ~1 min)"
@@ -84,6 +92,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="grokkit-bench-anchor-") as tmp:
         anchor = measure_anchor(settings, Path(tmp), threads)
     grok, study = grok_result(raw, config, args.grok), study_result()
+    accelerated = {name: grok_result(raw, config, args.grok_accelerators, name) for name in ACCELERATORS}
     elapsed, load_after = (datetime.datetime.now().astimezone() - started).total_seconds(), os.getloadavg()
 
     g.pop("table")
@@ -101,9 +110,16 @@ def main() -> None:
             "end": load_after,
             "busy": load_before[0] > 0.5 * os.cpu_count(),
         },
-        "raw": {"grokkit": g, "batch512": b, "grok": grok, "anchor": anchor, "study": study},
+        "raw": {
+            "grokkit": g,
+            "batch512": b,
+            "grok": grok,
+            "grok_accelerated": accelerated,
+            "anchor": anchor,
+            "study": study,
+        },
     }
-    results["rows"] = [row.__dict__ for row in rows_from(g, b, grok, anchor, study)]
+    results["rows"] = [row.__dict__ for row in rows_from(g, b, grok, anchor, study, accelerated)]
     report(results, console)
     atomic_write(args.out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
     console.print(f"bench: wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")

@@ -36,6 +36,32 @@ def anchor_row(anchor: dict[str, Any]) -> Row:
     )  # fmt: skip
 
 
+def grok_row(name: str, grok: dict[str, Any], baseline: dict[str, Any] | None = None) -> Row:
+    """Steps (and minutes) to memorization and to ID test 0.5 / 0.9; against ``baseline``, the ratio of the
+    steps and of the wall time to ID test 0.9 (``>`` when this run ended without holding 0.9)."""
+    if "steps" not in grok:
+        return Row(name, None, "not measured", "", None, grok["source"])
+    s, w = grok["steps"], grok["wall_s"]
+
+    def at(key: str) -> str:
+        return "-" if s[key] is None else f"{s[key]}" + (f" ({w[key] / 60:.1f} min)" if w.get(key) else "")
+
+    shown = f"t_mem {at('t_mem')}; t_gen iid 0.5: {at('t_gen_iid_0.5')}, 0.9: {at('t_gen_iid_0.9')}"
+    detail = f"label {grok.get('label')}; t_gen ood 0.5: {at('t_gen_ood_0.5')}; run ended at {at('end')}; "
+    if baseline is not None and "steps" in baseline and baseline["steps"]["t_gen_iid_0.9"]:
+        base_steps, base_wall = baseline["steps"]["t_gen_iid_0.9"], baseline["wall_s"]["t_gen_iid_0.9"]
+        reached = s["t_gen_iid_0.9"] is not None
+        key = "t_gen_iid_0.9" if reached else "end"
+        bound = "" if reached else ">"
+        detail += f"{bound}{s[key] / base_steps:.2f}x the default's steps to ID test 0.9"
+        if w.get(key) and base_wall:
+            detail += f", {bound}{w[key] / base_wall:.2f}x its wall time"
+        detail += "; "
+    return Row(
+        name, s["t_gen_iid_0.9"], shown, "", None, f"{detail}from {grok['source']}: `{grok.get('command')}`"
+    )
+
+
 def study_row(study: dict[str, Any]) -> Row:
     """Wall time to the five-regime study's labels at CPU scale (``make study``)."""
     name = "wall time to the study's labels, CPU scale (make study)"
@@ -56,6 +82,7 @@ def rows_from(
     grok: dict[str, Any],
     anchor: dict[str, Any] | None = None,
     study: dict[str, Any] | None = None,
+    accelerated: dict[str, dict[str, Any]] | None = None,
 ) -> list[Row]:
     rows: list[Row] = []
     step_g, step_p = median(g["grokkit_s"]), median(g["plain_s"])
@@ -194,30 +221,9 @@ def rows_from(
         )
     )
 
-    if "steps" in grok:
-        s, w = grok["steps"], grok["wall_s"]
-
-        def at(key: str) -> str:
-            return (
-                "-" if s[key] is None else f"{s[key]}" + (f" ({w[key] / 60:.1f} min)" if w.get(key) else "")
-            )
-
-        shown = f"t_mem {at('t_mem')}; t_gen iid 0.5: {at('t_gen_iid_0.5')}, 0.9: {at('t_gen_iid_0.9')}"
-        rows.append(
-            Row(
-                "steps (wall) to grok, default config",
-                s["t_gen_iid_0.9"],
-                shown,
-                "",
-                None,
-                f"t_gen ood 0.5: {at('t_gen_ood_0.5')}; run ended at {at('end')}; grokked: {grok['grokked']}; "
-                f"from {grok['source']}",
-            )
-        )
-    else:
-        rows.append(
-            Row("steps (wall) to grok, default config", None, "not measured", "", None, grok["source"])
-        )
+    rows.append(grok_row("steps (wall) to grok, default config", grok))
+    for accelerator, result in (accelerated or {}).items():
+        rows.append(grok_row(f"steps (wall) to grok, default config + {accelerator}", result, grok))
     rows.append(study_row(study or {"source": "not part of this run"}))
     return rows
 
@@ -272,6 +278,7 @@ def report(results: dict[str, Any], console: Console, as_markdown: bool = False)
         measured["grok"],
         measured.get("anchor"),
         measured.get("study"),
+        measured.get("grok_accelerated"),
     )
     if as_markdown:
         print(f"{header_of(results)}\n\n{markdown(rows)}")

@@ -1,4 +1,5 @@
-"""Time to grok: steps and wall time of the newest default run, or of a fresh one (``--grok``)."""
+"""Time to grok: steps and wall time of the newest default run, or of a fresh one (``--grok``), and the same
+for the default with each grokking accelerator grokkit has (``--grok-accelerators`` trains them)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,27 @@ from common import ROOT, short_path
 
 from grokkit.cli import TRAINER_DEFAULTS
 
+# The default config plus one accelerator: the command-line overrides, and the run name's suffix.
+ACCELERATORS: dict[str, list[str]] = {
+    "grokfast": ["--trainer.callbacks+=grokkit.train.grokfast.Grokfast"],  # alpha 0.98, lamb 2.0
+    "stablemax": ["--model.loss=stablemax"],
+}
 
-def run_directory(raw: dict[str, Any]) -> Path:
+
+def run_directory(raw: dict[str, Any], accelerator: str | None = None) -> Path:
+    """``save_dir/name`` of the config's logger; ``name-<accelerator>`` for an accelerated run."""
     logger = (raw.get("trainer", {}) or {}).get("logger") or TRAINER_DEFAULTS["logger"]
     init = logger.get("init_args", {}) if isinstance(logger, dict) else {}
-    return ROOT / init.get("save_dir", "runs") / init.get("name", "default")
+    name = init.get("name", "default") + (f"-{accelerator}" if accelerator else "")
+    return ROOT / init.get("save_dir", "runs") / name
+
+
+def fit_command(config: Path, directory: Path, accelerator: str | None) -> list[str]:
+    """The ``grokkit fit`` that trains the run ``grok_result`` reads (README: "What `make fit` shows")."""
+    command = [sys.executable, "-m", "grokkit", "fit", "--config", str(config)]
+    if accelerator:
+        command += [*ACCELERATORS[accelerator], f"--trainer.logger.init_args.name={directory.name}"]
+    return command
 
 
 def newest_summary(directory: Path) -> Path | None:
@@ -42,19 +59,20 @@ def wall_clock_at(run: Path, steps: dict[str, int | None]) -> dict[str, float | 
     return {key: None if at.get(step) is None else at[step] - start for key, step in steps.items()}
 
 
-def grok_result(raw: dict[str, Any], config: Path, run_now: bool) -> dict[str, Any]:
-    directory = run_directory(raw)
+def grok_result(
+    raw: dict[str, Any], config: Path, run_now: bool, accelerator: str | None = None
+) -> dict[str, Any]:
+    """Steps and wall time to ``t_mem`` and each ``t_gen`` of the newest run (trained first if ``run_now``)."""
+    directory = run_directory(raw, accelerator)
+    command = fit_command(config, directory, accelerator)
     if run_now:
         start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "grokkit", "fit", "--config", str(config)], cwd=ROOT, check=True
-        )
+        subprocess.run(command, cwd=ROOT, check=True)
         wall = time.perf_counter() - start
     summary_path = newest_summary(directory)
     if summary_path is None:
-        return {
-            "source": f"no {short_path(str(directory))}/version_*/summary.json yet (run `make fit` or --grok)"
-        }
+        how = "`make fit` or --grok" if accelerator is None else "--grok-accelerators"
+        return {"source": f"no {short_path(str(directory))}/version_*/summary.json yet (run {how})"}
     summary = json.loads(summary_path.read_text())
     grokking = summary.get("grokking")
     source = short_path(str(summary_path)) + (" (run by this bench)" if run_now else " (newest existing run)")
@@ -68,6 +86,8 @@ def grok_result(raw: dict[str, Any], config: Path, run_now: bool) -> dict[str, A
             steps[f"t_gen_{short}_{level}"] = (t_gen.get(split) or {}).get(level, flat)
     result = {"source": source, "steps": steps, "wall_s": wall_clock_at(summary_path.parent, steps)}
     result["grokked"] = grokking.get("grokked")
+    result["label"] = (summary.get("classification") or {}).get("label")
+    result["command"] = " ".join(["grokkit", *(short_path(part) for part in command[3:])])
     if run_now:
         result["run_wall_s"] = wall
     return result

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from test_cli import ROOT
 
 pytestmark = pytest.mark.slow
@@ -39,3 +40,31 @@ def test_paper_scale_bench_times_every_arm_and_projects_the_paper_runs(tmp_path)
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "TINY sizes" in shown and shown.count("| recursive (He et al.)") == 2
+
+
+def test_time_to_grok_trains_the_default_with_an_accelerator_and_compares_it(tmp_path, monkeypatch):
+    """``bench.py --grok-accelerators``' arm: a real (tiny) fit with Grokfast, read back from its summary and
+    TensorBoard events, and its row against the default's."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from report import grok_row
+    from time_to_grok import grok_result
+
+    raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    raw["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    raw["trainer"]["callbacks"] = ["grokkit.probes.GrokkingOnset", "grokkit.probes.RunClassifier"]
+    raw["data"]["data_dir"] = str(tmp_path / "data")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+
+    assert "yet (run --grok-accelerators)" in grok_result(raw, config, False, "grokfast")["source"]
+    result = grok_result(raw, config, True, "grokfast")
+    run = tmp_path / "runs" / "tiny-grokfast" / "version_0"
+    assert "grokkit.train.grokfast.Grokfast" in (run / "config.yaml").read_text()
+    assert result["steps"]["end"] == 60 and result["steps"]["t_gen_iid_0.9"] is None  # 60 steps: no grokking
+    assert 0 < result["wall_s"]["end"] < result["run_wall_s"] and result["label"]
+    assert result["command"].startswith(f"grokkit fit --config {config} --trainer.callbacks+=")
+
+    baseline = {"steps": {"t_gen_iid_0.9": 40}, "wall_s": {"t_gen_iid_0.9": 2 * result["wall_s"]["end"]}}
+    row = grok_row("with Grokfast", result, baseline)
+    assert row.value is None and row.shown.endswith("0.9: -")
+    assert ">1.50x the default's steps to ID test 0.9, >0.50x its wall time" in row.detail
