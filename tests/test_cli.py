@@ -98,3 +98,20 @@ def test_the_console_entry_point_prints_no_traceback(tmp_path):
 def test_progress_bar_can_be_turned_off(tmp_path):
     main(tiny_args(tmp_path, "--trainer.max_steps=5", "--trainer.enable_progress_bar=false"))
     assert (tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_tool_building_its_own_cli_under_another_command_line_is_not_warned(tmp_path, monkeypatch):
+    """`grokkit transfer` and `analyze` parse args of their own while sys.argv holds the tool's."""
+    import warnings
+
+    from grokkit.cli import build_cli
+
+    monkeypatch.setattr(sys, "argv", ["grokkit", "transfer", "--source", "runs/x"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = build_cli(tiny_args(tmp_path)[1:], run=False, save_config=False)
+    assert (
+        cli.config["trainer"]["max_steps"]
+        == yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())["trainer"]["max_steps"]
+    )
+    assert not [w for w in caught if "args parameter" in str(w.message)]

@@ -10,7 +10,6 @@ the plan, and a sweep directory refuses trials of another base config.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,7 @@ class ConfigOnlyCLI(GrokkitCLI):
 
 def config_parser(args: list[str]) -> tuple[GrokkitParser, Namespace]:
     """``grokkit fit``'s parser and the config ``args`` give (a bad config: one line, exit 2)."""
-    with warnings.catch_warnings():  # Lightning warns that `args` is not sys.argv (it is the config's part)
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = build_cli(args, prog="grokkit sweep", run=False, save_config=False, cli_class=ConfigOnlyCLI)
+    cli = build_cli(args, prog="grokkit sweep", run=False, save_config=False, cli_class=ConfigOnlyCLI)
     return cli.parser, cli.config
 
 
