@@ -6,7 +6,6 @@ Every number is checked against its range right after parsing (:mod:`grokkit.ran
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -55,9 +54,7 @@ class GrokkitCLI(ConfiguredModelCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse, then refuse any number outside its range before anything (the seed included) is set."""
-        with warnings.catch_warnings():  # a tool's own args (transfer, analyze, sweep) are not sys.argv's
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            super().parse_arguments(parser, args)
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         sections = {"model": self.model_class, "data": self.datamodule_class, "trainer": self.trainer_class}
         sections |= {"": type(self), "checkpoint": ResumableCheckpoint, "trajectory": TrajectoryCheckpoint}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from lightning.pytorch.cli import ArgsType
@@ -43,4 +44,6 @@ def build_cli(
     if not save_config:
         del kwargs["save_config_kwargs"]
         kwargs["save_config_callback"] = None
-    return cli_class(GrokModule, TwoHopDataModule, **kwargs, args=args, run=run)
+    with warnings.catch_warnings():  # a tool's own args (transfer, analyze, sweep) are not sys.argv's
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return cli_class(GrokModule, TwoHopDataModule, **kwargs, args=args, run=run)
