@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from grokkit.cli import main
+from grokkit.cli import build_cli, main
 from grokkit.data.splits import EVAL_SPLITS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,10 +103,6 @@ def test_progress_bar_can_be_turned_off(tmp_path):
 
 def test_a_tool_building_its_own_cli_under_another_command_line_is_not_warned(tmp_path, monkeypatch):
     """`grokkit transfer` and `analyze` parse args of their own while sys.argv holds the tool's."""
-    import warnings
-
-    from grokkit.cli import build_cli
-
     monkeypatch.setattr(sys, "argv", ["grokkit", "transfer", "--source", "runs/x"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
