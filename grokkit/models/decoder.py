@@ -93,9 +93,9 @@ class Decoder(TwoHopModel):
         d_mlp: MLP width; ``None`` means 4 x d_model.
         dropout: On embeddings, attention and residual branches (GPT-2: 0.1).
         attention: ``manual`` (explicit softmax), ``sdpa`` (fused kernel) or ``auto`` (sdpa on GPU only).
-        activation: The MLP's GELU: ``gelu_tanh`` (GPT-2's tanh approximation, Wang et al.'s) or ``gelu``
-            (the exact, erf form). The erf kernel is ~2.5x faster on an AVX2 CPU, but the default run trains no
-            faster with it (``docs/demo_search.md``, last section), so the default stays GPT-2's.
+        activation: The MLP's GELU: ``gelu_tanh`` (GPT-2's tanh approximation, Wang et al.'s, so the class
+            default) or ``gelu`` (the exact, erf form), whose kernel is ~2.5x faster on an AVX2 CPU: the step of
+            ``configs/default.yaml``, which sets it, is ~9 % faster (``docs/demo_search.md``, last section).
     """
 
     # A decoder's circuit is Wang et al.'s signature: the causal strength of the bridge state S[mid, r1] on

@@ -43,9 +43,9 @@ class GrokModule(L.LightningModule):
             ~1e-3.
         weight_decay: AdamW decoupled weight decay.
         decay: ``matrices`` decays only parameters with 2+ dims (GPT-2 convention), ``all`` decays all ([H]),
-            ``blocks`` the matrices except the embedding tables (minGPT convention). On the default run
-            ``blocks`` memorizes later and generalizes more slowly, and the OOD atomic facts erode all the same
-            (``docs/demo_search.md``): the forgetting happens in the blocks.
+            ``blocks`` the matrices except the embedding tables (minGPT convention). In a run of the default's
+            recipe with one OOD copy ``blocks`` memorized later and generalized more slowly, and the OOD atomic
+            facts eroded all the same (``docs/demo_search.md``): the forgetting happens in the blocks.
         warmup_steps: Linear warm-up from 0 to ``lr``.
         ema_decay: Keep an exponential moving average of the weights (e.g. 0.999) and evaluate with it.
         compile: Run the training forward through ``torch.compile`` (evaluation and probes stay eager, so
