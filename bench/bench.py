@@ -49,7 +49,9 @@ def main() -> None:
         "--quick", action="store_true", help="tiny windows: checks that the bench runs, numbers are noise"
     )
     parser.add_argument(
-        "--grok", action="store_true", help="also train the default config to grokking (~20-25 min on a 2-core AMD EPYC)"
+        "--grok",
+        action="store_true",
+        help="also train the default config to grokking (~20-25 min on a 2-core AMD EPYC)",
     )
     parser.add_argument(
         "--grok-accelerators",
