@@ -113,8 +113,10 @@ def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
         rows = rows.sort_values(x)
         ax.plot(rows[x], pd.to_numeric(rows[y], errors="coerce"), marker="o", label=label or None)
     unreached = int(pd.to_numeric(table[y], errors="coerce").isna().sum())
-    note = f" ({unreached} trials without a value: not drawn)" if unreached else ""
-    ax.set(xlabel=x, ylabel=y, title=f"{y} against {x}{note}")
+    trials = "1 trial" if unreached == 1 else f"{unreached} trials"
+    note = f"\n({trials} without a value: not drawn)" if unreached else ""
+    ax.set(xlabel=x, ylabel=y)
+    ax.set_title(f"{y}\nagainst {x}{note}", fontsize=9)
     ax.grid(alpha=0.3)
     if groups:
         ax.legend(fontsize=7)
