@@ -19,8 +19,9 @@ fit: $(VENV)/.installed
 study: $(VENV)/.installed
 	$(VENV)/bin/grokkit study --scale cpu --seeds 0 1
 
+# One pytest worker per core; a test file stays on one worker, so its module fixtures (a sweep, a study) run once.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check grokkit plugins tests bench
