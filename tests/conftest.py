@@ -1,8 +1,14 @@
+import os
+
 import numpy as np
 import pytest
+import torch
 
 from grokkit.data.kg import generate_graph
 from grokkit.data.splits import SplitSpec, build_splits
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # make test runs one worker per core: two threads each would oversubscribe
 
 
 @pytest.fixture(scope="session")
