@@ -7,8 +7,15 @@ import torch
 from grokkit.data.kg import generate_graph
 from grokkit.data.splits import SplitSpec, build_splits
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)  # make test runs one worker per core: two threads each would oversubscribe
+XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread_per_xdist_worker():
+    """`make test` runs one worker per core: two threads each would oversubscribe. Set before every test, as
+    a config a test parses (the default's ``threads: 2``, a mutated ``threads``) sets the process's count."""
+    if XDIST_WORKER:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
