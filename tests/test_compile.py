@@ -1,9 +1,11 @@
-"""``GrokModule(compile=True)``: the compiled training forward computes what the eager network computes."""
+"""``model.compile``: the compiled training forward computes what the eager network computes; ``auto`` leaves
+a CPU eager and survives a compiler that fails."""
 
 import pytest
 import torch
 
 from grokkit.models import Decoder
+from grokkit.train.compiling import TrainingForward
 from grokkit.train.losses import item_loss_and_correct
 from grokkit.train.module import GrokModule
 
@@ -18,7 +20,7 @@ def network(vocab_size: int, item_len: int) -> Decoder:
 def compiled_or_skip(module: GrokModule, inputs: torch.Tensor) -> torch.Tensor:
     """Run the compiled forward once; a machine without a working compiler skips instead of failing."""
     try:
-        return module.train_net(inputs)
+        return module.train_forward(inputs)
     except Exception as error:  # inductor reports a missing compiler in several exception types
         pytest.skip(f"torch.compile does not work on this machine: {type(error).__name__}: {error}")
 
@@ -27,10 +29,13 @@ def compiled_or_skip(module: GrokModule, inputs: torch.Tensor) -> torch.Tensor:
 def test_compiled_training_forward_matches_eager_outputs_and_gradients():
     torch.manual_seed(0)
     module = GrokModule(network, vocab_size=VOCAB, item_len=5, compile=True)
-    assert module.train_net is not module.net and module.eval_net is module.net  # evaluation stays eager
+    assert module.eval_net is module.net  # evaluation stays eager
     inputs, targets = module.net.inputs_and_targets(ITEMS)
 
     compiled_logits = compiled_or_skip(module, inputs)
+    assert module.train_forward.compiled is not None
+    # The compiled wrapper is a plain attribute: checkpoints keep the eager module's keys.
+    assert module.state_dict().keys() == GrokModule(network, vocab_size=VOCAB, item_len=5).state_dict().keys()
     compiled_loss = item_loss_and_correct(compiled_logits, targets)[0].mean()
     compiled_loss.backward()
     compiled_grads = [p.grad.clone() for p in module.net.parameters()]
@@ -46,8 +51,41 @@ def test_compiled_training_forward_matches_eager_outputs_and_gradients():
         torch.testing.assert_close(compiled_grad, parameter.grad, rtol=1e-4, atol=1e-6)
 
 
-def test_compile_adds_no_state_dict_keys():
-    eager = GrokModule(network, vocab_size=VOCAB, item_len=5)
-    compiled = GrokModule(network, vocab_size=VOCAB, item_len=5, compile=True)
-    compiled.train_net  # noqa: B018 - builds the (lazy) compiled wrapper without running it
-    assert compiled.state_dict().keys() == eager.state_dict().keys()
+def test_auto_trains_eagerly_on_a_cpu_and_is_the_default():
+    torch.manual_seed(0)
+    module = GrokModule(network, vocab_size=VOCAB, item_len=5)
+    assert module.hparams.compile == "auto"
+    inputs, _ = module.net.inputs_and_targets(ITEMS)
+    assert torch.equal(module.train_forward(inputs), module.net(inputs))
+    assert module.train_forward.compiled is None  # nothing was compiled
+
+
+def failing_backend(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> None:
+    raise RuntimeError("no working C++ compiler (a stand-in for a broken toolchain)")
+
+
+class AutoOnCpuWithFailingCompiler(TrainingForward):
+    """``auto`` as it behaves on a GPU, here on a CPU, with a backend that fails as a broken toolchain does."""
+
+    auto_devices = ("cpu",)
+    backend = staticmethod(failing_backend)
+
+
+def test_auto_falls_back_to_eager_with_a_warning_when_compiling_fails():
+    torch.manual_seed(0)
+    net = network(VOCAB, 5)
+    inputs, _ = net.inputs_and_targets(ITEMS)
+    forward = AutoOnCpuWithFailingCompiler(net, "auto")
+    with pytest.warns(
+        UserWarning, match=r"model.compile=auto: torch.compile failed on cpu .*training eagerly"
+    ):
+        logits = forward(inputs)
+    assert torch.equal(logits, net(inputs)) and forward.gave_up and forward.compiled is None
+    assert torch.equal(forward(inputs), net(inputs))  # later steps stay eager, without a second attempt
+
+
+def test_an_explicit_compile_lets_the_failure_stop_the_run():
+    net = network(VOCAB, 5)
+    inputs, _ = net.inputs_and_targets(ITEMS)
+    with pytest.raises(Exception, match="no working C\\+\\+ compiler"):
+        AutoOnCpuWithFailingCompiler(net, True)(inputs)

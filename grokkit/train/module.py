@@ -20,6 +20,7 @@ from torchmetrics import MeanMetric
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.models import TwoHopModel
 from grokkit.train.checkpointing import rng_states, set_rng_states
+from grokkit.train.compiling import CompileSetting, TrainingForward
 from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_loss_and_correct
 from grokkit.train.nonfinite import NonFiniteWatch
@@ -48,9 +49,10 @@ class GrokModule(L.LightningModule):
             facts eroded all the same (``docs/demo_search.md``): the forgetting happens in the blocks.
         warmup_steps: Linear warm-up from 0 to ``lr``.
         ema_decay: Keep an exponential moving average of the weights (e.g. 0.999) and evaluate with it.
-        compile: Run the training forward through ``torch.compile`` (evaluation and probes stay eager, so
-            patched and state-returning forwards never recompile). Pays a one-off compile (tens of seconds
-            on CPU) for faster steps; needs a working C++ compiler for the inductor backend.
+        compile: Run the training forward through ``torch.compile``: ``auto`` on a CUDA device only (if the
+            compile fails there, a warning, then eager training), ``true`` on any device (a CPU compile takes
+            tens of seconds and a working C++ compiler), ``false`` never. Evaluation and probes stay eager,
+            so patched and state-returning forwards never recompile (:mod:`grokkit.train.compiling`).
         loss: ``cross_entropy`` (softmax) or ``stablemax`` (Prieto et al. 2025; see :mod:`grokkit.train.losses`),
             for training and for the validation losses alike.
         label_smoothing: Training targets mix the one-hot answer with this weight of the uniform distribution
@@ -80,7 +82,7 @@ class GrokModule(L.LightningModule):
         decay: Literal["matrices", "blocks", "all"] = "matrices",
         warmup_steps: int = 0,
         ema_decay: float | None = None,
-        compile: bool = False,
+        compile: CompileSetting = "auto",
         loss: LossName = "cross_entropy",
         label_smoothing: float = 0.0,
         nonfinite: Literal["stop", "skip"] = "stop",
@@ -100,7 +102,7 @@ class GrokModule(L.LightningModule):
         self.eval_splits: tuple[str, ...] = EVAL_SPLITS  # the data module's, from setup on
         self.val_acc = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.val_loss = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
-        self._compiled: Callable[..., torch.Tensor] | None = None  # built on first use, never a submodule
+        self.train_forward = TrainingForward(self.net, compile)
         self.nonfinite_watch = NonFiniteWatch(nonfinite, nonfinite_check_every)
         self._step_loss: torch.Tensor | None = None  # this step's loss, checked before the optimizer step
         self._rng_to_restore: dict[str, Any] | None = None
@@ -153,20 +155,10 @@ class GrokModule(L.LightningModule):
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    @property
-    def train_net(self) -> Callable[..., torch.Tensor]:
-        """The training forward: ``self.net``, or its compiled wrapper with ``compile=True`` (same weights)."""
-        if not self.hparams.compile:
-            return self.net
-        if self._compiled is None:
-            # A plain attribute, not a registered module: the state dict keeps only ``net.*`` keys.
-            self.__dict__["_compiled"] = torch.compile(self.net)
-        return self._compiled
-
     def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
         inputs, targets = self.net.inputs_and_targets(items)
         loss, correct = item_loss_and_correct(
-            self.train_net(inputs), targets, self.hparams.loss, self.hparams.label_smoothing
+            self.train_forward(inputs), targets, self.hparams.loss, self.hparams.label_smoothing
         )
         loss = loss.mean()
         self._step_loss = loss.detach()
