@@ -50,7 +50,7 @@ def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: b
             compile_s[shape] = time.perf_counter() - start
             arms[f"{shape}/compiled"] = loop.step
     times: dict[str, list[float]] = {name: [] for name in arms}
-    for _ in range(settings.windows):
+    for _ in range(settings.windows_512):
         for name, step in arms.items():
             times[name].append(timed_window(step, settings.window_s))
     return {

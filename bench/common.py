@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ class Settings:
     warmup_steps: int  # grokkit and plain-loop steps before the first timed window
     window_steps: int | None  # steps per grokkit / plain window; None: the config's log_every_n_steps,
     # so that every window holds exactly one logging event
-    windows: int  # timed windows per arm
+    windows: int  # timed windows per arm of the step comparison
+    windows_512: int  # timed rounds of the batch-512 arms and the matmul ceiling
     validations: int  # extra Trainer.validate passes that time validation and probes
     window_s: float  # seconds per window at batch 512 and for matmuls
     matmul_n: int  # square matmul size
@@ -30,18 +32,20 @@ class Settings:
 FULL = Settings(
     warmup_steps=30,
     window_steps=None,
-    windows=9,
+    windows=21,
+    windows_512=11,
     validations=5,
     window_s=2.5,
     matmul_n=2048,
     warmup_512=3,
     anchor_window=4,
-    windows_anchor=3,
+    windows_anchor=7,
 )
 QUICK = Settings(
     warmup_steps=5,
     window_steps=10,
     windows=2,
+    windows_512=2,
     validations=1,
     window_s=0.3,
     matmul_n=1024,
@@ -65,6 +69,31 @@ class Row:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median: the k-th smallest and the k-th largest value, for the
+    largest k whose coverage, 1 - 2 P(Binomial(n, 1/2) < k), is still ``confidence``; NaNs when even the
+    extremes cover less (fewer than 6 values at 95 %). The machine's noise, not its mean, decides targets
+    whose margin lies inside it."""
+    ordered, n = sorted(values), len(values)
+    below, rank = 0.0, 0  # below: P(Binomial(n, 1/2) < k)
+    for k in range(1, n // 2 + 1):
+        below += math.comb(n, k - 1) / 2**n
+        if 1 - 2 * below < confidence:
+            break
+        rank = k
+    if rank == 0:
+        return float("nan"), float("nan")
+    return ordered[rank - 1], ordered[n - rank]
+
+
+def interval_text(values: list[float], digits: int, suffix: str = "") -> str:
+    """``95 % interval of the median a-b`` for a row's detail."""
+    low, high = median_interval(values)
+    if math.isnan(low):
+        return f"too few values ({len(values)}) for a 95 % interval of the median"
+    return f"95 % interval of the median {low:.{digits}f}{suffix}-{high:.{digits}f}{suffix}"
 
 
 def short_path(filename: str) -> str:

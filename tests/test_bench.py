@@ -2,6 +2,7 @@
 Trainer, validates with the config's probes, and lands in the table and the JSON."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -68,3 +69,13 @@ def test_time_to_grok_trains_the_default_with_an_accelerator_and_compares_it(tmp
     row = grok_row("with Grokfast", result, baseline)
     assert row.value is None and row.shown.endswith("0.9: -")
     assert ">1.50x the default's steps to ID test 0.9, >0.50x its wall time" in row.detail
+
+
+def test_median_interval_takes_the_widest_order_statistics_that_keep_95_percent(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from common import median_interval
+
+    # n = 9: the 2nd and 8th values cover 1 - 2 (1 + 9) / 512 = 0.961; the 3rd and 7th only 0.820.
+    assert median_interval([9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0]) == (2.0, 8.0)
+    assert median_interval([5.0, 1.0, 3.0, 2.0, 4.0, 6.0]) == (1.0, 6.0)  # the extremes: 0.969
+    assert all(math.isnan(bound) for bound in median_interval([1.0, 2.0, 3.0, 4.0, 5.0]))  # 0.938 at best
