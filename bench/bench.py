@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))  # grokkit and plugins/ import from the checkout, 
 import torch  # noqa: E402
 from anchor_loop import measure_anchor  # noqa: E402
 from batch512 import measure_batch512  # noqa: E402
-from grokkit_arm import load_config, measure_grokkit  # noqa: E402
+from grokkit_arm import load_config, measure_fixed_cost, measure_grokkit  # noqa: E402
 from report import machine, report, rows_from  # noqa: E402
 from rich.console import Console  # noqa: E402
 from time_to_grok import ACCELERATORS, grok_result, study_result  # noqa: E402
@@ -88,6 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="grokkit-bench-") as tmp:
         console.print("bench: grokkit vs plain loop, validation, probes ...")
         g = measure_grokkit(settings, config, raw, Path(tmp), threads)
+        fixed = measure_fixed_cost(settings, config, Path(tmp), threads, g["window_steps"])
     console.print("bench: batch 512 (attention, FLOPs, matmul ceiling) ...")
     b = measure_batch512(settings, g, args.compile)
     console.print("bench: grokkit vs the original-style trainer (HF GPT-2), batch 512, paper-scale graph ...")
@@ -114,6 +115,7 @@ def main() -> None:
         },
         "raw": {
             "grokkit": g,
+            "fixed": fixed,
             "batch512": b,
             "grok": grok,
             "grok_accelerated": accelerated,
@@ -121,7 +123,7 @@ def main() -> None:
             "study": study,
         },
     }
-    results["rows"] = [row.__dict__ for row in rows_from(g, b, grok, anchor, study, accelerated)]
+    results["rows"] = [row.__dict__ for row in rows_from(g, b, grok, anchor, study, accelerated, fixed)]
     report(results, console)
     atomic_write(args.out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
     console.print(f"bench: wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")

@@ -70,37 +70,24 @@ def per_step_hooks(probe: Probe) -> list[str]:
     return [hook for hook in hooks if getattr(type(probe), hook) is not getattr(Callback, hook)]
 
 
-def measure_grokkit(
-    settings: Settings, config: Path, raw: dict[str, Any], tmp: Path, threads: int
-) -> dict[str, Any]:
-    """Grokkit vs the plain loop, interleaved in one fit; then validations, probes and checkpoint writes."""
-    trainer_raw = raw.get("trainer", {}) or {}
-    log_every = int(trainer_raw.get("log_every_n_steps", TRAINER_DEFAULTS["log_every_n_steps"]))
-    val_interval = int(trainer_raw.get("val_check_interval", TRAINER_DEFAULTS["val_check_interval"]))
-    max_steps = int(trainer_raw.get("max_steps", -1))
-    nominal = max_steps if max_steps > 0 else NOMINAL_STEPS
-    window = settings.window_steps or log_every
-    total = settings.warmup_steps + settings.windows * window
-    cli = build_grokkit(
-        config,
-        [
-            f"--threads={threads}",
-            f"--trainer.max_steps={total}",
-            "--trainer.max_time=null",
-            f"--trainer.logger.init_args.save_dir={tmp}",
-            "--trainer.logger.init_args.name=bench",
-            "--trajectory.min_step=1000000000000",  # periodic checkpoint writes are timed separately below
-            f"--checkpoint.every_n_train_steps={10 * total}",
-        ],
-    )
-    module, data, trainer = cli.model, cli.datamodule, cli.trainer
-    hide_progress_bar(trainer)
-    probes = [c for c in trainer.callbacks if isinstance(c, Probe)]
-    probes_source = "configured"
-    if not probes:
-        probes, probes_source = default_probes(), "defaults of every probe class"
-        trainer.callbacks.extend(probes)
+def fit_overrides(threads: int, total: int, tmp: Path, name: str) -> list[str]:
+    """A timed fit of ``total`` steps: no time limit, and no periodic checkpoint write inside it (the
+    writes are timed on their own)."""
+    return [
+        f"--threads={threads}",
+        f"--trainer.max_steps={total}",
+        "--trainer.max_time=null",
+        f"--trainer.logger.init_args.save_dir={tmp}",
+        f"--trainer.logger.init_args.name={name}",
+        "--trajectory.min_step=1000000000000",
+        f"--checkpoint.every_n_train_steps={10 * total}",
+    ]
 
+
+def interleaved_clock(cli: GrokkitCLI, settings: Settings, window: int) -> StepClock:
+    """A clock for ``cli``'s fit that runs a plain loop on a copy of its network, data and optimizer settings
+    between grokkit's windows."""
+    module, data = cli.model, cli.datamodule
     data.setup("fit")
     plain = PlainLoop(
         copy.deepcopy(module.net), data.split_items("train"), data.batch_size, dict(module.hparams)
@@ -113,7 +100,53 @@ def measure_grokkit(
             plain_warm["done"] = True
         return plain.run(window)
 
-    clock = StepClock(settings.warmup_steps, window, settings.windows, between)
+    return StepClock(settings.warmup_steps, window, settings.windows, between)
+
+
+# A network too small to cost anything: what is left of a step is the Trainer's own work.
+TINY_NETWORK = [
+    "--model.network.init_args.d_model=8",
+    "--model.network.init_args.n_heads=1",
+    "--model.network.init_args.n_layers=1",
+    "--data.batch_size=8",
+]
+
+
+def measure_fixed_cost(
+    settings: Settings, config: Path, tmp: Path, threads: int, window: int
+) -> dict[str, Any]:
+    """grokkit's Trainer against the plain loop on a 1-layer, 8-wide decoder at batch 8, with the config's
+    callbacks, logger and progress bar: the per-step cost that does not shrink with the model."""
+    total = settings.warmup_steps + settings.windows * window
+    cli = build_grokkit(config, [*fit_overrides(threads, total, tmp, "bench-fixed"), *TINY_NETWORK])
+    hide_progress_bar(cli.trainer)
+    clock = interleaved_clock(cli, settings, window)
+    cli.trainer.callbacks.append(clock)  # last, so the clock sees a validation end after the probes
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return {"grokkit_s": clock.grokkit, "plain_s": clock.plain, "overrides": TINY_NETWORK}
+
+
+def measure_grokkit(
+    settings: Settings, config: Path, raw: dict[str, Any], tmp: Path, threads: int
+) -> dict[str, Any]:
+    """Grokkit vs the plain loop, interleaved in one fit; then validations, probes and checkpoint writes."""
+    trainer_raw = raw.get("trainer", {}) or {}
+    log_every = int(trainer_raw.get("log_every_n_steps", TRAINER_DEFAULTS["log_every_n_steps"]))
+    val_interval = int(trainer_raw.get("val_check_interval", TRAINER_DEFAULTS["val_check_interval"]))
+    max_steps = int(trainer_raw.get("max_steps", -1))
+    nominal = max_steps if max_steps > 0 else NOMINAL_STEPS
+    window = settings.window_steps or log_every
+    total = settings.warmup_steps + settings.windows * window
+    cli = build_grokkit(config, fit_overrides(threads, total, tmp, "bench"))
+    module, data, trainer = cli.model, cli.datamodule, cli.trainer
+    hide_progress_bar(trainer)
+    probes = [c for c in trainer.callbacks if isinstance(c, Probe)]
+    probes_source = "configured"
+    if not probes:
+        probes, probes_source = default_probes(), "defaults of every probe class"
+        trainer.callbacks.extend(probes)
+
+    clock = interleaved_clock(cli, settings, window)
     for probe in probes:
         clock.time_probe(probe)
     host = HostReadWindow(start=2, steps=settings.warmup_steps - 3)

@@ -36,6 +36,19 @@ def anchor_row(anchor: dict[str, Any]) -> Row:
     )  # fmt: skip
 
 
+def fixed_cost_row(fixed: dict[str, Any], plain_step: float) -> Row:
+    """What the Trainer adds to a step whatever the model: grokkit minus the plain loop on a tiny network."""
+    extra = [(a - b) * 1e3 for a, b in zip(fixed["grokkit_s"], fixed["plain_s"], strict=False)]
+    cost = median(extra)
+    return Row(
+        "grokkit's own cost per step (Trainer - plain loop, 1 layer x 8 wide, batch 8)",
+        cost, f"{cost:.2f} ms", "", None,
+        f"{median(fixed['grokkit_s']) * 1e3:.2f} vs {median(fixed['plain_s']) * 1e3:.2f} ms/step, the config's "
+        f"callbacks, logger and progress bar; median of {len(extra)} window pairs ({interval_text(extra, 2, ' ms')}); "
+        f"{cost / 1e3 / plain_step:.3f} of the plain loop's step above",
+    )  # fmt: skip
+
+
 def grok_row(name: str, grok: dict[str, Any], baseline: dict[str, Any] | None = None) -> Row:
     """Steps (and minutes) to memorization and to ID test 0.5 / 0.9; against ``baseline``, the ratio of the
     steps and of the wall time to ID test 0.9 (``>`` when this run ended without holding 0.9)."""
@@ -83,6 +96,7 @@ def rows_from(
     anchor: dict[str, Any] | None = None,
     study: dict[str, Any] | None = None,
     accelerated: dict[str, dict[str, Any]] | None = None,
+    fixed: dict[str, Any] | None = None,
 ) -> list[Row]:
     rows: list[Row] = []
     step_g, step_p = median(g["grokkit_s"]), median(g["plain_s"])
@@ -101,6 +115,9 @@ def rows_from(
             f"{interval_text(ratios, 3)})",
         )
     )
+
+    if fixed is not None:
+        rows.append(fixed_cost_row(fixed, step_p))
 
     n, interval = g["nominal_steps"], g["val_interval"]
     t_val = median(g["validation_s"])
@@ -288,6 +305,7 @@ def report(results: dict[str, Any], console: Console, as_markdown: bool = False)
         measured.get("anchor"),
         measured.get("study"),
         measured.get("grok_accelerated"),
+        measured.get("fixed"),
     )
     if as_markdown:
         print(f"{header_of(results)}\n\n{markdown(rows)}")
