@@ -107,7 +107,7 @@ def interleaved_clock(cli: GrokkitCLI, settings: Settings, window: int) -> StepC
 TINY_NETWORK = [
     "--model.network.init_args.d_model=8",
     "--model.network.init_args.n_heads=1",
-    "--model.network.init_args.n_layers=1",
+    "--model.network.init_args.n_layers=2",  # the fewest that every probe can read
     "--data.batch_size=8",
 ]
 
@@ -115,7 +115,7 @@ TINY_NETWORK = [
 def measure_fixed_cost(
     settings: Settings, config: Path, tmp: Path, threads: int, window: int
 ) -> dict[str, Any]:
-    """grokkit's Trainer against the plain loop on a 1-layer, 8-wide decoder at batch 8, with the config's
+    """grokkit's Trainer against the plain loop on a 2-layer, 8-wide decoder at batch 8, with the config's
     callbacks, logger and progress bar: the per-step cost that does not shrink with the model."""
     total = settings.warmup_steps + settings.windows * window
     cli = build_grokkit(config, [*fit_overrides(threads, total, tmp, "bench-fixed"), *TINY_NETWORK])

@@ -41,7 +41,7 @@ def fixed_cost_row(fixed: dict[str, Any], plain_step: float) -> Row:
     extra = [(a - b) * 1e3 for a, b in zip(fixed["grokkit_s"], fixed["plain_s"], strict=False)]
     cost = median(extra)
     return Row(
-        "grokkit's own cost per step (Trainer - plain loop, 1 layer x 8 wide, batch 8)",
+        "grokkit's own cost per step (Trainer - plain loop, 2 layers x 8 wide, batch 8)",
         cost, f"{cost:.2f} ms", "", None,
         f"{median(fixed['grokkit_s']) * 1e3:.2f} vs {median(fixed['plain_s']) * 1e3:.2f} ms/step, the config's "
         f"callbacks, logger and progress bar; median of {len(extra)} window pairs ({interval_text(extra, 2, ' ms')}); "
