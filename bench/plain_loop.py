@@ -11,6 +11,17 @@ from grokkit.models import Decoder
 from grokkit.train.losses import item_loss_and_correct
 
 
+def fused_adamw(model: torch.nn.Module, module_hparams: dict) -> torch.optim.AdamW:
+    """grokkit's optimizer for ``model``: fused AdamW, decayed matrices (or all parameters), the rest undecayed."""
+    decayed = [p for p in model.parameters() if p.dim() >= 2 or module_hparams["decay"] == "all"]
+    others = [p for p in model.parameters() if not (p.dim() >= 2 or module_hparams["decay"] == "all")]
+    groups = [
+        {"params": decayed, "weight_decay": module_hparams["weight_decay"]},
+        {"params": others, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=module_hparams["lr"], betas=module_hparams["betas"], fused=True)
+
+
 class PlainLoop:
     """The same model, batch, data, optimizer and loss as grokkit, with nothing around them."""
 
@@ -18,15 +29,7 @@ class PlainLoop:
         self, model: torch.nn.Module, table: torch.Tensor, batch_size: int, module_hparams: dict
     ) -> None:
         self.model, self.table, self.batch_size = model.train(), table, batch_size
-        decayed = [p for p in model.parameters() if p.dim() >= 2 or module_hparams["decay"] == "all"]
-        others = [p for p in model.parameters() if not (p.dim() >= 2 or module_hparams["decay"] == "all")]
-        groups = [
-            {"params": decayed, "weight_decay": module_hparams["weight_decay"]},
-            {"params": others, "weight_decay": 0.0},
-        ]
-        self.optimizer = torch.optim.AdamW(
-            groups, lr=module_hparams["lr"], betas=module_hparams["betas"], fused=True
-        )
+        self.optimizer = fused_adamw(model, module_hparams)
         self.generator = torch.Generator(device=table.device).manual_seed(0)
 
     def step(self) -> None:

@@ -36,17 +36,35 @@ def anchor_row(anchor: dict[str, Any]) -> Row:
     )  # fmt: skip
 
 
-def fixed_cost_row(fixed: dict[str, Any], plain_step: float) -> Row:
-    """What the Trainer adds to a step whatever the model: grokkit minus the plain loop on a tiny network."""
-    extra = [(a - b) * 1e3 for a, b in zip(fixed["grokkit_s"], fixed["plain_s"], strict=False)]
-    cost = median(extra)
-    return Row(
-        "grokkit's own cost per step (Trainer - plain loop, 2 layers x 8 wide, batch 8)",
-        cost, f"{cost:.2f} ms", "", None,
-        f"{median(fixed['grokkit_s']) * 1e3:.2f} vs {median(fixed['plain_s']) * 1e3:.2f} ms/step, the config's "
-        f"callbacks, logger and progress bar; median of {len(extra)} window pairs ({interval_text(extra, 2, ' ms')}); "
-        f"{cost / 1e3 / plain_step:.3f} of the plain loop's step above",
-    )  # fmt: skip
+def fixed_cost_rows(fixed: dict[str, Any], plain_step: float) -> list[Row]:
+    """What a step costs beyond the plain loop whatever the model, on a tiny network: grokkit's Trainer, and
+    (when measured) a minimal LightningModule on a bare Trainer, the floor any Lightning trainer pays."""
+    arms = [
+        (
+            "grokkit's own cost per step (Trainer - plain loop, 2 layers x 8 wide, batch 8)",
+            fixed,
+            "the config's callbacks, logger and progress bar",
+        )
+    ]
+    if "lightning" in fixed:
+        arms.append(
+            (
+                "of which Lightning's own (a minimal LightningModule on a bare Trainer - plain loop)",
+                fixed["lightning"],
+                "no grokkit module, callbacks, logger or progress bar; the same network and data",
+            )
+        )
+    rows = []
+    for name, arm, what in arms:
+        extra = [(a - b) * 1e3 for a, b in zip(arm["grokkit_s"], arm["plain_s"], strict=False)]
+        cost = median(extra)
+        rows.append(Row(
+            name, cost, f"{cost:.2f} ms", "", None,
+            f"{median(arm['grokkit_s']) * 1e3:.2f} vs {median(arm['plain_s']) * 1e3:.2f} ms/step, {what}; median "
+            f"of {len(extra)} window pairs ({interval_text(extra, 2, ' ms')}); {cost / 1e3 / plain_step:.3f} of the "
+            "plain loop's step above",
+        ))  # fmt: skip
+    return rows
 
 
 def grok_row(name: str, grok: dict[str, Any], baseline: dict[str, Any] | None = None) -> Row:
@@ -117,7 +135,7 @@ def rows_from(
     )
 
     if fixed is not None:
-        rows.append(fixed_cost_row(fixed, step_p))
+        rows.extend(fixed_cost_rows(fixed, step_p))
 
     n, interval = g["nominal_steps"], g["val_interval"]
     t_val = median(g["validation_s"])

@@ -1,0 +1,52 @@
+"""The floor under grokkit's own cost per step: Lightning's training loop with nothing of grokkit in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from common import Settings
+from grokkit_arm import TINY_NETWORK, build_grokkit, fit_overrides, interleaved_clock
+from plain_loop import fused_adamw
+
+from grokkit.train.losses import item_loss_and_correct
+
+
+class MinimalModule(L.LightningModule):
+    """The plain loop's network, loss and optimizer under Lightning's automatic optimization: no metrics,
+    logging, schedule, non-finite check or callbacks."""
+
+    def __init__(self, net: torch.nn.Module, module_hparams: dict) -> None:
+        super().__init__()
+        self.net, self.module_hparams = net, module_hparams
+
+    def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        inputs, targets = self.net.inputs_and_targets(items)
+        return item_loss_and_correct(self.net(inputs), targets)[0].mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return fused_adamw(self.net, self.module_hparams)
+
+
+def measure_lightning_floor(
+    settings: Settings, config: Path, tmp: Path, threads: int, window: int
+) -> dict[str, Any]:
+    """A bare ``Trainer`` (no logger, checkpoints, progress bar or summary) fitting :class:`MinimalModule` on
+    grokkit's data and tiny network, against the plain loop: what Lightning itself adds to a step."""
+    total = settings.warmup_steps + settings.windows * window
+    cli = build_grokkit(config, [*fit_overrides(threads, total, tmp, "bench-bare"), *TINY_NETWORK])
+    clock = interleaved_clock(cli, settings, window)
+    trainer = L.Trainer(
+        max_steps=total,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[clock],
+    )
+    trainer.fit(MinimalModule(cli.model.net, dict(cli.model.hparams)), datamodule=cli.datamodule)
+    return {"grokkit_s": clock.grokkit, "plain_s": clock.plain}
