@@ -9,17 +9,15 @@ import torch
 
 from grokkit.models import Decoder
 from grokkit.train.losses import item_loss_and_correct
+from grokkit.train.module import decay_groups
 
 
 def fused_adamw(model: torch.nn.Module, module_hparams: dict) -> torch.optim.AdamW:
-    """grokkit's optimizer for ``model``: fused AdamW, decayed matrices (or all parameters), the rest undecayed."""
-    decayed = [p for p in model.parameters() if p.dim() >= 2 or module_hparams["decay"] == "all"]
-    others = [p for p in model.parameters() if not (p.dim() >= 2 or module_hparams["decay"] == "all")]
-    groups = [
-        {"params": decayed, "weight_decay": module_hparams["weight_decay"]},
-        {"params": others, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=module_hparams["lr"], betas=module_hparams["betas"], fused=True)
+    """grokkit's optimizer for ``model``, from its module's hyperparameters (groups, betas, eps; fused)."""
+    groups = decay_groups(model, module_hparams["decay"], module_hparams["weight_decay"])
+    return torch.optim.AdamW(
+        groups, lr=module_hparams["lr"], betas=module_hparams["betas"], eps=module_hparams["eps"], fused=True
+    )
 
 
 class PlainLoop:

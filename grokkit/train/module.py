@@ -30,6 +30,26 @@ TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged i
 CHARTS = {"grokking": {"accuracy": ["Multiline", [r"val/.*/acc"]], "loss": ["Multiline", [r"val/.*/loss"]]}}
 
 
+DecayName = Literal["matrices", "blocks", "all"]
+
+
+def decay_groups(net: nn.Module, decay: DecayName, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: the parameters ``decay`` names get ``weight_decay``, the others none."""
+    decayed, undecayed = [], []
+    tables = {id(m.weight) for m in net.modules() if isinstance(m, nn.Embedding)}
+    for parameter in net.parameters():
+        is_decayed = {
+            "all": True,
+            "matrices": parameter.dim() >= 2,
+            "blocks": parameter.dim() >= 2 and id(parameter) not in tables,
+        }[decay]
+        (decayed if is_decayed else undecayed).append(parameter)
+    return [
+        {"params": decayed, "weight_decay": weight_decay, "name": "decay"},
+        {"params": undecayed, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+
+
 class GrokModule(L.LightningModule):
     """Trains a two-hop model; evaluation uses the EMA weights when ``ema_decay`` is set.
 
@@ -79,7 +99,7 @@ class GrokModule(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.1,
-        decay: Literal["matrices", "blocks", "all"] = "matrices",
+        decay: DecayName = "matrices",
         warmup_steps: int = 0,
         ema_decay: float | None = None,
         compile: CompileSetting = "auto",
@@ -135,19 +155,7 @@ class GrokModule(L.LightningModule):
         return self.ema.module if self.ema is not None else self.net
 
     def configure_optimizers(self):
-        decayed, undecayed = [], []
-        tables = {id(m.weight) for m in self.net.modules() if isinstance(m, nn.Embedding)}
-        for parameter in self.net.parameters():
-            is_decayed = {
-                "all": True,
-                "matrices": parameter.dim() >= 2,
-                "blocks": parameter.dim() >= 2 and id(parameter) not in tables,
-            }[self.hparams.decay]
-            (decayed if is_decayed else undecayed).append(parameter)
-        groups = [
-            {"params": decayed, "weight_decay": self.hparams.weight_decay, "name": "decay"},
-            {"params": undecayed, "weight_decay": 0.0, "name": "no_decay"},
-        ]
+        groups = decay_groups(self.net, self.hparams.decay, self.hparams.weight_decay)
         optimizer = torch.optim.AdamW(
             groups, lr=self.hparams.lr, betas=self.hparams.betas, eps=self.hparams.eps, fused=True
         )
