@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from common import Settings
-from grokkit_arm import TINY_NETWORK, build_grokkit, fit_overrides, interleaved_clock
+from grokkit_arm import tiny_timed_fit
 from plain_loop import fused_adamw
 
 from grokkit.train.losses import item_loss_and_correct
@@ -35,11 +35,9 @@ def measure_lightning_floor(
 ) -> dict[str, Any]:
     """A bare ``Trainer`` (no logger, checkpoints, progress bar or summary) fitting :class:`MinimalModule` on
     grokkit's data and tiny network, against the plain loop: what Lightning itself adds to a step."""
-    total = settings.warmup_steps + settings.windows * window
-    cli = build_grokkit(config, [*fit_overrides(threads, total, tmp, "bench-bare"), *TINY_NETWORK])
-    clock = interleaved_clock(cli, settings, window)
+    cli, clock = tiny_timed_fit(settings, config, tmp, threads, window, "bench-bare")
     trainer = L.Trainer(
-        max_steps=total,
+        max_steps=cli.trainer.max_steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -112,15 +112,22 @@ TINY_NETWORK = [
 ]
 
 
+def tiny_timed_fit(
+    settings: Settings, config: Path, tmp: Path, threads: int, window: int, name: str
+) -> tuple[GrokkitCLI, StepClock]:
+    """The config with :data:`TINY_NETWORK`, built for a timed fit, and its interleaved clock (not attached)."""
+    total = settings.warmup_steps + settings.windows * window
+    cli = build_grokkit(config, [*fit_overrides(threads, total, tmp, name), *TINY_NETWORK])
+    hide_progress_bar(cli.trainer)
+    return cli, interleaved_clock(cli, settings, window)
+
+
 def measure_fixed_cost(
     settings: Settings, config: Path, tmp: Path, threads: int, window: int
 ) -> dict[str, Any]:
     """grokkit's Trainer against the plain loop on a 2-layer, 8-wide decoder at batch 8, with the config's
     callbacks, logger and progress bar: the per-step cost that does not shrink with the model."""
-    total = settings.warmup_steps + settings.windows * window
-    cli = build_grokkit(config, [*fit_overrides(threads, total, tmp, "bench-fixed"), *TINY_NETWORK])
-    hide_progress_bar(cli.trainer)
-    clock = interleaved_clock(cli, settings, window)
+    cli, clock = tiny_timed_fit(settings, config, tmp, threads, window, "bench-fixed")
     cli.trainer.callbacks.append(clock)  # last, so the clock sees a validation end after the probes
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return {"grokkit_s": clock.grokkit, "plain_s": clock.plain, "overrides": TINY_NETWORK}
