@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import FULL, OUT, QUICK, ROOT
+from common import FULL, OUT, QUICK, ROOT, busy_cores
 
 sys.path.insert(0, str(ROOT))  # grokkit and plugins/ import from the checkout, as `grokkit fit` does
 
@@ -81,9 +81,11 @@ def main() -> None:
     config, raw, config_source = load_config()
     threads = args.threads or raw.get("threads") or torch.get_num_threads()
     torch.set_num_threads(threads)  # every arm, grokkit's CLI included, runs on these threads
+    others = busy_cores()
     started, load_before = datetime.datetime.now().astimezone(), os.getloadavg()
     console.print(
-        f"bench: config {config_source}; {torch.get_num_threads()} threads; load average {load_before[0]:.2f}"
+        f"bench: config {config_source}; {torch.get_num_threads()} threads; other processes busy on "
+        f"{others:.2f} cores; load average {load_before[0]:.2f}"
     )
 
     with tempfile.TemporaryDirectory(prefix="grokkit-bench-") as tmp:
@@ -109,11 +111,13 @@ def main() -> None:
         "quick": args.quick,
         "config": config_source,
         "elapsed_s": elapsed,
-        # before the bench: afterwards the 1-minute average includes the bench's own ~2
+        # busy: other processes' use of the cores over 2 s just before the bench (the load average also
+        # counts whatever ended within the last minutes, the bench's own work at the end)
         "load_average": {
             "start": load_before,
             "end": load_after,
-            "busy": load_before[0] > 0.5 * os.cpu_count(),
+            "busy_cores": others,
+            "busy": others > 0.5 * os.cpu_count(),
         },
         "raw": {
             "grokkit": g,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,3 +104,25 @@ def short_path(filename: str) -> str:
         if marker in filename:
             return filename.split(marker, 1)[1]
     return filename
+
+
+def busy_cores(seconds: float = 2.0) -> float:
+    """Cores that other processes kept busy over the next ``seconds`` (the bench itself sleeps meanwhile).
+
+    Read from /proc/stat, so that a run that has just ended does not count, as it would in the one-minute load
+    average; where /proc/stat is missing, the one-minute load average stands in.
+    """
+
+    def busy_and_total() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    try:
+        busy_start, total_start = busy_and_total()
+        time.sleep(seconds)
+        busy_end, total_end = busy_and_total()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    share = (busy_end - busy_start) / max(1, total_end - total_start)
+    return share * (os.cpu_count() or 1)

@@ -295,6 +295,13 @@ def machine() -> dict[str, Any]:
     }
 
 
+def busy_text(load: dict[str, Any]) -> str:
+    """What the bench measured of other processes' use of the cores (older results: the load average)."""
+    if "busy_cores" in load:
+        return f"other processes busy on {load['busy_cores']:.1f} cores"
+    return f"load average {load['start'][0]:.1f}"
+
+
 def header_of(results: dict[str, Any]) -> str:
     info, load = results["machine"], results["load_average"]
     return (
@@ -331,7 +338,7 @@ def report(results: dict[str, Any], console: Console, as_markdown: bool = False)
     print_table(rows, header_of(results), console)
     if results["load_average"]["busy"]:  # other processes shared the cores: absolute times are inflated
         console.print(
-            f"[yellow]bench: the machine was busy (load average {results['load_average']['start'][0]:.1f} "
-            f"before the bench on {results['machine']['cores']} cores); ms/step and GFLOP/s are inflated, "
+            f"[yellow]bench: the machine was busy ({busy_text(results['load_average'])} before the bench on "
+            f"{results['machine']['cores']} cores); ms/step and GFLOP/s are inflated, "
             "the interleaved ratios less so[/]"
         )

@@ -79,3 +79,15 @@ def test_median_interval_takes_the_widest_order_statistics_that_keep_95_percent(
     assert median_interval([9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0]) == (2.0, 8.0)
     assert median_interval([5.0, 1.0, 3.0, 2.0, 4.0, 6.0]) == (1.0, 6.0)  # the extremes: 0.969
     assert all(math.isnan(bound) for bound in median_interval([1.0, 2.0, 3.0, 4.0, 5.0]))  # 0.938 at best
+
+
+def test_busy_cores_sees_a_process_that_spins_on_one_core(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from common import busy_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        assert busy_cores(0.5) >= 0.7  # the spinner's core, whatever else runs beside it
+    finally:
+        spinner.kill()
+        spinner.wait()
