@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from anchor_loop import measure_anchor  # noqa: E402
 from bare_lightning import measure_lightning_floor  # noqa: E402
 from batch512 import measure_batch512  # noqa: E402
-from grokkit_arm import load_config, measure_fixed_cost, measure_grokkit  # noqa: E402
+from grokkit_arm import count_accelerator_reads, load_config, measure_fixed_cost, measure_grokkit  # noqa: E402
 from report import machine, report, rows_from  # noqa: E402
 from rich.console import Console  # noqa: E402
 from time_to_grok import ACCELERATORS, grok_result, study_result  # noqa: E402
@@ -93,6 +93,7 @@ def main() -> None:
         g = measure_grokkit(settings, config, raw, Path(tmp), threads)
         fixed = measure_fixed_cost(settings, config, Path(tmp), threads, g["window_steps"])
         fixed["lightning"] = measure_lightning_floor(settings, config, Path(tmp), threads, g["window_steps"])
+        fixed["accelerator_reads"] = count_accelerator_reads(config, Path(tmp), threads, g["log_every"])
     console.print("bench: batch 512 (attention, FLOPs, matmul ceiling) ...")
     b = measure_batch512(settings, g, args.compile)
     console.print("bench: grokkit vs the original-style trainer (HF GPT-2), batch 512, paper-scale graph ...")

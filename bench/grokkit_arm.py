@@ -133,6 +133,20 @@ def measure_fixed_cost(
     return {"grokkit_s": clock.grokkit, "plain_s": clock.plain, "overrides": TINY_NETWORK}
 
 
+def count_accelerator_reads(config: Path, tmp: Path, threads: int, log_every: int) -> dict[str, Any]:
+    """Host reads over one logging interval of the :data:`TINY_NETWORK` fit, with the non-finite check read
+    as on an accelerator (every logging step): where a GPU run would wait for the host, as far as Python
+    sees (a read inside a kernel, such as boolean indexing, is not counted)."""
+    start = log_every + 2  # after the first logging step, so that the progress bar has numbers to show
+    overrides = [*fit_overrides(threads, start + log_every + 1, tmp, "bench-reads"), *TINY_NETWORK]
+    cli = build_grokkit(config, [*overrides, f"--model.nonfinite_check_every={log_every}"])
+    hide_progress_bar(cli.trainer)
+    host = HostReadWindow(start=start, steps=log_every)
+    cli.trainer.callbacks.append(host)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return {"host_reads": dict(host.counter), "host_read_steps": log_every, "check_every": log_every}
+
+
 def measure_grokkit(
     settings: Settings, config: Path, raw: dict[str, Any], tmp: Path, threads: int
 ) -> dict[str, Any]:

@@ -242,18 +242,17 @@ def rows_from(
         )
     )
 
-    reads = sum(g["host_reads"].values()) / max(1, g["host_read_steps"])
-    sites = "; ".join(f"{site} x{count}" for site, count in Counter(g["host_reads"]).most_common(4))
-    rows.append(
-        Row(
-            "host reads per training step (GPU syncs)",
-            reads,
-            f"{reads:.1f}",
-            "",
-            None,
-            f"over {g['host_read_steps']} steps: {sites or 'none'}",
+    rows.append(host_read_row("host reads per training step (GPU syncs)", g, "the config's schedule"))
+    if fixed is not None and "accelerator_reads" in fixed:
+        reads = fixed["accelerator_reads"]
+        rows.append(
+            host_read_row(
+                f"host reads per training step, the check read every {reads['check_every']} steps as on a GPU",
+                reads,
+                "2 layers x 8 wide, one logging step inside; reads from Python only (.item(), .tolist(), "
+                "bool(), ...): a sync inside a kernel is not counted",
+            )
         )
-    )
     rows.append(
         Row(
             "fp32 matmul FLOP/s (ceiling)",
@@ -293,6 +292,20 @@ def machine() -> dict[str, Any]:
         "cuda": torch.cuda.is_available(),
         "python": platform.python_version(),
     }
+
+
+def host_read_row(name: str, counted: dict[str, Any], what: str) -> Row:
+    """Host reads per step of a :class:`step_clock.HostReadWindow` count, with the lines that asked for them."""
+    reads = sum(counted["host_reads"].values()) / max(1, counted["host_read_steps"])
+    sites = "; ".join(f"{site} x{count}" for site, count in Counter(counted["host_reads"]).most_common(4))
+    return Row(
+        name,
+        reads,
+        f"{reads:.2f}",
+        "",
+        None,
+        f"over {counted['host_read_steps']} steps ({what}): {sites or 'none'}",
+    )
 
 
 def busy_text(load: dict[str, Any]) -> str:

@@ -91,3 +91,21 @@ def test_busy_cores_sees_a_process_that_spins_on_one_core(monkeypatch):
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_with_the_accelerator_schedule_the_host_reads_only_on_the_logging_step(tmp_path, monkeypatch):
+    """The bench's GPU-sync forecast: a real tiny fit over one logging interval (two progress-bar updates),
+    the non-finite check read only there, and nothing else asking the host for a value between logging steps."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from grokkit_arm import count_accelerator_reads
+
+    raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    raw["data"]["data_dir"] = str(tmp_path / "data")
+    raw["trainer"].update(log_every_n_steps=20, val_check_interval=100)  # no validation inside
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    counted = count_accelerator_reads(config, tmp_path, threads=1, log_every=20)
+    sites = counted["host_reads"]
+    assert counted["host_read_steps"] == 20 and sum(sites.values()) <= 5, sites  # the logging step's own
+    assert sum(n for site, n in sites.items() if "raise_if_bad" in site) == 1, sites  # once, not every step
+    assert sum(n for site, n in sites.items() if "console.py" in site) == 1, sites  # the bar: once per log

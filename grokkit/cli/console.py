@@ -29,9 +29,25 @@ STEPS_PER_UPDATE = 10  # the bar's step count and numbers follow training every 
 class GrokProgressBar(RichProgressBar):
     """``step 1200/16000`` with the few numbers that tell the grokking story, under short names."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shown: dict | None = None  # the numbers on the bar, and the logging interval they were read in
+        self.shown_interval = -1
+
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
-        metrics = super().get_metrics(trainer, pl_module)
-        return {short: metrics[name] for name, short in PROGRESS_NAMES.items() if name in metrics}
+        # The numbers come from the trainer's callback metrics (device tensors) and are converted only when they
+        # can have changed: at the first update after a logging step, and outside training (a validation is a
+        # sync point anyway). Converting at every update, as Lightning does for `prog_bar` metrics, would make a
+        # GPU wait for its queue to drain every few steps.
+        interval = trainer.global_step // max(1, trainer.log_every_n_steps)
+        if trainer.training and self.shown is not None and interval == self.shown_interval:
+            return self.shown
+        metrics = trainer.callback_metrics
+        self.shown = {
+            short: float(metrics[name]) for name, short in PROGRESS_NAMES.items() if name in metrics
+        }
+        self.shown_interval = interval
+        return self.shown
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_start(trainer, pl_module)

@@ -171,7 +171,9 @@ class GrokModule(L.LightningModule):
         loss = loss.mean()
         self._step_loss = loss.detach()
         if self.is_logging_step:  # self.log costs ~0.5 ms and a host sync: only on steps reaching the logger
-            self.log("train/loss", loss, prog_bar=True)
+            # not prog_bar: Lightning would convert it to a number after every later step (a host sync each);
+            # grokkit's progress bar reads it from the callback metrics once per logging step
+            self.log("train/loss", loss)
             self.log("train/batch_acc", correct.float().mean())
         return loss
 
