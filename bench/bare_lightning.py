@@ -11,7 +11,7 @@ from common import Settings
 from grokkit_arm import tiny_timed_fit
 from plain_loop import fused_adamw
 
-from grokkit.train.losses import item_loss_and_correct
+from grokkit.train.losses import item_losses
 
 
 class MinimalModule(L.LightningModule):
@@ -24,7 +24,7 @@ class MinimalModule(L.LightningModule):
 
     def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
         inputs, targets = self.net.inputs_and_targets(items)
-        return item_loss_and_correct(self.net(inputs), targets)[0].mean()
+        return item_losses(self.net(inputs), targets).mean()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return fused_adamw(self.net, self.module_hparams)

@@ -4,7 +4,7 @@ Absolute step times mean little on a shared machine, so every figure is a ratio 
 the same process, interleaved in short windows (A, B, A, B, ...) and summarized by medians:
 
 * grokkit's real ``Trainer`` + ``GrokModule`` + ``TwoHopDataModule`` step vs a plain PyTorch loop running
-  the same ``Decoder``, batch, token table, fused AdamW and loss (``item_loss_and_correct``);
+  the same ``Decoder``, batch, token table, fused AdamW and loss (``item_losses``);
 * the default probes and one validation pass, timed with ``Trainer.validate`` and amortized at the
   configured intervals;
 * achieved training FLOP/s vs this machine's fp32 matmul FLOP/s, and SDPA vs manual attention, at batch 512;

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from grokkit.models import Decoder
-from grokkit.train.losses import item_loss_and_correct
+from grokkit.train.losses import item_losses
 from grokkit.train.module import decay_groups
 
 
@@ -35,7 +35,7 @@ class PlainLoop:
             len(self.table), (self.batch_size,), generator=self.generator, device=self.table.device
         )
         inputs, targets = self.model.inputs_and_targets(self.table[rows])
-        loss = item_loss_and_correct(self.model(inputs), targets)[0].mean()
+        loss = item_losses(self.model(inputs), targets).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

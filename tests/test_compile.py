@@ -6,7 +6,7 @@ import torch
 
 from grokkit.models import Decoder
 from grokkit.train.compiling import TrainingForward
-from grokkit.train.losses import item_loss_and_correct
+from grokkit.train.losses import item_losses
 from grokkit.train.module import GrokModule
 
 VOCAB = 30
@@ -36,13 +36,13 @@ def test_compiled_training_forward_matches_eager_outputs_and_gradients():
     assert module.train_forward.compiled is not None
     # The compiled wrapper is a plain attribute: checkpoints keep the eager module's keys.
     assert module.state_dict().keys() == GrokModule(network, vocab_size=VOCAB, item_len=5).state_dict().keys()
-    compiled_loss = item_loss_and_correct(compiled_logits, targets)[0].mean()
+    compiled_loss = item_losses(compiled_logits, targets).mean()
     compiled_loss.backward()
     compiled_grads = [p.grad.clone() for p in module.net.parameters()]
     module.net.zero_grad(set_to_none=True)
 
     eager_logits = module.eval_net(inputs)
-    eager_loss = item_loss_and_correct(eager_logits, targets)[0].mean()
+    eager_loss = item_losses(eager_logits, targets).mean()
     eager_loss.backward()
 
     torch.testing.assert_close(compiled_logits, eager_logits, rtol=1e-4, atol=1e-5)

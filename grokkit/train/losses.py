@@ -49,11 +49,15 @@ def token_losses(
     return -((1 - smoothing) * picked + smoothing * log_probs.mean(-1)) * supervised
 
 
-def item_loss_and_correct(
+def item_losses(
     logits: torch.Tensor, targets: torch.Tensor, kind: LossName = "cross_entropy", smoothing: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per item: mean loss over supervised tokens, and exact match of all of them (argmax)."""
+) -> torch.Tensor:
+    """Per item: the mean loss over its supervised tokens."""
     supervised = targets != IGNORE
-    loss = token_losses(logits, targets, IGNORE, kind, smoothing).sum(1) / supervised.sum(1).clamp(min=1)
-    correct = ((logits.argmax(-1) == targets) | ~supervised).all(1)
-    return loss, correct
+    return token_losses(logits, targets, IGNORE, kind, smoothing).sum(1) / supervised.sum(1).clamp(min=1)
+
+
+def items_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per item: exact match of all its supervised tokens (argmax). Kept apart from the loss: a training step
+    needs it only when it logs (an argmax over the vocabulary at every position costs a memory pass)."""
+    return ((logits.argmax(-1) == targets) | (targets == IGNORE)).all(1)
