@@ -23,8 +23,9 @@ class MinimalModule(L.LightningModule):
         self.net, self.module_hparams = net, module_hparams
 
     def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        inputs, targets = self.net.inputs_and_targets(items)
-        return item_losses(self.net(inputs), targets).mean()
+        every_position = self.module_hparams["train_logits"] == "all"
+        inputs, targets, positions = self.net.training_io(items, every_position)
+        return item_losses(self.net(inputs, positions=positions), targets).mean()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return fused_adamw(self.net, self.module_hparams)

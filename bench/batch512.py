@@ -34,8 +34,8 @@ def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: b
         for attention in ("manual", "sdpa"):
             torch.manual_seed(0)
             model = Decoder(vocab, item_len, attention=attention, activation=activation, **sizes)
-            flops[shape] = train_flops_per_step(model, 512, item_len - 1)
             loop = PlainLoop(model, table, 512, hparams)
+            flops[shape] = train_flops_per_step(model, 512, item_len - 1, loop.unembedded())
             for _ in range(settings.warmup_512):
                 loop.step()
             arms[f"{shape}/{attention}"] = loop.step

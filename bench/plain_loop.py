@@ -28,17 +28,23 @@ class PlainLoop:
     ) -> None:
         self.model, self.table, self.batch_size = model.train(), table, batch_size
         self.optimizer = fused_adamw(model, module_hparams)
+        self.every_position = module_hparams["train_logits"] == "all"
         self.generator = torch.Generator(device=table.device).manual_seed(0)
 
     def step(self) -> None:
         rows = torch.randint(
             len(self.table), (self.batch_size,), generator=self.generator, device=self.table.device
         )
-        inputs, targets = self.model.inputs_and_targets(self.table[rows])
-        loss = item_losses(self.model(inputs), targets).mean()
+        inputs, targets, positions = self.model.training_io(self.table[rows], self.every_position)
+        loss = item_losses(self.model(inputs, positions=positions), targets).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+
+    def unembedded(self) -> int:
+        """Positions per item at which a step computes logits."""
+        inputs, _, positions = self.model.training_io(self.table[:1], self.every_position)
+        return inputs.size(1) if positions is None else positions.size(1)
 
     def run(self, steps: int) -> float:
         """Seconds for ``steps`` steps."""
@@ -63,9 +69,12 @@ def matmul_step(n: int) -> tuple[Callable[[], None], float]:
     return (lambda: torch.mm(a, b, out=c)), 2.0 * n**3
 
 
-def train_flops_per_step(model: Decoder, batch_size: int, seq_len: int) -> float:
-    """6 x weights applied per token x tokens: block matrices once per application, plus the unembedding
-    (the decoder computes logits at every position). Biases, norms and attention scores are left out."""
+def train_flops_per_step(model: Decoder, batch_size: int, seq_len: int, unembedded: int) -> float:
+    """6 x weights applied per token x tokens: block matrices once per application at every position, the
+    unembedding at the ``unembedded`` positions a step computes logits at. Biases, norms and attention
+    scores are left out."""
     block_weights = sum(p.numel() for p in model.blocks.parameters() if p.dim() >= 2)
-    applied = block_weights * model.n_layers / len(model.blocks) + model.wte.weight.numel()
-    return 6.0 * applied * batch_size * seq_len
+    applied = (
+        block_weights * model.n_layers / len(model.blocks) * seq_len + model.wte.weight.numel() * unembedded
+    )
+    return 6.0 * applied * batch_size

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from grokkit.models import IGNORE, Decoder, Patch, Recursive
+from grokkit.train.losses import item_losses
 from grokkit.train.module import GrokModule
 
 VOCAB = 30
@@ -87,6 +88,30 @@ def test_targets_supervise_the_answer_only_for_the_decoder_and_everything_for_th
         1,
         IGNORE,
     ]
+
+
+def test_unembedding_only_the_loss_positions_keeps_the_loss_and_its_gradient(model):
+    """The training step's ``loss_positions`` path: every supervised target lies inside the positions, and
+    the loss and every gradient match those of logits at every position (up to float rounding)."""
+    model.train()
+    everywhere = model.training_io(ITEMS, every_position=True)
+    inputs, targets, positions = model.training_io(ITEMS)
+    if isinstance(model, Recursive):
+        assert positions is None  # its loss reads every item slot
+        return
+    assert positions.shape == (len(ITEMS), 2) and (targets != IGNORE).all()  # t and </a> of every item
+    outside = everywhere[1].scatter(1, positions, IGNORE)
+    assert (outside == IGNORE).all()  # no target the loss reads was left out
+    losses = []
+    for net_inputs, net_targets, at in (everywhere, (inputs, targets, positions)):
+        model.zero_grad()
+        loss = item_losses(model(net_inputs, positions=at), net_targets).mean()
+        loss.backward()
+        losses.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (full, full_grads), (sliced, sliced_grads) = losses
+    torch.testing.assert_close(sliced, full)
+    for a, b in zip(sliced_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_answer_position_reads_the_answer_slot():

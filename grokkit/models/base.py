@@ -60,6 +60,23 @@ class TwoHopModel(nn.Module):
         """Model inputs (B, T) and targets (B, T) with ``IGNORE`` where no loss is taken."""
         raise NotImplementedError
 
+    def loss_positions(self, items: torch.Tensor) -> torch.Tensor | None:
+        """Per item, the K input positions that hold every target the loss reads (B, K), when a fixed K
+        does: a training step then unembeds those alone. ``None``: the loss may read any position."""
+        return None
+
+    def training_io(
+        self, items: torch.Tensor, every_position: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Inputs, the targets a training loss reads, and the positions to unembed (``None``: all).
+
+        The loss is the same either way; unembedding only the loss positions skips the vocabulary matmul
+        and the softmax where every target is ``IGNORE`` (the decoder's prompt: half its positions).
+        """
+        inputs, targets = self.inputs_and_targets(items)
+        positions = None if every_position else self.loss_positions(items)
+        return inputs, (targets if positions is None else targets.gather(1, positions)), positions
+
     def answer_position(self, items: torch.Tensor) -> torch.Tensor:
         """Per item, the input position whose output predicts the answer entity ``t``."""
         raise NotImplementedError
@@ -69,16 +86,25 @@ class TwoHopModel(nn.Module):
         raise NotImplementedError
 
     def forward(
-        self, inputs: torch.Tensor, patch: Patch | None = None, return_states: bool = False
+        self,
+        inputs: torch.Tensor,
+        patch: Patch | None = None,
+        return_states: bool = False,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, T, V); with ``return_states`` also the stack of states (n_stages, B, T, d_model)."""
+        """Logits (B, T, V), or (B, K, V) at ``positions`` (B, K); with ``return_states`` also the stack of
+        states (n_stages, B, T, d_model)."""
         states: list[torch.Tensor] | None = [] if return_states else None
-        logits = self.run(inputs, patch, states)
+        final = self.run(inputs, patch, states)
+        if positions is not None:
+            final = final[torch.arange(len(final), device=final.device)[:, None], positions]
+        logits = self.unembed(final)
         return (logits, torch.stack(states)[:, :, self.n_prefix :]) if states is not None else logits
 
     def run(
         self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None
     ) -> torch.Tensor:
+        """The last stage at the item positions (B, T, d_model), before the unembedding."""
         raise NotImplementedError
 
     def visit(

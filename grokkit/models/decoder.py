@@ -157,6 +157,9 @@ class Decoder(TwoHopModel):
     def answer_position(self, items: torch.Tensor) -> torch.Tensor:
         return query_length(items) - 1
 
+    def loss_positions(self, items: torch.Tensor) -> torch.Tensor:
+        return self.answer_position(items)[:, None] + torch.arange(2, device=items.device)  # t, then </a>
+
     def unembed(self, state: torch.Tensor) -> torch.Tensor:
         return self.ln_f(state) @ self.wte.weight.T
 
@@ -167,4 +170,4 @@ class Decoder(TwoHopModel):
         x = self.visit(0, self.drop(self.wte(inputs) + self.wpe(position)), patch, states)  # (B, T, d)
         for layer in range(self.n_layers):
             x = self.visit(layer + 1, self.blocks[layer % len(self.blocks)](x), patch, states)
-        return self.unembed(x)  # (B, T, vocab)
+        return x

@@ -181,4 +181,4 @@ class Recursive(TwoHopModel):
                     z_L = self.visit(stage, self.apply_level(z_L + z_H + x), patch, states)
                 stage += 1
                 z_H = self.visit(stage, self.apply_level(z_H + z_L), patch, states)
-        return self.unembed(z_H[:, self.n_prefix :])  # (B, item_len, vocab): the prefix slots are never read
+        return z_H[:, self.n_prefix :]  # (B, item_len, d): the prefix slots are never unembedded

@@ -40,15 +40,15 @@ class TrainingForward:
             return device.type in self.auto_devices and not self.gave_up
         return self.setting is True
 
-    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, inputs: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         if not self.compiles_on(inputs.device):
-            return self.net(inputs)
+            return self.net(inputs, positions=positions)
         if self.compiled is None:
             self.compiled = torch.compile(self.net, backend=self.backend)
         if self.setting is True or self.proven:
-            return self.compiled(inputs)
+            return self.compiled(inputs, positions=positions)
         try:
-            logits = self.compiled(inputs)
+            logits = self.compiled(inputs, positions=positions)
         except Exception as error:  # dynamo and inductor report a broken toolchain in several exception types
             self.compiled, self.gave_up = None, True
             reason = (str(error).strip().splitlines() or [""])[0]
@@ -56,6 +56,6 @@ class TrainingForward:
                 f"model.compile=auto: torch.compile failed on {inputs.device.type} ({type(error).__name__}: "
                 f"{reason}); training eagerly. Set model.compile=false to skip the attempt."
             )
-            return self.net(inputs)
+            return self.net(inputs, positions=positions)
         self.proven = True
         return logits
