@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from common import ROOT, Settings
 from grokkit_arm import build_grokkit, hide_progress_bar
+from plain_loop import unembedded_positions
 from step_clock import StepClock
 
 GPT2_VOCAB = 50_257
@@ -121,5 +122,7 @@ def measure_anchor(settings: Settings, tmp: Path, threads: int) -> dict[str, Any
         "grokkit_s": clock.grokkit, "anchor_s": clock.plain, "batch_size": data.batch_size, "window": window,
         "grokkit_vocab": data.vocab_size, "anchor_vocab": loop.model.config.vocab_size,
         "sizes": ANCHOR_SIZES, "dropout": module.net.drop.p, "transformers": transformers_version(),
+        "unembedded": unembedded_positions(module.net, data.split_items("train"),
+                                           module.hparams.train_logits == "all"),
         "items": len(loop.examples),
     }  # fmt: skip

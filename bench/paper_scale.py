@@ -32,6 +32,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from grokkit_arm import build_grokkit, hide_progress_bar, runs_in  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
+from plain_loop import train_flops_per_step, unembedded_positions  # noqa: E402
 from report import machine  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -125,13 +126,12 @@ class Stopwatch(Callback):
         probe.run = timed  # type: ignore[method-assign]
 
 
-def train_flops(net: TwoHopModel, batch: int, item_len: int) -> float:
+def train_flops(net: TwoHopModel, batch: int, item_len: int, unembedded: int) -> float:
     """Training FLOPs of one step: 2 per weight and token forward, 4 backward, counting every matrix
-    application (biases, norms, attention scores and the sequence MLP's own width left out)."""
+    application (biases, norms, attention scores and the sequence MLP's own width left out); the
+    decoder unembeds ``unembedded`` positions per item."""
     if isinstance(net, Decoder):
-        blocks = sum(p.numel() for p in net.blocks.parameters() if p.dim() >= 2)
-        per_token = blocks * net.n_layers / len(net.blocks) + net.wte.weight.numel()
-        return 6.0 * per_token * batch * (item_len - 1)
+        return train_flops_per_step(net, batch, item_len - 1, unembedded)
     if isinstance(net, Recursive):
         level = sum(
             m.weight.numel()
@@ -203,6 +203,8 @@ def measure(
     trainer.validate(module, datamodule=data, verbose=False)
     validation = clock.validations[-1]
     names = [probe.name for probe in probes]
+    every_position = module.hparams.train_logits == "all"
+    unembedded = unembedded_positions(module.net, data.split_items("train"), every_position)
     raw = yaml.safe_load(config.read_text())["trainer"]
     paper_steps = int(raw["max_steps"])
     interval = int(raw.get("val_check_interval", TRAINER_DEFAULTS["val_check_interval"]))
@@ -212,7 +214,7 @@ def measure(
         "model": arm.model,
         "mode": arm.mode,
         "step_s": clock.step_s,
-        "flops_per_step": train_flops(module.net, data.batch_size, data.item_len),
+        "flops_per_step": train_flops(module.net, data.batch_size, data.item_len, unembedded),
         "parameters": sum(p.numel() for p in module.net.parameters()),
         "batch_size": data.batch_size,
         "precision": str(trainer.precision),

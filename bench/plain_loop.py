@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from grokkit.models import Decoder
+from grokkit.models import Decoder, TwoHopModel
 from grokkit.train.losses import item_losses
 from grokkit.train.module import decay_groups
 
@@ -42,9 +42,7 @@ class PlainLoop:
         self.optimizer.step()
 
     def unembedded(self) -> int:
-        """Positions per item at which a step computes logits."""
-        inputs, _, positions = self.model.training_io(self.table[:1], self.every_position)
-        return inputs.size(1) if positions is None else positions.size(1)
+        return unembedded_positions(self.model, self.table, self.every_position)
 
     def run(self, steps: int) -> float:
         """Seconds for ``steps`` steps."""
@@ -67,6 +65,12 @@ def matmul_step(n: int) -> tuple[Callable[[], None], float]:
     """A square fp32 matmul of size ``n`` and its FLOPs."""
     a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
     return (lambda: torch.mm(a, b, out=c)), 2.0 * n**3
+
+
+def unembedded_positions(model: TwoHopModel, items: torch.Tensor, every_position: bool) -> int:
+    """Positions per item at which a training step computes logits."""
+    inputs, _, positions = model.training_io(items[:1], every_position)
+    return inputs.size(1) if positions is None else positions.size(1)
 
 
 def train_flops_per_step(model: Decoder, batch_size: int, seq_len: int, unembedded: int) -> float:

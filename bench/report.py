@@ -29,7 +29,8 @@ def anchor_row(anchor: dict[str, Any]) -> Row:
     return Row(
         name, ratio, f"{ratio:.1f}x", ">= 25", check(ratio, 25, False),
         f"{batch / median(anchor['grokkit_s']):.0f} vs {batch / median(anchor['anchor_s']):.0f} samples/s: "
-        f"grokkit's Trainer ({anchor['grokkit_vocab']} tokens, 4 tokens per item) vs HF GPT-2 "
+        f"grokkit's Trainer ({anchor['grokkit_vocab']} tokens, 4 tokens per item, logits at "
+        f"{anchor.get('unembedded', 4)} of them) vs HF GPT-2 "
         f"(transformers {anchor['transformers']}, {anchor['anchor_vocab']} tokens, padded to 10, Python collate, "
         f"clipping, loss.item()), dropout {anchor['dropout']}; median of {len(anchor['grokkit_s'])} interleaved "
         f"window pairs of {anchor['window']} steps ({interval_text(ratios, 1, 'x')})",

@@ -7,8 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 from test_cli import ROOT
+
+from grokkit.models import Decoder
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +82,18 @@ def test_median_interval_takes_the_widest_order_statistics_that_keep_95_percent(
     assert median_interval([9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0]) == (2.0, 8.0)
     assert median_interval([5.0, 1.0, 3.0, 2.0, 4.0, 6.0]) == (1.0, 6.0)  # the extremes: 0.969
     assert all(math.isnan(bound) for bound in median_interval([1.0, 2.0, 3.0, 4.0, 5.0]))  # 0.938 at best
+
+
+def test_the_flop_count_takes_the_unembedding_only_where_a_step_computes_logits(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from plain_loop import train_flops_per_step, unembedded_positions
+
+    model = Decoder(30, 5, d_model=32, n_heads=4, n_layers=2)
+    items = torch.tensor([[2, 20, 21, 5, 1], [4, 20, 6, 1, 0]])  # a two-hop and an atomic item
+    assert unembedded_positions(model, items, every_position=True) == 4
+    assert unembedded_positions(model, items, every_position=False) == 2  # t and </a>
+    every, loss_only = (train_flops_per_step(model, 8, 4, unembedded) for unembedded in (4, 2))
+    assert every - loss_only == 6 * model.wte.weight.numel() * 8 * 2
 
 
 def test_busy_cores_sees_a_process_that_spins_on_one_core(monkeypatch):
