@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from common import Settings
 from grokkit_arm import tiny_timed_fit
-from plain_loop import fused_adamw
+from plain_loop import grokkit_optimizer
 
 from grokkit.train.losses import item_losses
 
@@ -28,7 +28,7 @@ class MinimalModule(L.LightningModule):
         return item_losses(self.net(inputs, positions=positions), targets).mean()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return fused_adamw(self.net, self.module_hparams)
+        return grokkit_optimizer(self.net, self.module_hparams)
 
 
 def measure_lightning_floor(

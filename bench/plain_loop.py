@@ -9,15 +9,13 @@ import torch
 
 from grokkit.models import Decoder, TwoHopModel
 from grokkit.train.losses import item_losses
-from grokkit.train.module import decay_groups
+from grokkit.train.optim import fused_adamw
 
 
-def fused_adamw(model: torch.nn.Module, module_hparams: dict) -> torch.optim.AdamW:
-    """grokkit's optimizer for ``model``, from its module's hyperparameters (groups, betas, eps; fused)."""
-    groups = decay_groups(model, module_hparams["decay"], module_hparams["weight_decay"])
-    return torch.optim.AdamW(
-        groups, lr=module_hparams["lr"], betas=module_hparams["betas"], eps=module_hparams["eps"], fused=True
-    )
+def grokkit_optimizer(model: torch.nn.Module, module_hparams: dict) -> torch.optim.AdamW:
+    """The optimizer ``GrokModule`` builds for ``model`` from its hyperparameters."""
+    hp = module_hparams
+    return fused_adamw(model, hp["lr"], hp["betas"], hp["eps"], hp["weight_decay"], hp["decay"])
 
 
 class PlainLoop:
@@ -27,7 +25,7 @@ class PlainLoop:
         self, model: torch.nn.Module, table: torch.Tensor, batch_size: int, module_hparams: dict
     ) -> None:
         self.model, self.table, self.batch_size = model.train(), table, batch_size
-        self.optimizer = fused_adamw(model, module_hparams)
+        self.optimizer = grokkit_optimizer(model, module_hparams)
         self.every_position = module_hparams["train_logits"] == "all"
         self.generator = torch.Generator(device=table.device).manual_seed(0)
 

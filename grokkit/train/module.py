@@ -24,30 +24,11 @@ from grokkit.train.compiling import CompileSetting, TrainingForward
 from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_losses, items_correct
 from grokkit.train.nonfinite import NonFiniteWatch
+from grokkit.train.optim import DecayName, fused_adamw
 from grokkit.train.warm_start import load_initial_weights
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
 CHARTS = {"grokking": {"accuracy": ["Multiline", [r"val/.*/acc"]], "loss": ["Multiline", [r"val/.*/loss"]]}}
-
-
-DecayName = Literal["matrices", "blocks", "all"]
-
-
-def decay_groups(net: nn.Module, decay: DecayName, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups: the parameters ``decay`` names get ``weight_decay``, the others none."""
-    decayed, undecayed = [], []
-    tables = {id(m.weight) for m in net.modules() if isinstance(m, nn.Embedding)}
-    for parameter in net.parameters():
-        is_decayed = {
-            "all": True,
-            "matrices": parameter.dim() >= 2,
-            "blocks": parameter.dim() >= 2 and id(parameter) not in tables,
-        }[decay]
-        (decayed if is_decayed else undecayed).append(parameter)
-    return [
-        {"params": decayed, "weight_decay": weight_decay, "name": "decay"},
-        {"params": undecayed, "weight_decay": 0.0, "name": "no_decay"},
-    ]
 
 
 class GrokModule(L.LightningModule):
@@ -161,10 +142,8 @@ class GrokModule(L.LightningModule):
         return self.ema.module if self.ema is not None else self.net
 
     def configure_optimizers(self):
-        groups = decay_groups(self.net, self.hparams.decay, self.hparams.weight_decay)
-        optimizer = torch.optim.AdamW(
-            groups, lr=self.hparams.lr, betas=self.hparams.betas, eps=self.hparams.eps, fused=True
-        )
+        hp = self.hparams
+        optimizer = fused_adamw(self.net, hp.lr, hp.betas, hp.eps, hp.weight_decay, hp.decay)
         warmup = max(1, self.hparams.warmup_steps)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
