@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from common import Settings
-from grokkit_arm import tiny_timed_fit
+from grokkit_arm import timed_fit
 from plain_loop import grokkit_optimizer
 
 from grokkit.train.losses import item_losses
@@ -25,18 +25,19 @@ class MinimalModule(L.LightningModule):
     def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
         every_position = self.module_hparams["train_logits"] == "all"
         inputs, targets, positions = self.net.training_io(items, every_position)
-        return item_losses(self.net(inputs, positions=positions), targets).mean()
+        return item_losses(self.net(inputs, positions=positions), targets, flat=positions is not None).mean()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return grokkit_optimizer(self.net, self.module_hparams)
 
 
 def measure_lightning_floor(
-    settings: Settings, config: Path, tmp: Path, threads: int, window: int
+    settings: Settings, config: Path, tmp: Path, threads: int, window: int, network: list[str]
 ) -> dict[str, Any]:
     """A bare ``Trainer`` (no logger, checkpoints, progress bar or summary) fitting :class:`MinimalModule` on
-    grokkit's data and tiny network, against the plain loop: what Lightning itself adds to a step."""
-    cli, clock = tiny_timed_fit(settings, config, tmp, threads, window, "bench-bare")
+    grokkit's data and the config's network with the ``network`` overrides, against the plain loop: what
+    Lightning itself adds to a step."""
+    cli, clock = timed_fit(settings, config, tmp, threads, window, "bench-bare", network)
     trainer = L.Trainer(
         max_steps=cli.trainer.max_steps,
         logger=False,
@@ -48,4 +49,4 @@ def measure_lightning_floor(
         callbacks=[clock],
     )
     trainer.fit(MinimalModule(cli.model.net, dict(cli.model.hparams)), datamodule=cli.datamodule)
-    return {"grokkit_s": clock.grokkit, "plain_s": clock.plain}
+    return {"grokkit_s": clock.grokkit, "plain_s": clock.plain, "overrides": network}

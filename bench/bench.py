@@ -4,7 +4,8 @@ Absolute step times mean little on a shared machine, so every figure is a ratio 
 the same process, interleaved in short windows (A, B, A, B, ...) and summarized by medians:
 
 * grokkit's real ``Trainer`` + ``GrokModule`` + ``TwoHopDataModule`` step vs a plain PyTorch loop running
-  the same ``Decoder``, batch, token table, fused AdamW and loss (``item_losses``);
+  the same ``Decoder``, batch, token table, fused AdamW and loss (``item_losses``), and the floor under that
+  ratio: a minimal ``LightningModule`` on a bare ``Trainer`` vs the same loop;
 * the default probes and one validation pass, timed with ``Trainer.validate`` and amortized at the
   configured intervals;
 * achieved training FLOP/s vs this machine's fp32 matmul FLOP/s, and SDPA vs manual attention, at batch 512;
@@ -34,7 +35,13 @@ import torch  # noqa: E402
 from anchor_loop import measure_anchor  # noqa: E402
 from bare_lightning import measure_lightning_floor  # noqa: E402
 from batch512 import measure_batch512  # noqa: E402
-from grokkit_arm import count_accelerator_reads, load_config, measure_fixed_cost, measure_grokkit  # noqa: E402
+from grokkit_arm import (  # noqa: E402
+    TINY_NETWORK,
+    count_accelerator_reads,
+    load_config,
+    measure_fixed_cost,
+    measure_grokkit,
+)
 from report import machine, report, rows_from  # noqa: E402
 from rich.console import Console  # noqa: E402
 from time_to_grok import ACCELERATORS, grok_result, study_result  # noqa: E402
@@ -92,7 +99,10 @@ def main() -> None:
         console.print("bench: grokkit vs plain loop, validation, probes ...")
         g = measure_grokkit(settings, config, raw, Path(tmp), threads)
         fixed = measure_fixed_cost(settings, config, Path(tmp), threads, g["window_steps"])
-        fixed["lightning"] = measure_lightning_floor(settings, config, Path(tmp), threads, g["window_steps"])
+        fixed["lightning"] = measure_lightning_floor(
+            settings, config, Path(tmp), threads, g["window_steps"], TINY_NETWORK
+        )
+        g["lightning"] = measure_lightning_floor(settings, config, Path(tmp), threads, g["window_steps"], [])
         fixed["accelerator_reads"] = count_accelerator_reads(config, Path(tmp), threads, g["log_every"])
     console.print("bench: batch 512 (attention, FLOPs, matmul ceiling) ...")
     b = measure_batch512(settings, g, args.compile)

@@ -112,12 +112,13 @@ TINY_NETWORK = [
 ]
 
 
-def tiny_timed_fit(
-    settings: Settings, config: Path, tmp: Path, threads: int, window: int, name: str
+def timed_fit(
+    settings: Settings, config: Path, tmp: Path, threads: int, window: int, name: str, network: list[str]
 ) -> tuple[GrokkitCLI, StepClock]:
-    """The config with :data:`TINY_NETWORK`, built for a timed fit, and its interleaved clock (not attached)."""
+    """The config with the ``network`` overrides (:data:`TINY_NETWORK`, or none), built for a timed fit, and
+    its interleaved clock (not attached)."""
     total = settings.warmup_steps + settings.windows * window
-    cli = build_grokkit(config, [*fit_overrides(threads, total, tmp, name), *TINY_NETWORK])
+    cli = build_grokkit(config, [*fit_overrides(threads, total, tmp, name), *network])
     hide_progress_bar(cli.trainer)
     return cli, interleaved_clock(cli, settings, window)
 
@@ -127,7 +128,7 @@ def measure_fixed_cost(
 ) -> dict[str, Any]:
     """grokkit's Trainer against the plain loop on a 2-layer, 8-wide decoder at batch 8, with the config's
     callbacks, logger and progress bar: the per-step cost that does not shrink with the model."""
-    cli, clock = tiny_timed_fit(settings, config, tmp, threads, window, "bench-fixed")
+    cli, clock = timed_fit(settings, config, tmp, threads, window, "bench-fixed", TINY_NETWORK)
     cli.trainer.callbacks.append(clock)  # last, so the clock sees a validation end after the probes
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return {"grokkit_s": clock.grokkit, "plain_s": clock.plain, "overrides": TINY_NETWORK}

@@ -34,7 +34,8 @@ class PlainLoop:
             len(self.table), (self.batch_size,), generator=self.generator, device=self.table.device
         )
         inputs, targets, positions = self.model.training_io(self.table[rows], self.every_position)
-        loss = item_losses(self.model(inputs, positions=positions), targets).mean()
+        logits = self.model(inputs, positions=positions)
+        loss = item_losses(logits, targets, flat=positions is not None).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

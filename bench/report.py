@@ -37,6 +37,20 @@ def anchor_row(anchor: dict[str, Any]) -> Row:
     )  # fmt: skip
 
 
+def lightning_floor_row(floor: dict[str, Any], batch_size: int) -> Row:
+    """The step ratio's floor: a minimal LightningModule on a bare Trainer against the plain loop, both on the
+    config's own network and data. No Lightning trainer gets below it."""
+    ratios = [a / b for a, b in zip(floor["grokkit_s"], floor["plain_s"], strict=False)]
+    ratio = median(ratios)
+    return Row(
+        "Lightning's own step / plain loop step (a minimal LightningModule on a bare Trainer), the config's network",
+        ratio, f"{ratio:.3f}", "", None,
+        f"{median(floor['grokkit_s']) * 1e3:.1f} vs {median(floor['plain_s']) * 1e3:.1f} ms/step (batch {batch_size}); "
+        f"no grokkit module, callbacks, logger or progress bar; median of {len(ratios)} window pairs, interleaved "
+        f"({interval_text(ratios, 3)})",
+    )  # fmt: skip
+
+
 def fixed_cost_rows(fixed: dict[str, Any], plain_step: float) -> list[Row]:
     """What a step costs beyond the plain loop whatever the model, on a tiny network: grokkit's Trainer, and
     (when measured) a minimal LightningModule on a bare Trainer, the floor any Lightning trainer pays."""
@@ -135,6 +149,8 @@ def rows_from(
         )
     )
 
+    if "lightning" in g:
+        rows.append(lightning_floor_row(g["lightning"], g["batch_size"]))
     if fixed is not None:
         rows.extend(fixed_cost_rows(fixed, step_p))
 

@@ -92,7 +92,8 @@ def test_targets_supervise_the_answer_only_for_the_decoder_and_everything_for_th
 
 def test_unembedding_only_the_loss_positions_keeps_the_loss_and_its_gradient(model):
     """The training step's ``loss_positions`` path: every supervised target lies inside the positions, and
-    the loss and every gradient match those of logits at every position (up to float rounding)."""
+    the loss (in its flat layout) and every gradient match those of logits at every position (up to float
+    rounding)."""
     model.train()
     everywhere = model.training_io(ITEMS, every_position=True)
     inputs, targets, positions = model.training_io(ITEMS)
@@ -105,7 +106,7 @@ def test_unembedding_only_the_loss_positions_keeps_the_loss_and_its_gradient(mod
     losses = []
     for net_inputs, net_targets, at in (everywhere, (inputs, targets, positions)):
         model.zero_grad()
-        loss = item_losses(model(net_inputs, positions=at), net_targets).mean()
+        loss = item_losses(model(net_inputs, positions=at), net_targets, flat=at is not None).mean()
         loss.backward()
         losses.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
     (full, full_grads), (sliced, sliced_grads) = losses

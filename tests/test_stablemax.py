@@ -47,5 +47,9 @@ def test_label_smoothing_mixes_in_the_uniform_target_for_both_losses():
     for kind, lp in log_probs.items():
         nll = -lp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
         expected = (0.9 * nll - 0.1 * lp.mean(-1)) * (targets != IGNORE)
-        assert torch.allclose(token_losses(logits, targets, IGNORE, kind, smoothing=0.1), expected)
-        assert torch.allclose(token_losses(logits, targets, IGNORE, kind), nll * (targets != IGNORE))
+        for flat in (False, True):  # the (B, V, T) layout of the documented runs and the vectorized one
+            smoothed = token_losses(logits, targets, IGNORE, kind, smoothing=0.1, flat=flat)
+            assert torch.allclose(smoothed, expected)
+            assert torch.allclose(
+                token_losses(logits, targets, IGNORE, kind, flat=flat), nll * (targets != IGNORE)
+            )

@@ -28,14 +28,31 @@ def stablemax_log_probs(logits: torch.Tensor) -> torch.Tensor:
 
 
 def token_losses(
-    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, kind: LossName, smoothing: float = 0.0
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_index: int,
+    kind: LossName,
+    smoothing: float = 0.0,
+    flat: bool = False,
 ) -> torch.Tensor:
     """Loss per token (B, T) of ``logits`` (B, T, V) against ``targets`` (B, T); 0 where ``ignore_index``.
 
     ``smoothing`` mixes the one-hot target with the uniform distribution (label smoothing): the loss then
     has a floor above 0, so a model that fits its data is not pushed to ever larger logits.
+
+    ``flat`` takes the softmax over the rows of the (B*T, V) matrix, which the CPU kernel vectorizes: ~3x
+    faster at a 2,202-token vocabulary than over dim 1 of the (B, V, T) view, the layout of the runs this
+    project documents. The two round differently in the last bit, enough for two runs' curves to part.
     """
     if kind == "cross_entropy":
+        if flat:
+            return F.cross_entropy(
+                logits.flatten(0, -2),
+                targets.flatten(),
+                ignore_index=ignore_index,
+                reduction="none",
+                label_smoothing=smoothing,
+            ).view_as(targets)
         return F.cross_entropy(
             logits.transpose(1, 2),
             targets,
@@ -50,11 +67,17 @@ def token_losses(
 
 
 def item_losses(
-    logits: torch.Tensor, targets: torch.Tensor, kind: LossName = "cross_entropy", smoothing: float = 0.0
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    kind: LossName = "cross_entropy",
+    smoothing: float = 0.0,
+    flat: bool = False,
 ) -> torch.Tensor:
-    """Per item: the mean loss over its supervised tokens."""
+    """Per item: the mean loss over its supervised tokens (``flat``: see :func:`token_losses`)."""
     supervised = targets != IGNORE
-    return token_losses(logits, targets, IGNORE, kind, smoothing).sum(1) / supervised.sum(1).clamp(min=1)
+    return token_losses(logits, targets, IGNORE, kind, smoothing, flat).sum(1) / supervised.sum(1).clamp(
+        min=1
+    )
 
 
 def items_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

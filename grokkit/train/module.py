@@ -57,9 +57,11 @@ class GrokModule(L.LightningModule):
         loss: ``cross_entropy`` (softmax) or ``stablemax`` (Prieto et al. 2025; see :mod:`grokkit.train.losses`),
             for training and for the validation losses alike.
         train_logits: Where a training step computes logits: ``loss_positions``, only at the positions the
-            loss reads when the model names them (the decoder: the answer and ``</a>``, 2 of its 4 positions;
-            the recursive model's loss reads every item slot, so it unembeds them all), or ``all``. The loss
-            and its gradient are the same up to float rounding, which still lets two runs' trajectories part;
+            loss reads when the model names them (the decoder: the answer and ``</a>``, 2 of its 4 positions),
+            with the loss over them in the layout the CPU vectorizes (:func:`~grokkit.train.losses.token_losses`);
+            or ``all``, every position, the loss in the layout of the documented runs. The recursive model's
+            loss reads every item slot, so it trains the ``all`` way under either. The loss and its gradient
+            are the same up to float rounding, which still lets two runs' trajectories part, so
             ``configs/default.yaml`` keeps ``all``, the setting its documented runs were made with.
         label_smoothing: Training targets mix the one-hot answer with this weight of the uniform distribution
             (validation losses stay unsmoothed). The loss then has a floor: a fitted model is not driven to
@@ -151,7 +153,8 @@ class GrokModule(L.LightningModule):
     def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
         inputs, targets, positions = self.net.training_io(items, self.hparams.train_logits == "all")
         logits = self.train_forward(inputs, positions)
-        loss = item_losses(logits, targets, self.hparams.loss, self.hparams.label_smoothing).mean()
+        flat = positions is not None  # the narrowed logits take the fast loss layout (see train_logits)
+        loss = item_losses(logits, targets, self.hparams.loss, self.hparams.label_smoothing, flat).mean()
         self._step_loss = loss.detach()
         if self.is_logging_step:  # self.log costs ~0.5 ms and a host sync: only on steps reaching the logger
             # not prog_bar: Lightning would convert it to a number after every later step (a host sync each);
