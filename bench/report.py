@@ -302,6 +302,7 @@ def machine() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())  # fmt: skip
     return {
         "cpu": model,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2 / AVX512: the kernels, so the rounding
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "lightning": L.__version__,
@@ -335,7 +336,8 @@ def busy_text(load: dict[str, Any]) -> str:
 def header_of(results: dict[str, Any]) -> str:
     info, load = results["machine"], results["load_average"]
     return (
-        f"grokkit bench {results['date'][:16].replace('T', ' ')} - {info['cpu']}, {info['cores']} cores, "
+        f"grokkit bench {results['date'][:16].replace('T', ' ')} - {info['cpu']}"
+        f"{' (' + info['cpu_capability'] + ')' if 'cpu_capability' in info else ''}, {info['cores']} cores, "
         f"{info['threads']} threads, {'CUDA' if info['cuda'] else 'no GPU'}; load {load['start'][0]:.1f} -> "
         f"{load['end'][0]:.1f}; {results['elapsed_s']:.0f} s{' (QUICK: noise)' if results['quick'] else ''}"
     )
