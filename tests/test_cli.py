@@ -8,10 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.profilers import SimpleProfiler
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from grokkit.cli import build_cli, main
+from grokkit.cli.console import GrokProgressBar
 from grokkit.data.splits import EVAL_SPLITS
+from grokkit.train.dispatch import NoProfiler, skip_inherited_batch_hooks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,3 +116,41 @@ def test_a_tool_building_its_own_cli_under_another_command_line_is_not_warned(tm
         == yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())["trainer"]["max_steps"]
     )
     assert not [w for w in caught if "args parameter" in str(w.message)]
+
+
+class BackwardCounter(Callback):
+    """Overrides two batch hooks and sets a third on the instance; inherits the rest."""
+
+    def __init__(self) -> None:
+        self.calls = {"on_before_backward": 0, "on_after_backward": 0, "on_train_batch_start": 0}
+        self.on_train_batch_start = lambda *args: self.count("on_train_batch_start")
+
+    def count(self, hook: str) -> None:
+        self.calls[hook] += 1
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.count("on_before_backward")
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.count("on_after_backward")
+
+
+def test_a_fit_calls_only_the_batch_hooks_a_callback_defines(tmp_path):
+    cli = build_cli(tiny_args(tmp_path, "--trainer.max_steps=3")[1:], run=False, save_config=False)
+    trainer = cli.trainer
+    assert isinstance(trainer.profiler, NoProfiler)
+    bar = next(c for c in trainer.callbacks if isinstance(c, GrokProgressBar))
+    assert callable(bar.on_train_batch_end)  # the bar's own hook
+    assert bar.on_before_backward is None  # an inherited no-op
+    counter = BackwardCounter()
+    skip_inherited_batch_hooks([counter])
+    assert counter.on_before_zero_grad is None and callable(counter.on_train_batch_start)
+    trainer.callbacks.append(counter)
+    trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert counter.calls == {"on_before_backward": 3, "on_after_backward": 3, "on_train_batch_start": 3}
+    assert bar.train_progress_bar.completed == 3  # Lightning called the bar's own on_train_batch_end
+
+
+def test_a_configured_profiler_is_kept(tmp_path):
+    cli = build_cli(tiny_args(tmp_path, "--trainer.profiler=simple")[1:], run=False, save_config=False)
+    assert isinstance(cli.trainer.profiler, SimpleProfiler)

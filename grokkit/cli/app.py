@@ -14,7 +14,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from grokkit.cli.callbacks import trainer_callbacks, trainer_plugins
+from grokkit.cli.callbacks import quiet_batch_hooks, trainer_callbacks, trainer_plugins, trainer_profiler
 from grokkit.cli.checkpoints import check_checkpoint, load_checkpoint, resolve_ckpt_path
 from grokkit.cli.commands import TRAINER_COMMANDS
 from grokkit.cli.parser import located
@@ -81,16 +81,18 @@ class GrokkitCLI(ConfiguredModelCLI):
             init.sub_dir = self.subcommand
 
     def instantiate_trainer(self, **kwargs):
-        """The configured trainer, with grokkit's callbacks and atomic checkpoint writes (:mod:`grokkit.cli.callbacks`)."""
+        """The configured trainer, with grokkit's callbacks, atomic writes, cheap hooks (:mod:`grokkit.cli.callbacks`)."""
         configured = self.section(self.config_init, "trainer", default={})
         callbacks, plugins = trainer_callbacks(configured, kwargs), trainer_plugins(configured)
+        trainer_profiler(configured, kwargs)
         try:
-            return super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
+            trainer = super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
         except (GrokkitError, MisconfigurationException):
             raise
         except Exception as error:  # e.g. an accelerator whose package is missing
             reason = " ".join(f"{type(error).__name__}: {error}".split())
             raise ConfigError(f"trainer: {reason}; check the trainer section of the config") from error
+        return quiet_batch_hooks(trainer)
 
     def before_fit(self) -> None:
         self.check_inputs()

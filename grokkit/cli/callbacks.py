@@ -1,10 +1,11 @@
 """What every trainer gets besides the configured callbacks and plugins: grokkit's callbacks (the results
-board first), atomic writes."""
+board first), atomic writes, and a per-step hook dispatch without Lightning's no-op costs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichProgressBar
 
 from grokkit.cli.configfiles import as_list
@@ -12,6 +13,7 @@ from grokkit.cli.console import GrokProgressBar, OneLineSummary
 from grokkit.probes import Probe
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpointing import AtomicCheckpointIO
+from grokkit.train.dispatch import NoProfiler, skip_inherited_batch_hooks
 from grokkit.train.run_log import HparamsSession, ValidationAtProbeStep
 
 
@@ -32,6 +34,20 @@ def trainer_callbacks(configured: dict[str, Any], trainer_kwargs: dict[str, Any]
     callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
     board = [] if any(isinstance(c, ResultsBoard) for c in callbacks) else [ResultsBoard()]
     return [*board, *callbacks, ValidationAtProbeStep(), HparamsSession()]  # the board publishes val first
+
+
+def trainer_profiler(configured: dict[str, Any], trainer_kwargs: dict[str, Any]) -> None:
+    """Without a configured ``trainer.profiler``, Lightning's record-nothing profiler at no cost per hook
+    (:class:`~grokkit.train.dispatch.NoProfiler`); a configured one (``simple``, ``advanced``, ...) is kept."""
+    if configured.get("profiler") is None:
+        trainer_kwargs["profiler"] = NoProfiler()
+
+
+def quiet_batch_hooks(trainer: L.Trainer) -> L.Trainer:
+    """The built trainer, its callbacks (Lightning's own included) no longer called for inherited no-op batch
+    hooks (:func:`~grokkit.train.dispatch.skip_inherited_batch_hooks`)."""
+    skip_inherited_batch_hooks(trainer.callbacks)
+    return trainer
 
 
 def trainer_plugins(configured: dict[str, Any]) -> list:
