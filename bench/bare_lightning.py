@@ -1,4 +1,4 @@
-"""The floor under grokkit's own cost per step: Lightning's training loop with nothing of grokkit in it."""
+"""Lightning's default training loop with nothing of grokkit in it: where a Lightning trainer's step cost starts."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ Absolute step times mean little on a shared machine, so every figure is a ratio 
 the same process, interleaved in short windows (A, B, A, B, ...) and summarized by medians:
 
 * grokkit's real ``Trainer`` + ``GrokModule`` + ``TwoHopDataModule`` step vs a plain PyTorch loop running
-  the same ``Decoder``, batch, token table, fused AdamW and loss (``item_losses``), and the floor under that
-  ratio: a minimal ``LightningModule`` on a bare ``Trainer`` vs the same loop;
+  the same ``Decoder``, batch, token table, fused AdamW and loss (``item_losses``), and beside it a minimal
+  ``LightningModule`` on a bare ``Trainer`` with Lightning's defaults vs the same loop;
 * the default probes and one validation pass, timed with ``Trainer.validate`` and amortized at the
   configured intervals;
 * achieved training FLOP/s vs this machine's fp32 matmul FLOP/s, and SDPA vs manual attention, at batch 512;
