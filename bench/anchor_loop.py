@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from common import ROOT, Settings
-from grokkit_arm import build_grokkit, hide_progress_bar
+from grokkit_arm import attach, build_grokkit, hide_progress_bar
 from plain_loop import unembedded_positions
 from step_clock import StepClock
 
@@ -116,7 +116,7 @@ def measure_anchor(settings: Settings, tmp: Path, threads: int) -> dict[str, Any
         return time.perf_counter() - start
 
     clock = StepClock(settings.warmup_512, window, settings.windows_anchor, between)
-    trainer.callbacks.append(clock)
+    attach(trainer, clock)
     trainer.fit(module, datamodule=data)
     return {
         "grokkit_s": clock.grokkit, "anchor_s": clock.plain, "batch_size": data.batch_size, "window": window,

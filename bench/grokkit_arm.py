@@ -18,6 +18,7 @@ from step_clock import HostReadWindow, StepClock
 
 from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, build_cli
 from grokkit.cli.console import GrokProgressBar
+from grokkit.lightning_private import TRAINING_BATCH_HOOKS, skip_inherited_batch_hooks
 from grokkit.probes import CausalTracing, CircuitDetector, GrokkingOnset, LogitLens, Probe, RunClassifier
 from grokkit.probes.registry import load_entry_point_probes
 from grokkit.train.checkpointing import TrajectoryCheckpoint
@@ -45,6 +46,14 @@ def hide_progress_bar(trainer: L.Trainer) -> None:
             trainer.callbacks[index] = GrokProgressBar(
                 refresh_rate=callback.refresh_rate, console_kwargs=hidden
             )
+            skip_inherited_batch_hooks([trainer.callbacks[index]])  # as grokkit's CLI does for its own
+
+
+def attach(trainer: L.Trainer, *callbacks: Callback) -> None:
+    """Add the bench's timers after grokkit's callbacks, dispatched as the CLI dispatches those (inherited
+    no-op batch hooks skipped), so that the timed trainer makes the calls ``grokkit fit`` makes."""
+    skip_inherited_batch_hooks(list(callbacks))
+    trainer.callbacks.extend(callbacks)
 
 
 def default_probes() -> list[Probe]:
@@ -65,9 +74,9 @@ def runs_in(probe: Probe, steps: int, val_interval: int) -> int:
 
 def per_step_hooks(probe: Probe) -> list[str]:
     """Callback hooks a probe overrides that run on every training step (their cost is in the step time)."""
-    hooks = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
-             "on_before_optimizer_step", "on_before_zero_grad")  # fmt: skip
-    return [hook for hook in hooks if getattr(type(probe), hook) is not getattr(Callback, hook)]
+    return [
+        hook for hook in TRAINING_BATCH_HOOKS if getattr(type(probe), hook) is not getattr(Callback, hook)
+    ]
 
 
 def fit_overrides(threads: int, total: int, tmp: Path, name: str) -> list[str]:
@@ -129,7 +138,7 @@ def measure_fixed_cost(
     """grokkit's Trainer against the plain loop on a 2-layer, 8-wide decoder at batch 8, with the config's
     callbacks, logger and progress bar: the per-step cost that does not shrink with the model."""
     cli, clock = timed_fit(settings, config, tmp, threads, window, "bench-fixed", TINY_NETWORK)
-    cli.trainer.callbacks.append(clock)  # last, so the clock sees a validation end after the probes
+    attach(cli.trainer, clock)  # last, so the clock sees a validation end after the probes
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return {"grokkit_s": clock.grokkit, "plain_s": clock.plain, "overrides": TINY_NETWORK}
 
@@ -143,7 +152,7 @@ def count_accelerator_reads(config: Path, tmp: Path, threads: int, log_every: in
     cli = build_grokkit(config, [*overrides, f"--model.nonfinite_check_every={log_every}"])
     hide_progress_bar(cli.trainer)
     host = HostReadWindow(start=start, steps=log_every)
-    cli.trainer.callbacks.append(host)
+    attach(cli.trainer, host)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return {"host_reads": dict(host.counter), "host_read_steps": log_every, "check_every": log_every}
 
@@ -166,13 +175,13 @@ def measure_grokkit(
     probes_source = "configured"
     if not probes:
         probes, probes_source = default_probes(), "defaults of every probe class"
-        trainer.callbacks.extend(probes)
+        attach(trainer, *probes)
 
     clock = interleaved_clock(cli, settings, window)
     for probe in probes:
         clock.time_probe(probe)
     host = HostReadWindow(start=2, steps=settings.warmup_steps - 3)
-    trainer.callbacks.extend([host, clock])  # last, so the clock sees a validation end after the probes
+    attach(trainer, host, clock)  # last, so the clock sees a validation end after the probes
     trainer.fit(module, datamodule=data)
     in_fit = len(clock.validations)
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # grokkit and plugins/ import from the checkout, 
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from grokkit_arm import build_grokkit, hide_progress_bar, runs_in  # noqa: E402
+from grokkit_arm import attach, build_grokkit, hide_progress_bar, runs_in  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from plain_loop import train_flops_per_step, unembedded_positions  # noqa: E402
 from report import machine  # noqa: E402
@@ -193,7 +193,7 @@ def measure(
     probes = [c for c in trainer.callbacks if isinstance(c, Probe)]
     clock = Stopwatch(warmup, steps, probes)
     host = HostReadWindow(start=warmup, steps=min(steps, 20))
-    trainer.callbacks.extend([host, clock])
+    attach(trainer, host, clock)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()

@@ -72,3 +72,31 @@ class ConfiguredModelCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         pass
+
+
+TRAINING_BATCH_HOOKS = (  # called on every callback at every training step
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+)
+BATCH_HOOKS = (
+    *TRAINING_BATCH_HOOKS,
+    *(f"on_{stage}_batch_{end}" for stage in ("validation", "test") for end in ("start", "end")),
+)
+
+
+def skip_inherited_batch_hooks(callbacks: list[Callback]) -> None:
+    """Set the batch hooks that a callback inherits unchanged from ``Callback`` (no-ops) to ``None`` on the
+    instance, so that Lightning no longer calls them: its hook caller (``trainer/call.py``,
+    ``_call_callback_hooks``) skips a hook attribute that is not callable, before building the profiler
+    context and the call (six of them per callback per training step).
+
+    A hook the callback's class overrides, or that the instance set itself, is left alone.
+    """
+    for callback in callbacks:
+        for hook in BATCH_HOOKS:
+            if hook not in vars(callback) and getattr(type(callback), hook) is getattr(Callback, hook):
+                setattr(callback, hook, None)

@@ -1,5 +1,6 @@
 """End to end through the CLI: a real (tiny) training run, read back from its TensorBoard events."""
 
+import gc
 import subprocess
 import sys
 import warnings
@@ -15,7 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from grokkit.cli import build_cli, main
 from grokkit.cli.console import GrokProgressBar
 from grokkit.data.splits import EVAL_SPLITS
-from grokkit.train.dispatch import NoProfiler, skip_inherited_batch_hooks
+from grokkit.lightning_private import skip_inherited_batch_hooks
+from grokkit.train.dispatch import NoProfiler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,12 +132,14 @@ class BackwardCounter(Callback):
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         self.count("on_before_backward")
+        self.frozen = gc.get_freeze_count()
 
     def on_after_backward(self, trainer, pl_module) -> None:
         self.count("on_after_backward")
 
 
-def test_a_fit_calls_only_the_batch_hooks_a_callback_defines(tmp_path):
+@pytest.mark.slow
+def test_a_fit_calls_only_the_batch_hooks_a_callback_defines_with_the_heap_frozen(tmp_path):
     cli = build_cli(tiny_args(tmp_path, "--trainer.max_steps=3")[1:], run=False, save_config=False)
     trainer = cli.trainer
     assert isinstance(trainer.profiler, NoProfiler)
@@ -148,6 +152,8 @@ def test_a_fit_calls_only_the_batch_hooks_a_callback_defines(tmp_path):
     trainer.callbacks.append(counter)
     trainer.fit(cli.model, datamodule=cli.datamodule)
     assert counter.calls == {"on_before_backward": 3, "on_after_backward": 3, "on_train_batch_start": 3}
+    assert counter.frozen > 100_000  # the import-time heap, frozen while training
+    assert gc.get_freeze_count() == 0  # and unfrozen after
     assert bar.train_progress_bar.completed == 3  # Lightning called the bar's own on_train_batch_end
 
 

@@ -1,6 +1,7 @@
 """A run that has to stop says why in one line and keeps a checkpoint to resume from: non-finite losses and
 gradients (stop, or skip the update), and probes that raise."""
 
+import gc
 from pathlib import Path
 
 import lightning as L
@@ -169,6 +170,7 @@ def test_a_diverging_loss_stops_the_run_with_its_step(tmp_path, capsys):
     assert code == 1
     assert error.startswith("grokkit: error: non-finite loss at step 1; the run stopped")
     assert "last good checkpoint: none saved yet; fix: lower model.lr" in error
+    assert gc.get_freeze_count() == 0  # the failed fit unfroze the heap it froze
 
 
 def test_skip_mode_skips_the_update_entirely_and_counts_it(tmp_path):

@@ -10,16 +10,19 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichP
 
 from grokkit.cli.configfiles import as_list
 from grokkit.cli.console import GrokProgressBar, OneLineSummary
+from grokkit.lightning_private import skip_inherited_batch_hooks
 from grokkit.probes import Probe
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpointing import AtomicCheckpointIO
-from grokkit.train.dispatch import NoProfiler, skip_inherited_batch_hooks
+from grokkit.train.dispatch import NoProfiler
+from grokkit.train.heap import FrozenHeap
 from grokkit.train.run_log import HparamsSession, ValidationAtProbeStep
 
 
 def trainer_callbacks(configured: dict[str, Any], trainer_kwargs: dict[str, Any]) -> list:
     """A progress bar in steps, a one-line model summary, learning-rate and weight-decay curves, validation
-    metrics at the probes' step, and the HPARAMS session, unless configured otherwise; probes sorted by stage.
+    metrics at the probes' step, the HPARAMS session, unless configured otherwise, and the heap frozen through
+    the fit (:class:`~grokkit.train.heap.FrozenHeap`); probes sorted by stage.
     Sets ``enable_model_summary`` in ``trainer_kwargs`` where the one-line summary replaces Lightning's."""
     callbacks = as_list(configured.get("callbacks"))
     wants_bar = configured.get("enable_progress_bar") is not False
@@ -33,19 +36,20 @@ def trainer_callbacks(configured: dict[str, Any], trainer_kwargs: dict[str, Any]
         callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
     callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
     board = [] if any(isinstance(c, ResultsBoard) for c in callbacks) else [ResultsBoard()]
-    return [*board, *callbacks, ValidationAtProbeStep(), HparamsSession()]  # the board publishes val first
+    return [*board, *callbacks, ValidationAtProbeStep(), HparamsSession(), FrozenHeap()]  # board: val first
 
 
 def trainer_profiler(configured: dict[str, Any], trainer_kwargs: dict[str, Any]) -> None:
     """Without a configured ``trainer.profiler``, Lightning's record-nothing profiler at no cost per hook
-    (:class:`~grokkit.train.dispatch.NoProfiler`); a configured one (``simple``, ``advanced``, ...) is kept."""
-    if configured.get("profiler") is None:
+    (:class:`~grokkit.train.dispatch.NoProfiler`); a configured one (``simple``, ``advanced``, ...) is kept,
+    and ``barebones`` (which refuses every profiler) gets none."""
+    if configured.get("profiler") is None and not configured.get("barebones"):
         trainer_kwargs["profiler"] = NoProfiler()
 
 
 def quiet_batch_hooks(trainer: L.Trainer) -> L.Trainer:
     """The built trainer, its callbacks (Lightning's own included) no longer called for inherited no-op batch
-    hooks (:func:`~grokkit.train.dispatch.skip_inherited_batch_hooks`)."""
+    hooks (:func:`~grokkit.lightning_private.skip_inherited_batch_hooks`)."""
     skip_inherited_batch_hooks(trainer.callbacks)
     return trainer
 
