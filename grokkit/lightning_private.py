@@ -1,4 +1,5 @@
-"""Every use of Lightning's private API in grokkit, behind public-looking names; nothing else may use one.
+"""Every use of Lightning's private API in grokkit, or of behaviour its docs do not promise, behind
+public-looking names; nothing else may use one.
 
 Checked against Lightning 2.6.6 (pyproject pins ``lightning<2.7``). Each item below has no public
 equivalent in that version; on a Lightning upgrade, re-check this file (and ``tests/test_layout.py``)
