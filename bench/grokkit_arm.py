@@ -17,7 +17,7 @@ from plain_loop import PlainLoop
 from step_clock import HostReadWindow, StepClock
 
 from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, build_cli
-from grokkit.cli.console import GrokProgressBar
+from grokkit.cli.console import GrokProgressBar, quiet_known_noise
 from grokkit.lightning_private import TRAINING_BATCH_HOOKS, skip_inherited_batch_hooks
 from grokkit.probes import CausalTracing, CircuitDetector, GrokkingOnset, LogitLens, Probe, RunClassifier
 from grokkit.probes.registry import load_entry_point_probes
@@ -35,6 +35,7 @@ def load_config() -> tuple[Path, dict[str, Any], str]:
 def build_grokkit(config: Path, overrides: list[str]) -> GrokkitCLI:
     """Model, data and trainer exactly as ``grokkit fit --config`` builds them, without running."""
     load_entry_point_probes()  # plugin probes registered as entry points, as `grokkit` loads them
+    quiet_known_noise()  # and without the lines `grokkit` silences
     return build_cli(["--config", str(config), *overrides], run=False, save_config=False)
 
 
