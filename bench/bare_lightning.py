@@ -31,7 +31,7 @@ class MinimalModule(L.LightningModule):
         return grokkit_optimizer(self.net, self.module_hparams)
 
 
-def measure_lightning_floor(
+def measure_lightning_default(
     settings: Settings, config: Path, tmp: Path, threads: int, window: int, network: list[str]
 ) -> dict[str, Any]:
     """A bare ``Trainer`` (no logger, checkpoints, progress bar or summary) fitting :class:`MinimalModule` on

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))  # grokkit and plugins/ import from the checkout, 
 
 import torch  # noqa: E402
 from anchor_loop import measure_anchor  # noqa: E402
-from bare_lightning import measure_lightning_floor  # noqa: E402
+from bare_lightning import measure_lightning_default  # noqa: E402
 from batch512 import measure_batch512  # noqa: E402
 from grokkit_arm import (  # noqa: E402
     TINY_NETWORK,
@@ -99,10 +99,12 @@ def main() -> None:
         console.print("bench: grokkit vs plain loop, validation, probes ...")
         g = measure_grokkit(settings, config, raw, Path(tmp), threads)
         fixed = measure_fixed_cost(settings, config, Path(tmp), threads, g["window_steps"])
-        fixed["lightning"] = measure_lightning_floor(
+        fixed["lightning"] = measure_lightning_default(
             settings, config, Path(tmp), threads, g["window_steps"], TINY_NETWORK
         )
-        g["lightning"] = measure_lightning_floor(settings, config, Path(tmp), threads, g["window_steps"], [])
+        g["lightning"] = measure_lightning_default(
+            settings, config, Path(tmp), threads, g["window_steps"], []
+        )
         fixed["accelerator_reads"] = count_accelerator_reads(config, Path(tmp), threads, g["log_every"])
     console.print("bench: batch 512 (attention, FLOPs, matmul ceiling) ...")
     b = measure_batch512(settings, g, args.compile)

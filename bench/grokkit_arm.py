@@ -18,7 +18,7 @@ from step_clock import HostReadWindow, StepClock
 
 from grokkit.cli import TRAINER_DEFAULTS, GrokkitCLI, build_cli
 from grokkit.cli.console import GrokProgressBar, quiet_known_noise
-from grokkit.lightning_private import TRAINING_BATCH_HOOKS, skip_inherited_batch_hooks
+from grokkit.lightning_private import TRAINING_BATCH_HOOKS, inherits_unchanged, skip_inherited_batch_hooks
 from grokkit.probes import CausalTracing, CircuitDetector, GrokkingOnset, LogitLens, Probe, RunClassifier
 from grokkit.probes.registry import load_entry_point_probes
 from grokkit.train.checkpointing import TrajectoryCheckpoint
@@ -75,9 +75,7 @@ def runs_in(probe: Probe, steps: int, val_interval: int) -> int:
 
 def per_step_hooks(probe: Probe) -> list[str]:
     """Callback hooks a probe overrides that run on every training step (their cost is in the step time)."""
-    return [
-        hook for hook in TRAINING_BATCH_HOOKS if getattr(type(probe), hook) is not getattr(Callback, hook)
-    ]
+    return [hook for hook in TRAINING_BATCH_HOOKS if not inherits_unchanged(probe, hook)]
 
 
 def fit_overrides(threads: int, total: int, tmp: Path, name: str) -> list[str]:

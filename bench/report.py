@@ -37,16 +37,16 @@ def anchor_row(anchor: dict[str, Any]) -> Row:
     )  # fmt: skip
 
 
-def lightning_floor_row(floor: dict[str, Any], batch_size: int) -> Row:
+def lightning_default_row(bare: dict[str, Any], batch_size: int) -> Row:
     """A minimal LightningModule on a bare Trainer, with Lightning's defaults, against the plain loop, both on
     the config's own network and data: what Lightning's loop adds to a step before grokkit adds or trims
     anything (grokkit's trainer dispatches hooks for less, ``grokkit/train/dispatch.py``)."""
-    ratios = [a / b for a, b in zip(floor["grokkit_s"], floor["plain_s"], strict=False)]
+    ratios = [a / b for a, b in zip(bare["grokkit_s"], bare["plain_s"], strict=False)]
     ratio = median(ratios)
     return Row(
         "Lightning's default step / plain loop step (a minimal LightningModule on a bare Trainer), the config's network",
         ratio, f"{ratio:.3f}", "", None,
-        f"{median(floor['grokkit_s']) * 1e3:.1f} vs {median(floor['plain_s']) * 1e3:.1f} ms/step (batch {batch_size}); "
+        f"{median(bare['grokkit_s']) * 1e3:.1f} vs {median(bare['plain_s']) * 1e3:.1f} ms/step (batch {batch_size}); "
         f"no grokkit module, callbacks, logger or progress bar; Lightning's default profiler and hook dispatch; "
         f"median of {len(ratios)} window pairs, interleaved "
         f"({interval_text(ratios, 3)})",
@@ -153,7 +153,7 @@ def rows_from(
     )
 
     if "lightning" in g:
-        rows.append(lightning_floor_row(g["lightning"], g["batch_size"]))
+        rows.append(lightning_default_row(g["lightning"], g["batch_size"]))
     if fixed is not None:
         rows.extend(fixed_cost_rows(fixed, step_p))
 

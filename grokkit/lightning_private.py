@@ -89,6 +89,11 @@ BATCH_HOOKS = (
 )
 
 
+def inherits_unchanged(callback: Callback, hook: str) -> bool:
+    """Whether ``callback``'s class takes ``hook`` from ``Callback`` as it is (a no-op)."""
+    return getattr(type(callback), hook) is getattr(Callback, hook)
+
+
 def skip_inherited_batch_hooks(callbacks: list[Callback]) -> None:
     """Set the batch hooks that a callback inherits unchanged from ``Callback`` (no-ops) to ``None`` on the
     instance, so that Lightning no longer calls them: its hook caller (``trainer/call.py``,
@@ -99,5 +104,5 @@ def skip_inherited_batch_hooks(callbacks: list[Callback]) -> None:
     """
     for callback in callbacks:
         for hook in BATCH_HOOKS:
-            if hook not in vars(callback) and getattr(type(callback), hook) is getattr(Callback, hook):
+            if hook not in vars(callback) and inherits_unchanged(callback, hook):
                 setattr(callback, hook, None)

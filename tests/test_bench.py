@@ -127,23 +127,23 @@ def test_with_the_accelerator_schedule_the_host_reads_only_on_the_logging_step(t
     assert sum(n for site, n in sites.items() if "console.py" in site) == 1, sites  # the bar: once per log
 
 
-def test_lightning_floor_interleaves_a_bare_trainer_with_the_plain_loop(tmp_path, monkeypatch):
-    """The step ratio's floor: a minimal LightningModule on a bare Trainer (a real tiny fit), timed window by
-    window against the plain loop, and its row."""
+def test_lightning_default_interleaves_a_bare_trainer_with_the_plain_loop(tmp_path, monkeypatch):
+    """Lightning's default Trainer beside the step ratio: a minimal LightningModule on a bare Trainer (a real
+    tiny fit), timed window by window against the plain loop, and its row."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    from bare_lightning import measure_lightning_floor
+    from bare_lightning import measure_lightning_default
     from common import QUICK
-    from report import lightning_floor_row
+    from report import lightning_default_row
 
     raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
     raw["data"]["data_dir"] = str(tmp_path / "data")
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(raw))
-    floor = measure_lightning_floor(QUICK, config, tmp_path, 1, QUICK.window_steps, [])
-    assert len(floor["grokkit_s"]) == len(floor["plain_s"]) == QUICK.windows
-    assert all(seconds > 0 for seconds in floor["grokkit_s"] + floor["plain_s"])
-    row = lightning_floor_row(floor, batch_size=raw["data"]["batch_size"])
-    ratios = [a / b for a, b in zip(floor["grokkit_s"], floor["plain_s"], strict=True)]
+    bare = measure_lightning_default(QUICK, config, tmp_path, 1, QUICK.window_steps, [])
+    assert len(bare["grokkit_s"]) == len(bare["plain_s"]) == QUICK.windows
+    assert all(seconds > 0 for seconds in bare["grokkit_s"] + bare["plain_s"])
+    row = lightning_default_row(bare, batch_size=raw["data"]["batch_size"])
+    ratios = [a / b for a, b in zip(bare["grokkit_s"], bare["plain_s"], strict=True)]
     assert (
         row.value == pytest.approx(statistics.median(ratios)) and row.passed is None
     )  # no target of its own
