@@ -290,7 +290,7 @@ def show(results: dict[str, Any], console: Console) -> None:
     console.print(table)
 
 
-def arms(modes: list[str], tiny: bool) -> list[Arm]:
+def arms(modes: list[str]) -> list[Arm]:
     chosen = [Arm(model, mode) for model in CONFIGS for mode in modes]
     prefix = "--model.network.init_args.n_prefix=0"
     return chosen + [Arm("recursive (He et al.)", modes[0], (prefix,), f"{modes[0]}, no prefix slots")]
@@ -321,7 +321,7 @@ def main() -> None:
         "peak_flops": peak, "matmul_flops": matmul_ceiling(1.0 if tiny else 3.0), "arms": [],
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="grokkit-bench-paper-") as tmp:
-        for arm in arms(args.modes, tiny):
+        for arm in arms(args.modes):
             console.print(f"bench-paper: {arm.name} ...")
             results["arms"].append(
                 measure(arm, CONFIGS[arm.model], tiny, warmup, steps, Path(tmp), args.data_dir)

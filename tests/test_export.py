@@ -97,7 +97,9 @@ def test_export_refuses_a_recursive_run(tmp_path, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"")
-    (run / "config.yaml").write_text("model:\n  network:\n    class_path: grokkit.models.Recursive\n")
+    (run / "config.yaml").write_text(
+        "model:\n  network:\n    class_path: grokkit.models.Recursive\ndata: {}\n"
+    )
     with pytest.raises(SystemExit) as exit_info:
         main(["export", str(run)])
     assert exit_info.value.code == 2

@@ -63,6 +63,17 @@ class BlowUpWeights(Callback):
                     parameter.mul_(1e30)
 
 
+class Crash(Callback):
+    """An error that is not grokkit's, after ``step`` steps."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"crash at step {self.step}")
+
+
 class FailingProbe(Probe):
     """Measures a constant, and divides by zero at ``fail_at``."""
 
@@ -171,6 +182,15 @@ def test_a_diverging_loss_stops_the_run_with_its_step(tmp_path, capsys):
     assert error.startswith("grokkit: error: non-finite loss at step 1; the run stopped")
     assert "last good checkpoint: none saved yet; fix: lower model.lr" in error
     assert gc.get_freeze_count() == 0  # the failed fit unfroze the heap it froze
+
+
+def test_save_on_exception_saves_where_the_run_stopped(tmp_path):
+    """``checkpoint.save_on_exception``, Lightning's option, keeps its meaning on grokkit's checkpoint."""
+    crash = ["--trainer.callbacks+=test_failures.Crash", "--trainer.callbacks.step=5"]
+    with pytest.raises(RuntimeError, match="crash at step 5"):
+        main(tiny_args(tmp_path, *crash, "--checkpoint.save_on_exception=true"))
+    saved = sorted((run_dir(tmp_path) / "checkpoints").glob("*.ckpt"))
+    assert saved and {checkpoint(path)["global_step"] for path in saved} == {5}
 
 
 def test_skip_mode_skips_the_update_entirely_and_counts_it(tmp_path):

@@ -1,7 +1,7 @@
 """``GrokkitCLI``: LightningCLI with grokkit's links, checks and callbacks; :mod:`grokkit.cli.factory` builds it.
 
-Every number is checked against its range right after parsing (:mod:`grokkit.ranges`), the dataset and
-``--ckpt_path`` before the run starts, and a new run claims its run directory only once every input is checked.
+Every number is checked against its range right after parsing (:mod:`grokkit.ranges`), the probes' settings,
+the dataset and ``--ckpt_path`` before the run starts, and a new run claims its directory only after them all.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from grokkit.cli.parser import located
 from grokkit.cli.rundir import claim_run_directory
 from grokkit.errors import ConfigError, GrokkitError
 from grokkit.lightning_private import ConfiguredModelCLI, set_step
+from grokkit.probes.base import check_probes
 from grokkit.ranges import check_ranges
 from grokkit.train.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
 
@@ -55,18 +56,16 @@ class GrokkitCLI(ConfiguredModelCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse, then refuse any number outside its range before anything (the seed included) is set."""
         super().parse_arguments(parser, args)
-        subcommand = self.config.get("subcommand")
         sections = {"model": self.model_class, "data": self.datamodule_class, "trainer": self.trainer_class}
         sections |= {"": type(self), "checkpoint": ResumableCheckpoint, "trajectory": TrajectoryCheckpoint}
         try:
-            check_ranges(self.config[subcommand] if subcommand else self.config, sections)
+            check_ranges(self.config.get(self.config.get("subcommand"), self.config), sections)
         except ConfigError as error:
             raise ConfigError(f"{error}{located(error.key or '')}", error.key) from None
 
     def before_instantiate_classes(self) -> None:
-        """Pin the run's version in the config, so its saved config.yaml resumes into the same run directory
-        (a new run claims it in :meth:`before_fit`); ``validate``/``test`` of a run write into a
-        ``validate``/``test`` folder inside it, not over it. Set the thread count (its range is checked)."""
+        """Pin the run's version, so its config.yaml resumes into the same directory (claimed in :meth:`before_fit`);
+        ``validate``/``test`` write into a folder of that name inside the run. Set the thread count."""
         threads = self.section(self.config, "threads")
         if threads is not None:
             torch.set_num_threads(threads)
@@ -109,7 +108,8 @@ class GrokkitCLI(ConfiguredModelCLI):
         self.check_inputs()
 
     def check_inputs(self) -> dict | None:
-        """Build or verify the dataset, then check ``--ckpt_path``; returns the checkpoint (memory-mapped)."""
+        """Check the probes, build or verify the dataset, check ``--ckpt_path``; returns the checkpoint."""
+        check_probes(self.trainer.callbacks, self.model)
         self.datamodule.setup(self.subcommand)  # raises on a corrupt dataset directory; idempotent
         given = self.config[self.subcommand].get("ckpt_path")
         path = resolve_ckpt_path(self.trainer, str(given)) if given else None

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import last_checkpoints
+from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.warm_start import state_dict_mismatch
 
 
@@ -34,30 +35,7 @@ def load_checkpoint(path: str, weights_only: bool | None) -> dict:
             f"--ckpt_path {path}: no such file; give a checkpoint written by `grokkit fit` "
             "(RUN/checkpoints/last.ckpt), or `last` to resume the run of --config RUN/config.yaml"
         )
-    try:
-        try:  # mmap: the shapes without reading the tensors
-            checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
-        except RuntimeError:  # not a zip file (an old format, or not a checkpoint): load it plainly
-            checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
-        first_sentence = " ".join(str(error).split()).split(". ")[0][:120]
-        reason = f"{type(error).__name__}: {first_sentence}"
-        if "Unsupported global" in str(error):  # a sound file holding objects a weights-only load refuses
-            raise ConfigError(
-                f"--ckpt_path {path} holds Python objects that a weights-only load refuses; if you trust "
-                "the file, add --weights_only false"
-            ) from None
-        raise ConfigError(
-            f"--ckpt_path {path} cannot be read ({reason}): it is truncated or not a checkpoint; use "
-            "another one (grokkit writes checkpoints atomically, so RUN/checkpoints/last.ckpt of a crashed "
-            "run is intact)"
-        ) from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise ConfigError(
-            f"--ckpt_path {path} is not a Lightning checkpoint (no state_dict); give one written by "
-            "`grokkit fit`"
-        )
-    return checkpoint
+    return read_checkpoint(path, f"--ckpt_path {path}", weights_only)
 
 
 def check_checkpoint(checkpoint: dict, path: str, model: torch.nn.Module, resume: bool) -> None:

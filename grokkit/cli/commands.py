@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 from grokkit.cli.invocation import DEBUG_ENV
 
 # LightningCLI runs the trainer commands (its `predict` is left out: grokkit's models have no predict step);
@@ -62,12 +59,3 @@ def overview() -> str:
             f"  --debug     show tracebacks instead of one-line errors (also {DEBUG_ENV}=1)",
         ]
     )
-
-
-def run_dir_parser(command: str, description: str) -> argparse.ArgumentParser:
-    """The command line of a tool that reads one finished run: ``grokkit COMMAND RUN_DIR [options]``."""
-    parser = argparse.ArgumentParser(prog=f"grokkit {command}", description=description)
-    parser.add_argument(
-        "run_dir", type=Path, help="a run directory written by `grokkit fit` (holds config.yaml)"
-    )
-    return parser

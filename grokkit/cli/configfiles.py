@@ -23,8 +23,9 @@ def config_paths(argv: list[str]) -> list[Path]:
     return [Path(v) for v in values if not any(mark in v for mark in ("\n", ": ", "{"))]
 
 
-def check_config_file(path: Path) -> None:
-    """Refuse a config file that is missing, unreadable, not valid YAML, empty, or not a mapping."""
+def read_config_file(path: Path) -> dict:
+    """The mapping in a config file; a file that is missing, unreadable, not valid YAML, empty, or not a
+    mapping is refused in one line."""
     if not path.exists():
         raise ConfigError(
             f"config file {path} does not exist; give the path of a YAML config, e.g. configs/tiny.yaml"
@@ -54,6 +55,7 @@ def check_config_file(path: Path) -> None:
         raise ConfigError(
             f"config file {path} holds a {type(content).__name__} at the top; a config is {EXAMPLE}"
         )
+    return content
 
 
 def where_set(key: str, paths: list[Path]) -> str | None:
@@ -82,6 +84,6 @@ def _child(node: yaml.Node | None, part: str) -> yaml.Node | None:
     return None
 
 
-def as_list(value) -> list:
+def as_list(value: object) -> list:
     """A config value that may be one item, a list, or null, as a new list."""
     return [] if value is None else list(value) if isinstance(value, list) else [value]

@@ -20,7 +20,7 @@ from lightning.pytorch.cli import ArgsType
 
 from grokkit.cli import invocation
 from grokkit.cli.commands import TOOLS, TRAINER_COMMANDS, overview
-from grokkit.cli.configfiles import check_config_file, config_paths
+from grokkit.cli.configfiles import config_paths, read_config_file
 from grokkit.cli.console import quiet_known_noise
 from grokkit.cli.factory import build_cli
 from grokkit.errors import GrokkitError
@@ -60,7 +60,7 @@ def run_command(args: ArgsType) -> None:
         sys.exit(2)
     with errors_in_one_line():
         for path in config_paths(invocation.argv):
-            check_config_file(path)
+            read_config_file(path)
         if isinstance(argv, list) and argv[0] in TOOLS:  # imported when used: some need optional packages
             module, _, function = TOOLS[argv[0]][0].partition(":")
             return getattr(importlib.import_module(module), function)(argv[1:])

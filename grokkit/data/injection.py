@@ -49,8 +49,9 @@ class Injection:
             raise ConfigError(
                 f"data.injection.n_new={self.n_new} must be even and at least 2 (chained pairs)"
             )
-        if self.replay_size < 1 or self.eval_size < 1:
-            raise ConfigError("data.injection.replay_size and data.injection.eval_size must be at least 1")
+        for name in ("replay_size", "eval_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.injection.{name}={getattr(self, name)} must be at least 1")
 
 
 def graph_of(facts: torch.Tensor, names: dict[str, list[str]]) -> KnowledgeGraph:

@@ -135,4 +135,9 @@ def two_hop_items(kg: KnowledgeGraph, first: np.ndarray, second: np.ndarray) -> 
 
 def query_keys(items: np.ndarray) -> np.ndarray:
     """One integer per (h, r1, r2) query (atomic items have r2 = PAD): used for disjointness checks."""
+    if len(items) and items[:, :3].max() >= 1 << 21:  # three token ids packed into one int64, 21 bits each
+        raise ConfigError(
+            f"the graph has {int(items[:, :3].max()) + 1} or more tokens; grokkit supports at most {1 << 21} "
+            "(entities + relations + 2): use fewer entities or relations"
+        )
     return (items[:, 0] * (1 << 42)) + (items[:, 1] * (1 << 21)) + items[:, 2]

@@ -16,16 +16,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.cli import build_cli
-from grokkit.cli.commands import run_dir_parser
-from grokkit.cli.configfiles import as_list
+from grokkit.cli.configfiles import as_list, read_config_file
+from grokkit.cli.finished_run import run_config, run_dir_parser
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import set_step
 from grokkit.train.board import ResultsBoard
+from grokkit.train.checkpoint_file import read_checkpoint
 
 
 class AnalysisLogger(TensorBoardLogger):
@@ -41,24 +40,12 @@ def class_name(callback: Any) -> str:
     return (callback["class_path"] if isinstance(callback, dict) else str(callback)).rpartition(".")[2]
 
 
-def run_config(run_dir: Path) -> dict[str, Any]:
-    """A run's ``config.yaml``, without the arguments of ``fit`` itself (not part of the run)."""
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(
-            f"{run_dir / 'config.yaml'} not found: give a run directory written by `grokkit fit`"
-        )
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    for key in ("ckpt_path", "weights_only"):
-        config.pop(key, None)
-    return config
-
-
 def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
     """The run's config logging to ``RUN_DIR/analysis``, with the extra probes (replacing any of the same class)."""
     config = run_config(run_dir)
     if probes_config is not None and not probes_config.is_file():
         raise ConfigError(f"--probes-config {probes_config} not found")
-    extra = yaml.safe_load(probes_config.read_text()) if probes_config is not None else {}
+    extra = read_config_file(probes_config) if probes_config is not None else {}
     added = as_list((extra.get("trainer") or {}).get("callbacks"))
     trainer = config.setdefault("trainer", {})
     replaced = {class_name(callback) for callback in added}
@@ -85,14 +72,13 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
     paths += [path for path in [run_dir / "checkpoints" / "last.ckpt"] if path.is_file()]
     if not paths:
         raise ConfigError(f"no checkpoints under {run_dir / 'checkpoints'}: nothing to analyze")
+    # every checkpoint read (memory-mapped) before any work, so that a damaged one is refused first
+    checkpoints = [read_checkpoint(path, str(path)) for path in paths]
     shutil.rmtree(run_dir / "analysis", ignore_errors=True)
-
     cli = build_cli(config, prog="grokkit analyze", run=False, save_config=False)
     trainer, module = cli.trainer, cli.model
     steps: list[int] = []
-    for path in paths:
-        # weights_only=False: the run's own files, whose hyperparameters hold Python objects
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    for checkpoint in checkpoints:
         step = checkpoint["global_step"]
         if step in steps:  # last.ckpt can repeat the last trajectory step
             continue

@@ -21,14 +21,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from grokkit.cli import GrokkitCLI, build_cli
+from grokkit.cli.configfiles import read_config_file
+from grokkit.cli.finished_run import run_config
 from grokkit.errors import ConfigError
-from grokkit.experiments.analyze import run_config
 from grokkit.experiments.transfer_report import STARTS, write_report
 from grokkit.train.board import ResultsBoard
+from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.checkpointing import STEP_FILE
 
 DEFAULT_OVERLAY = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "cpu.yaml"
@@ -59,9 +60,7 @@ def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dic
         last = run_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise ConfigError(f"{last} not found: the source run has no final checkpoint")
-        step = torch.load(last, map_location="cpu", mmap=True, weights_only=False)[
-            "global_step"
-        ]  # its own file
+        step = read_checkpoint(last, str(last))["global_step"]
         if step < min(t_gen):
             raise ConfigError(
                 f"{last} is from step {step}, before t_gen {min(t_gen)} ({split}): let the run finish"
@@ -111,16 +110,9 @@ def transfer(
 ) -> dict[str, Any]:
     """Fine-tune the starts, then write the table and figure of every start under ``out``; returns its rows."""
     for overlay in overlays:
-        if not overlay.is_file():
-            raise ConfigError(f"--config {overlay} not found")
+        read_config_file(overlay)
     config = run_config(source)
     checkpoints = start_checkpoints(source, split, starts) if set(starts) - {"scratch"} else {}
-    try:
-        import matplotlib  # noqa: F401 - the figure needs it; refuse before training, not after
-    except ImportError:
-        raise ConfigError(
-            "grokkit transfer draws a figure with matplotlib: pip install -e '.[plot]'"
-        ) from None
     for start in starts:
         init_from, step = checkpoints.get(start, (None, None))
         cli = build_start(config, overlays, list(extra), init_from, out / start)

@@ -15,11 +15,10 @@ import io
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError
 from grokkit.train.board import ResultsBoard
+from grokkit.train.checkpoint_file import read_checkpoint
 
 STARTS = ("grokked", "memorized", "scratch")
 CATEGORIES = {
@@ -148,8 +147,8 @@ def write_report(out: Path) -> list[dict[str, Any]]:
     runs = {}
     for start in STARTS:
         path = out / start / "checkpoints" / "last.ckpt"
-        if path.is_file():  # the run's own file: its hyperparameters hold Python objects
-            runs[start] = ResultsBoard().restore(torch.load(path, map_location="cpu", weights_only=False))
+        if path.is_file():
+            runs[start] = ResultsBoard().restore(read_checkpoint(path, str(path)))
     if not runs:
         raise ConfigError(
             f"no finished start under {out} (OUT/<start>/checkpoints/last.ckpt): nothing to report"

@@ -120,8 +120,13 @@ class Recursive(TwoHopModel):
         n_prefix: int = 0,
     ) -> None:
         super().__init__()
-        if min(d_model, n_blocks, H_cycles, L_cycles, n_heads) < 1 or n_prefix < 0:
-            raise ConfigError("model: d_model, n_blocks, H_cycles, L_cycles and n_heads must be at least 1")
+        sizes = dict(
+            d_model=d_model, n_blocks=n_blocks, H_cycles=H_cycles, L_cycles=L_cycles, n_heads=n_heads
+        )
+        for name, value in {**sizes, "n_prefix": n_prefix}.items():
+            least = 0 if name == "n_prefix" else 1
+            if value < least:
+                raise ConfigError(f"model.network.init_args.{name}={value} must be at least {least}")
         if token_mixing == "attention" and d_model % n_heads:
             raise ConfigError(f"model.d_model={d_model} must be divisible by model.n_heads={n_heads}")
         self.d_model, self.H_cycles, self.L_cycles, self.n_prefix = d_model, H_cycles, L_cycles, n_prefix

@@ -76,6 +76,10 @@ class Probe(Callback):
         rows = torch.randperm(len(items), generator=generator)[: self.sample_size].to(items.device)
         return (items[rows], *(other[rows] for other in others))
 
+    def check(self, pl_module: L.LightningModule) -> None:
+        """Refuse, in one line, settings that ``pl_module``'s model cannot run; ``grokkit`` calls it before it
+        builds the data or claims the run directory."""
+
     # ----- running -----
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         ResultsBoard.of(trainer)  # where results go: a missing board is refused before training starts
@@ -102,7 +106,7 @@ class Probe(Callback):
                     result = self.compute(trainer, pl_module)
             finally:
                 pl_module.train(was_training)
-            self.publish(trainer, pl_module, step, result)
+            self.publish(trainer, step, result)
         except (ProbeError, StorageError):  # a full disk is no fault of the probe
             raise
         except Exception as error:
@@ -136,9 +140,7 @@ class Probe(Callback):
     def render(self, writer: Any, step: int, result: dict[str, Any]) -> None:
         """Optionally draw figures with a TensorBoard ``SummaryWriter``."""
 
-    def publish(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, result: dict[str, Any]
-    ) -> None:
+    def publish(self, trainer: L.Trainer, step: int, result: dict[str, Any]) -> None:
         scalars = {
             f"probe/{self.name}/{key}": float(value)
             for key, value in result.items()
@@ -156,3 +158,10 @@ class Probe(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_run_step = state_dict["last_run_step"]
+
+
+def check_probes(callbacks: list[Callback], pl_module: L.LightningModule) -> None:
+    """Every probe's :meth:`Probe.check` among ``callbacks``: what the model cannot run is refused first."""
+    for callback in callbacks:
+        if isinstance(callback, Probe):
+            callback.check(pl_module)

@@ -124,15 +124,23 @@ class CausalTracing(Probe):
             )
         self.split, self.mid_stage = split, mid_stage
 
-    def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        data, model = trainer.datamodule, pl_module.eval_net
-        stages = range(1, model.n_stages - 1)  # stage 0 is the token swap itself, the last is the output
+    def check(self, pl_module: L.LightningModule) -> None:
+        self.bridge_stage(pl_module.eval_net)
+
+    def bridge_stage(self, model: TwoHopModel) -> int:
+        """The stage of S[mid, r1] in ``model``."""
         mid = round(0.625 * (model.n_stages - 1)) if self.mid_stage is None else self.mid_stage
-        if mid not in stages:
+        if mid not in range(1, model.n_stages - 1):
             raise ConfigError(
                 f"causal_tracing.mid_stage={mid} must be a patchable stage, 1..{model.n_stages - 2} "
                 f"(this model has {model.n_stages} stages)"
             )
+        return mid
+
+    def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        data, model = trainer.datamodule, pl_module.eval_net
+        stages = range(1, model.n_stages - 1)  # stage 0 is the token swap itself, the last is the output
+        mid = self.bridge_stage(model)
         device = next(model.parameters()).device
         (items,) = self.sample(data.split_items(self.split).to(device))
         inputs, _ = model.inputs_and_targets(items)

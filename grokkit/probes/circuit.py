@@ -1,4 +1,4 @@
-"""Has the generalization circuit formed? He et al.'s rule on the logit lens history, read from the board.
+"""Has the generalization circuit formed? He et al.'s rule on the circuit signal's history, read from the board.
 
 The circuit counts as formed once the model family's circuit signal stays at or above its level for a few
 evaluations in a row; ``formed_step`` is the first of those evaluations. The signal is one the training

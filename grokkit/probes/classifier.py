@@ -22,8 +22,9 @@ for a decoder; see :mod:`grokkit.probes.signal`), every level reached only when 
         accuracy stuck in the plateau band over the last plateau_window ...... partial
         otherwise ............................................................ not_generalized
 
-Without a circuit curve (no logit lens configured), a late rise counts as real grokking and the reason
-says that real and fake grokking could not be told apart.
+Without a circuit curve (no probe has published the signal: no causal tracing for a decoder, no logit lens
+for the recursive model), a late rise counts as real grokking and the reason says that real and fake
+grokking could not be told apart.
 """
 
 from __future__ import annotations

@@ -1,11 +1,19 @@
 """``python -m grokkit.results RUN_OR_SWEEP_DIR OUT.csv``: a run's scalars or a sweep's table as CSV."""
 
-import sys
+import argparse
 from pathlib import Path
 
+from grokkit.atomic import atomic_write
+from grokkit.cli import errors_in_one_line
 from grokkit.results.runs import SWEEP_PLAN, load_run, load_sweep
 
-source, out = Path(sys.argv[1]), Path(sys.argv[2])
-table = load_sweep(source) if (source / SWEEP_PLAN).is_file() else load_run(source).scalars
-table.to_csv(out, index=False)
-print(f"{len(table)} rows -> {out}")
+parser = argparse.ArgumentParser(
+    prog="python -m grokkit.results", description="Write a run's scalars or a sweep's table as CSV."
+)
+parser.add_argument("source", type=Path, help="a run directory or a sweep directory")
+parser.add_argument("out", type=Path, help="the CSV file to write")
+args = parser.parse_args()
+with errors_in_one_line():
+    table = load_sweep(args.source) if (args.source / SWEEP_PLAN).is_file() else load_run(args.source).scalars
+atomic_write(args.out, lambda f: table.to_csv(f, index=False))
+print(f"{len(table)} rows -> {args.out}")

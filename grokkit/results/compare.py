@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
+from grokkit.atomic import atomic_write  # noqa: E402
 from grokkit.errors import ConfigError  # noqa: E402
 from grokkit.results.runs import SWEEP_PLAN, load_run, load_sweep  # noqa: E402
 
@@ -143,8 +144,7 @@ def compare_command(argv: list[str]) -> None:
         fig = summary_figure(args.dirs, args.x, args.y)
     else:
         fig = curves_figure(expand_runs(args.dirs), args.tags, args.panels)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out)
+    atomic_write(args.out, lambda f: fig.savefig(f, format="png"))
     with SummaryWriter(str(args.logdir)) as writer:
         writer.add_figure(f"compare/{args.out.stem}", fig)
     print(f"grokkit compare: {args.out}; TensorBoard: {args.logdir} (tag compare/{args.out.stem})")

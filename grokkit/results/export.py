@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from grokkit.cli.commands import run_dir_parser
+from grokkit.cli.finished_run import run_config, run_dir_parser
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.models import Decoder
 from grokkit.probes.causal_tracing import TWO_HOP_SPLITS
+from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.checkpointing import atomic_torch_save
+from grokkit.train.warm_start import load_network_weights
 
 
 def hooked_transformer_config(decoder: Decoder, vocab_size: int) -> dict[str, Any]:
@@ -76,27 +77,23 @@ def hooked_transformer_weights(decoder: Decoder) -> dict[str, torch.Tensor]:
 
 def run_decoder(run_dir: Path, checkpoint: Path) -> tuple[Decoder, TwoHopDataModule]:
     """The decoder a run trained (its EMA weights when it kept an EMA), and the run's data."""
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise ConfigError(f"{config_path} not found: give a run directory written by `grokkit fit`")
+    config = run_config(run_dir)
     if not checkpoint.is_file():
         raise ConfigError(
             f"checkpoint {checkpoint} not found; give one with --ckpt (default: checkpoints/last.ckpt)"
         )
-    config = yaml.safe_load(config_path.read_text())
-    network = config["model"]["network"]
-    if network["class_path"].rpartition(".")[2] != "Decoder":
+    network = config["model"].get("network") or {}
+    class_path = network.get("class_path", "") if isinstance(network, dict) else str(network)
+    if class_path.rpartition(".")[2] != "Decoder":
         raise ConfigError(
-            f"{config_path}: model.network is {network['class_path']}; TransformerLens has no counterpart of it, "
-            "only grokkit.models.Decoder runs are exported"
+            f"{run_dir / 'config.yaml'}: model.network is {class_path or 'not set'}; TransformerLens has no "
+            "counterpart of it, only grokkit.models.Decoder runs are exported"
         )
+    saved = read_checkpoint(checkpoint, f"--ckpt {checkpoint}")
     data = TwoHopDataModule(**config["data"])
     data.setup("validate")  # the vocabulary comes from the dataset directory (rebuilt if it was deleted)
     decoder = Decoder(data.vocab_size, data.item_len, **network.get("init_args", {}))
-    # weights_only=False: the run's own file, whose hyperparameters hold Python objects
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    prefix = "ema.module." if any(key.startswith("ema.module.") for key in state) else "net."
-    decoder.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+    load_network_weights(decoder, saved, f"--ckpt {checkpoint}", f"give a checkpoint of {run_dir}")
     return decoder.eval(), data
 
 

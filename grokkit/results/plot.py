@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from grokkit.cli.commands import run_dir_parser
+from grokkit.cli.finished_run import run_dir_parser
 from grokkit.data.injection import INJECTION_SPLITS
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError

@@ -152,9 +152,12 @@ class ResumableCheckpoint(SaveOnDemandCheckpoint):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         """SIGTERM (``kill``, a scheduler's preemption) stops a run between two steps: save there, so that
-        ``--ckpt_path last`` resumes at that step rather than at the last periodic checkpoint."""
+        ``--ckpt_path last`` resumes at that step rather than at the last periodic checkpoint. Other exceptions
+        save only with ``checkpoint.save_on_exception`` (Lightning's option)."""
         if isinstance(exception, SIGTERMException) and self.save_last and trainer.training:
             self.save_now(trainer, top_k=False)
+        else:
+            super().on_exception(trainer, pl_module, exception)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         # Metrics logged before this checkpoint reach the disk first: after a crash, a resumed run re-logs

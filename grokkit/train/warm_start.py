@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from grokkit.errors import ConfigError
+from grokkit.train.checkpoint_file import read_checkpoint
 
 
 def state_dict_mismatch(there: dict, here: dict) -> str | None:
@@ -48,26 +49,21 @@ def load_initial_weights(net: nn.Module, path: str, vocab_size: int) -> None:
         raise ConfigError(
             f"{where}: no such file; give a checkpoint written by `grokkit fit` (RUN/checkpoints/...)"
         )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
-        reason = " ".join(f"{type(error).__name__}: {error}".split())[:160]
-        raise ConfigError(f"{where} cannot be read ({reason}); give another checkpoint") from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise ConfigError(
-            f"{where} is not a Lightning checkpoint (no state_dict); give one written by `grokkit fit`"
-        )
+    checkpoint = read_checkpoint(path, where)
     theirs = (checkpoint.get("hyper_parameters") or {}).get("vocab_size")
     if theirs is not None and theirs != vocab_size:
         raise ConfigError(
             f"{where} has a vocabulary of {theirs} tokens, this data has {vocab_size}; start from a run on the same "
             "graph (use the data section of its config.yaml)"
         )
+    load_network_weights(net, checkpoint, where, "use the model section of the config it was trained with")
+
+
+def load_network_weights(net: nn.Module, checkpoint: dict, where: str, fix: str) -> None:
+    """Copy a checkpoint's network weights (:func:`network_weights`) into ``net``; another shape is refused in
+    one line that starts with ``where`` and ends with ``fix``."""
     weights = network_weights(checkpoint["state_dict"])
     mismatch = state_dict_mismatch(weights, net.state_dict())
     if mismatch:
-        raise ConfigError(
-            f"{where} holds a network of another shape ({mismatch}); use the model section of the config it "
-            "was trained with"
-        )
+        raise ConfigError(f"{where} holds a network of another shape ({mismatch}); {fix}")
     net.load_state_dict(weights)
