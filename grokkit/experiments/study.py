@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from matplotlib.figure import Figure
 
 from grokkit.atomic import atomic_write
+from grokkit.cli.configfiles import read_config_file
 from grokkit.errors import ConfigError, TrainingError
 from grokkit.results.compare import Line, panels_figure
 from grokkit.results.runs import SWEEP_PLAN, TRIAL_MARKER, flatten, load_run, load_sweep
@@ -51,7 +51,7 @@ def regime_points(seeds: list[int]) -> dict[str, dict[str, Any]]:
     """Every trial's config keys: the regime's overlay, and the seed for both the graph and the training."""
     points = {}
     for regime in HE_LABELS:
-        overlay = flatten(yaml.safe_load((CONFIGS / "study" / f"{regime}.yaml").read_text()))
+        overlay = flatten(read_config_file(CONFIGS / "study" / f"{regime}.yaml"))
         for seed in seeds:
             points[trial_name(regime, seed)] = {**overlay, "data.seed": seed, "seed_everything": seed}
     return points
