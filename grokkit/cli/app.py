@@ -79,7 +79,7 @@ class GrokkitCLI(ConfiguredModelCLI):
         elif self.subcommand in ("validate", "test") and init.get("sub_dir") is None:
             init.sub_dir = self.subcommand
 
-    def instantiate_trainer(self, **kwargs):
+    def instantiate_trainer(self, **kwargs: Any):
         """The configured trainer, with grokkit's callbacks, atomic writes, cheap hooks (:mod:`grokkit.cli.callbacks`)."""
         configured = self.section(self.config_init, "trainer", default={})
         callbacks, plugins = trainer_callbacks(configured, kwargs), trainer_plugins(configured)

@@ -201,7 +201,7 @@ class TrajectoryCheckpoint(Callback):
         return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints" / "trajectory"
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
         log_step, periodic = self.is_log_step(step), self.is_periodic_step(step)

@@ -143,7 +143,7 @@ class GrokModule(L.LightningModule):
         """The weights evaluation and probes should read: the EMA copy if there is one."""
         return self.ema.module if self.ema is not None else self.net
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         optimizer = fused_adamw(self.net, hp.lr, hp.betas, hp.eps, hp.weight_decay, hp.decay)
         warmup = max(1, self.hparams.warmup_steps)
@@ -190,7 +190,13 @@ class GrokModule(L.LightningModule):
         if self.hparams.nonfinite == "skip" and self.is_logging_step:
             self.log("train/skipped_steps", watch.skipped_total().float())
 
-    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+    def optimizer_step(
+        self,
+        epoch: int,
+        batch_idx: int,
+        optimizer: torch.optim.Optimizer,
+        optimizer_closure: Callable[[], Any] | None = None,
+    ) -> None:
         """The optimizer step, then the EMA update: both before any callback of this batch can checkpoint."""
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         if self.ema is not None:  # frozen on a masked step, like the weights
