@@ -278,6 +278,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ),
     ("checkpoint missing", lambda w: rerun(w, f"--ckpt_path={w / 'nope.ckpt'}"), "nope.ckpt: no such file"),
     (
+        "checkpoint missing, the dataset not built yet",
+        lambda w: rerun(w, f"--ckpt_path={w / 'nope.ckpt'}", f"--data.data_dir={w / 'fresh'}"),
+        "nope.ckpt: no such file",
+    ),
+    (
         "not a checkpoint",
         lambda w: rerun(w, f"--ckpt_path={w / RUN / 'config.yaml'}"),
         "config.yaml cannot be read",

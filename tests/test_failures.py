@@ -184,13 +184,18 @@ def test_a_diverging_loss_stops_the_run_with_its_step(tmp_path, capsys):
     assert gc.get_freeze_count() == 0  # the failed fit unfroze the heap it froze
 
 
-def test_save_on_exception_saves_where_the_run_stopped(tmp_path):
+def test_save_on_exception_saves_where_the_run_stopped(tmp_path, capsys):
     """``checkpoint.save_on_exception``, Lightning's option, keeps its meaning on grokkit's checkpoint."""
     crash = ["--trainer.callbacks+=test_failures.Crash", "--trainer.callbacks.step=5"]
     with pytest.raises(RuntimeError, match="crash at step 5"):
         main(tiny_args(tmp_path, *crash, "--checkpoint.save_on_exception=true"))
     saved = sorted((run_dir(tmp_path) / "checkpoints").glob("*.ckpt"))
     assert saved and {checkpoint(path)["global_step"] for path in saved} == {5}
+    # ... but never the state after a non-finite step
+    blow_up = "--trainer.callbacks+=test_failures.BlowUpWeights"
+    code, error = fails(tiny_args(tmp_path / "bad", blow_up, "--checkpoint.save_on_exception=true"), capsys)
+    assert code == 1 and error.startswith("grokkit: error: non-finite loss at step 1")
+    assert not list((run_dir(tmp_path / "bad") / "checkpoints").glob("*.ckpt"))
 
 
 def test_skip_mode_skips_the_update_entirely_and_counts_it(tmp_path):

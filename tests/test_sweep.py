@@ -145,6 +145,17 @@ def test_bad_grids_are_refused_before_any_trial(tmp_path, capsys, bad, expected)
     assert not (tmp_path / "sweep").exists()
 
 
+def test_compare_refuses_a_figure_name_of_no_format_before_reading_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(tmp_path / "no-run"), "--out", str(tmp_path / "fig.txt")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        error
+        == f"grokkit: error: --out {tmp_path / 'fig.txt'}: no figure format 'txt'; end the name in .png, .pdf or .svg"
+    )
+
+
 def test_tied_keys_take_one_value_and_name_the_trials():
     axes = grid.merge(
         [

@@ -108,13 +108,13 @@ class GrokkitCLI(ConfiguredModelCLI):
         self.check_inputs()
 
     def check_inputs(self) -> dict | None:
-        """Check the probes, build or verify the dataset, check ``--ckpt_path``; returns the checkpoint."""
+        """Check the probes and ``--ckpt_path``, then build or verify the dataset; returns the checkpoint."""
         check_probes(self.trainer.callbacks, self.model)
-        self.datamodule.setup(self.subcommand)  # raises on a corrupt dataset directory; idempotent
         given = self.config[self.subcommand].get("ckpt_path")
         path = resolve_ckpt_path(self.trainer, str(given)) if given else None
-        if path is None:
-            return None
-        checkpoint = load_checkpoint(path, self.config[self.subcommand].get("weights_only"))
-        check_checkpoint(checkpoint, path, self.model, resume=self.subcommand == "fit")
+        checkpoint = None
+        if path is not None:
+            checkpoint = load_checkpoint(path, self.config[self.subcommand].get("weights_only"))
+            check_checkpoint(checkpoint, path, self.model, resume=self.subcommand == "fit")
+        self.datamodule.setup(self.subcommand)  # raises on a corrupt dataset directory; idempotent
         return checkpoint

@@ -137,7 +137,7 @@ def query_keys(items: np.ndarray) -> np.ndarray:
     """One integer per (h, r1, r2) query (atomic items have r2 = PAD): used for disjointness checks."""
     if len(items) and items[:, :3].max() >= 1 << 21:  # three token ids packed into one int64, 21 bits each
         raise ConfigError(
-            f"the graph has {int(items[:, :3].max()) + 1} or more tokens; grokkit supports at most {1 << 21} "
-            "(entities + relations + 2): use fewer entities or relations"
+            f"data.facts_file: the graph has {int(items[:, :3].max()) + 1} or more tokens, grokkit supports at "
+            f"most {1 << 21} (entities + relations + 2); use a graph with fewer names"
         )
     return (items[:, 0] * (1 << 42)) + (items[:, 1] * (1 << 21)) + items[:, 2]

@@ -77,7 +77,9 @@ def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dic
                 f"{run_dir}: no trajectory checkpoint between t_mem {t_mem} and t_gen {min(t_gen)} ({split}): no "
                 "memorized-but-not-generalized state to start from; train with a higher trajectory.per_decade"
             )
-        found["memorized"] = (trajectory[0][1], trajectory[0][0])
+        path, step = trajectory[0][1], trajectory[0][0]
+        read_checkpoint(path, str(path))  # before any start trains: the start is read only when it is built
+        found["memorized"] = (path, step)
     return found
 
 

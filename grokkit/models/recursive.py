@@ -128,7 +128,10 @@ class Recursive(TwoHopModel):
             if value < least:
                 raise ConfigError(f"model.network.init_args.{name}={value} must be at least {least}")
         if token_mixing == "attention" and d_model % n_heads:
-            raise ConfigError(f"model.d_model={d_model} must be divisible by model.n_heads={n_heads}")
+            raise ConfigError(
+                f"model.network.init_args.d_model={d_model} must be divisible by "
+                f"model.network.init_args.n_heads={n_heads}"
+            )
         self.d_model, self.H_cycles, self.L_cycles, self.n_prefix = d_model, H_cycles, L_cycles, n_prefix
         self.n_stages = 1 + H_cycles * (L_cycles + 1)
         seq_len = n_prefix + item_len

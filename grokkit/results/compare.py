@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
@@ -140,11 +141,14 @@ def compare_command(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if (args.x is None) != (args.y is None):
         raise ConfigError("--x and --y go together: a summary field (--y) against a grid key (--x)")
+    kind = args.out.suffix.removeprefix(".").lower()  # the format, as matplotlib reads it from the name
+    if kind not in FigureCanvasBase.get_supported_filetypes():
+        raise ConfigError(f"--out {args.out}: no figure format {kind!r}; end the name in .png, .pdf or .svg")
     if args.x is not None:
         fig = summary_figure(args.dirs, args.x, args.y)
     else:
         fig = curves_figure(expand_runs(args.dirs), args.tags, args.panels)
-    atomic_write(args.out, lambda f: fig.savefig(f, format="png"))
+    atomic_write(args.out, lambda f: fig.savefig(f, format=kind))
     with SummaryWriter(str(args.logdir)) as writer:
         writer.add_figure(f"compare/{args.out.stem}", fig)
     print(f"grokkit compare: {args.out}; TensorBoard: {args.logdir} (tag compare/{args.out.stem})")

@@ -92,7 +92,8 @@ def run_decoder(run_dir: Path, checkpoint: Path) -> tuple[Decoder, TwoHopDataMod
     saved = read_checkpoint(checkpoint, f"--ckpt {checkpoint}")
     data = TwoHopDataModule(**config["data"])
     data.setup("validate")  # the vocabulary comes from the dataset directory (rebuilt if it was deleted)
-    decoder = Decoder(data.vocab_size, data.item_len, **network.get("init_args", {}))
+    init_args = network.get("init_args", {}) if isinstance(network, dict) else {}
+    decoder = Decoder(data.vocab_size, data.item_len, **init_args)
     load_network_weights(decoder, saved, f"--ckpt {checkpoint}", f"give a checkpoint of {run_dir}")
     return decoder.eval(), data
 

@@ -28,11 +28,11 @@ def read_checkpoint(path: str | Path, where: str, weights_only: bool | None = Fa
                 f"{where} holds Python objects that a weights-only load refuses; if you trust the file, add "
                 "--weights_only false"
             ) from None
-        first_sentence = " ".join(str(error).split()).split(". ")[0][:120]
+        first_sentence = " ".join(str(error).split()).split(". ")[0][:120] or "an empty file"
         raise ConfigError(
             f"{where} cannot be read ({type(error).__name__}: {first_sentence}): it is truncated or not a "
-            "checkpoint; use another one (grokkit writes checkpoints atomically, so RUN/checkpoints/last.ckpt "
-            "of a crashed run is intact)"
+            "checkpoint; use another, or move it out of the run (grokkit writes checkpoints atomically: a crash "
+            "leaves the one before intact)"
         ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise ConfigError(

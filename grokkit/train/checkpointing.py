@@ -25,7 +25,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from grokkit.atomic import atomic_write
-from grokkit.errors import StorageError
+from grokkit.errors import NonFiniteError, StorageError
 from grokkit.lightning_private import SaveOnDemandCheckpoint, last_saved_step, validation_follows
 from grokkit.ranges import check_arguments
 from grokkit.train.schedule import is_log_spaced
@@ -153,10 +153,11 @@ class ResumableCheckpoint(SaveOnDemandCheckpoint):
     ) -> None:
         """SIGTERM (``kill``, a scheduler's preemption) stops a run between two steps: save there, so that
         ``--ckpt_path last`` resumes at that step rather than at the last periodic checkpoint. Other exceptions
-        save only with ``checkpoint.save_on_exception`` (Lightning's option)."""
+        save only with ``checkpoint.save_on_exception`` (Lightning's option), and never the state after a
+        non-finite step."""
         if isinstance(exception, SIGTERMException) and self.save_last and trainer.training:
             self.save_now(trainer, top_k=False)
-        else:
+        elif not isinstance(exception, NonFiniteError):
             super().on_exception(trainer, pl_module, exception)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
