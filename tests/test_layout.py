@@ -15,7 +15,14 @@ PACKAGE = Path(grokkit.__file__).parent
 LAYERS = {
     "base": (
         0,
-        ("grokkit.errors", "grokkit.atomic", "grokkit.ranges", "grokkit.tokens", "grokkit.lightning_private"),
+        (
+            "grokkit.errors",
+            "grokkit.atomic",
+            "grokkit.ranges",
+            "grokkit.tokens",
+            "grokkit.lightning_private",
+            "grokkit.torch_private",
+        ),
     ),
     "data": (1, ("grokkit.data",)),
     "models": (1, ("grokkit.models",)),
@@ -27,6 +34,7 @@ LAYERS = {
     "entry": (7, ("grokkit.__main__",)),
 }
 LIGHTNING_ADAPTER = "grokkit.lightning_private"
+TORCH_ADAPTER = "grokkit.torch_private"
 MODELS_MAY_IMPORT = ("grokkit.models", "grokkit.tokens", "grokkit.errors")
 
 
@@ -153,6 +161,25 @@ def test_lightning_private_names_only_in_the_adapter():
             if used in private:
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {used}")
     assert not found, "Lightning's private names outside grokkit/lightning_private.py:\n" + "\n".join(found)
+
+
+def test_torch_private_names_only_in_the_adapter():
+    """No ``torch._name`` and no ``found_inf`` (the gradient scaler's protocol) anywhere but the torch adapter."""
+    found = []
+    for name, path in modules().items():
+        if name == TORCH_ADAPTER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and (
+                node.attr == "found_inf"
+                or (
+                    isinstance(node.value, ast.Name)
+                    and node.value.id == "torch"
+                    and node.attr.startswith("_")
+                )
+            ):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.attr}")
+    assert not found, "torch's private names outside grokkit/torch_private.py:\n" + "\n".join(found)
 
 
 def test_the_adapter_names_the_lightning_version_pinned():

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from grokkit.torch_private import lerp_all_
+
 
 @torch.no_grad()
 def update_ema(ema: AveragedModel, net: nn.Module, decay: float, keep: torch.Tensor) -> None:
@@ -18,5 +20,5 @@ def update_ema(ema: AveragedModel, net: nn.Module, decay: float, keep: torch.Ten
     averaged = [t.detach() for t in (*ema.module.parameters(), *ema.module.buffers())]
     current = [t.detach() for t in (*net.parameters(), *net.buffers())]
     weight = torch.where(ema.n_averaged == 0, 1.0, 1.0 - decay).float() * keep
-    torch._foreach_lerp_(averaged, current, [weight] * len(averaged))
+    lerp_all_(averaged, current, weight)
     ema.n_averaged += keep.long()

@@ -19,6 +19,7 @@ from torchmetrics import MeanMetric
 
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.models import TwoHopModel
+from grokkit.torch_private import mask_next_update
 from grokkit.train.checkpointing import rng_states, set_rng_states
 from grokkit.train.compiling import CompileSetting, TrainingForward
 from grokkit.train.ema import update_ema
@@ -184,7 +185,7 @@ class GrokModule(L.LightningModule):
         step, watch = self.trainer.global_step, self.nonfinite_watch
         watch.observe(step, loss, None if scaler is not None else self.trained_parameters)
         if scaler is None:
-            optimizer.found_inf = watch.mask  # the fused AdamW kernel leaves every tensor alone where it is 1
+            mask_next_update(optimizer, watch.mask)
         if scaler is not None or watch.read_due(step, self.device, self.trainer.log_every_n_steps):
             watch.raise_if_bad(self.trainer)
         if self.hparams.nonfinite == "skip" and self.is_logging_step:

@@ -15,21 +15,8 @@ import lightning as L
 import torch
 
 from grokkit.errors import NonFiniteError
+from grokkit.torch_private import all_finite
 from grokkit.train.checkpointing import last_good_checkpoint
-
-
-def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """A 0-dim bool tensor, without a host sync: every entry of every tensor (all on one device) is finite.
-
-    One fused kernel: the gradient scaler's own check, with a scale of 1 (the values are unchanged); where
-    torch lacks it, the max |x| of each tensor (NaN propagates through amax).
-    """
-    try:
-        found = torch.zeros(1, device=tensors[0].device)
-        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones(1, device=found.device))
-        return found[0] == 0
-    except (AttributeError, NotImplementedError, RuntimeError):
-        return torch.isfinite(torch.stack([t.abs().amax().float() for t in tensors])).all()
 
 
 class NonFiniteWatch:
