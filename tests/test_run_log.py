@@ -7,11 +7,12 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from grokkit.cli import main
-from grokkit.results.plot import plot
+from grokkit.results.plot import memorized_level, plot
 from grokkit.train.run_log import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +105,13 @@ def test_plot_draws_the_runs_curves(fit, capsys):
     # the circuit signal the classifier read is drawn with the accuracies
     labels = plot(run_dir, run_dir / "figures" / "again.png")
     assert "circuit signal: logit_lens ood/circuit_signal" in labels and "test_inferred_iid" in labels
+
+
+def test_the_t_mem_line_names_the_runs_memorized_level(tmp_path):
+    assert memorized_level(tmp_path) == 0.99  # no config: GrokkingOnset's default
+    onset = {"class_path": "grokkit.probes.GrokkingOnset", "init_args": {"memorized": 0.95}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"trainer": {"callbacks": [onset]}}))
+    assert memorized_level(tmp_path) == 0.95
 
 
 def test_plot_refuses_a_directory_without_a_run(tmp_path, capsys):

@@ -15,6 +15,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError
 from grokkit.train.board import ResultsBoard
@@ -111,14 +113,8 @@ def markdown(rows: list[dict[str, Any]], counts: dict[str, int]) -> str:
 def figure(
     curves: dict[str, Curves], traced: dict[str, str | None], counts: dict[str, int], out: Path
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        len(curves), len(CATEGORIES), figsize=(4 * len(CATEGORIES), 2.8 * len(curves)), dpi=110, squeeze=False
-    )
+    fig = Figure(figsize=(4 * len(CATEGORIES), 2.8 * len(curves)), dpi=110)  # no pyplot: no global state
+    axes = fig.subplots(len(curves), len(CATEGORIES), squeeze=False)
     for row_axes, (start, run) in zip(axes, curves.items(), strict=True):
         for ax, (category, title) in zip(row_axes, CATEGORIES.items(), strict=True):
             tag = circuit_tag(run, category, traced[start])
@@ -139,7 +135,6 @@ def figure(
     axes[0][0].legend(fontsize=7, loc="center right")
     fig.tight_layout()
     atomic_write(out, lambda f: fig.savefig(f, format="png"))
-    plt.close(fig)
 
 
 def write_report(out: Path) -> list[dict[str, Any]]:

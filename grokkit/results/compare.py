@@ -18,18 +18,14 @@ import argparse
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import matplotlib
+import pandas as pd
+from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-
-from grokkit.atomic import atomic_write  # noqa: E402
-from grokkit.errors import ConfigError  # noqa: E402
-from grokkit.results.runs import SWEEP_PLAN, load_run, load_sweep  # noqa: E402
+from grokkit.atomic import atomic_write
+from grokkit.errors import ConfigError
+from grokkit.results.runs import SWEEP_PLAN, load_run, load_sweep
 
 CURVE_TAGS = ("val/train/acc", "val/test_inferred_iid/acc", "val/test_inferred_ood/acc")
 
@@ -63,7 +59,8 @@ class Line(NamedTuple):
 
 def panels_figure(panels: dict[str, list[Line]], accuracy_axis: bool) -> Figure:
     """One panel per title, in a row, each drawing its lines over steps (``accuracy_axis``: y from 0 to 1)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), dpi=120, squeeze=False)
+    fig = Figure(figsize=(4.2 * len(panels), 3.6), dpi=120)  # no pyplot: no global figure state
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, lines) in zip(axes[0], panels.items(), strict=True):
         for line in lines:
             ax.plot(
@@ -109,7 +106,8 @@ def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
             )
     first_summary_column = list(table.columns).index("status")
     groups = [key for key in table.columns[1:first_summary_column] if key != x]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.add_subplot()
     for values, rows in table.groupby(groups, dropna=False) if groups else [((), table)]:
         label = ", ".join(f"{k}={v}" for k, v in zip(groups, values if groups else (), strict=True))
         rows = rows.sort_values(x)

@@ -7,20 +7,34 @@ over steps, with the hyperparameter switch, ``t_mem`` and the circuit signal the
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
+from grokkit.cli.configfiles import as_list, read_config_file
 from grokkit.cli.finished_run import run_dir_parser
 from grokkit.data.injection import INJECTION_SPLITS
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.figures import new_figure, png_bytes, save_png
+from grokkit.probes.onset import GrokkingOnset
 from grokkit.results.runs import load_run
 
 
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     scalars = load_run(run_dir).scalars
     return {str(tag): list(zip(rows.step, rows.value, strict=True)) for tag, rows in scalars.groupby("tag")}
+
+
+def memorized_level(run_dir: Path) -> float:
+    """The training accuracy ``t_mem`` stands for: the run's ``GrokkingOnset.memorized``, or its default."""
+    level = inspect.signature(GrokkingOnset).parameters["memorized"].default
+    path = run_dir / "config.yaml"
+    callbacks = (read_config_file(path).get("trainer") or {}).get("callbacks") if path.is_file() else None
+    for callback in as_list(callbacks):
+        if isinstance(callback, dict) and str(callback.get("class_path", "")).endswith("GrokkingOnset"):
+            level = (callback.get("init_args") or {}).get("memorized", level)
+    return level
 
 
 def plot(run_dir: Path, out: Path) -> list[str]:
@@ -42,7 +56,9 @@ def plot(run_dir: Path, out: Path) -> list[str]:
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     t_mem = summary.get("grokking", {}).get("t_mem")
     if t_mem is not None:
-        ax.axvline(t_mem, color="black", linestyle="--", label="t_mem (train >= 0.99)")
+        ax.axvline(
+            t_mem, color="black", linestyle="--", label=f"t_mem (train >= {memorized_level(run_dir):g})"
+        )
     section, _, key = summary.get("classification", {}).get("signal", "").partition(" ")
     if curves.get(f"probe/{section}/{key}"):
         steps, values = zip(*curves[f"probe/{section}/{key}"], strict=True)
