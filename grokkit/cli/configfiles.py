@@ -84,6 +84,13 @@ def _child(node: yaml.Node | None, part: str) -> yaml.Node | None:
     return None
 
 
+def class_name(entry: object) -> str:
+    """The class a config entry names (``{class_path: ..., init_args: ...}`` or a class path alone), without
+    its module: ``GrokkingOnset`` for ``grokkit.probes.GrokkingOnset``; empty where it names none."""
+    path = (entry.get("class_path") or "") if isinstance(entry, dict) else str(entry)
+    return path.rpartition(".")[2]
+
+
 def as_list(value: object) -> list:
     """A config value that may be one item, a list, or null, as a new list."""
     return [] if value is None else list(value) if isinstance(value, list) else [value]

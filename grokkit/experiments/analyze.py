@@ -19,7 +19,7 @@ from typing import Any
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.cli import build_cli
-from grokkit.cli.configfiles import as_list, read_config_file
+from grokkit.cli.configfiles import as_list, class_name, read_config_file
 from grokkit.cli.finished_run import run_config, run_dir_parser
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import set_step
@@ -34,10 +34,6 @@ class AnalysisLogger(TensorBoardLogger):
 
     def finalize(self, status: str) -> None:
         self.experiment.flush()
-
-
-def class_name(callback: Any) -> str:
-    return (callback["class_path"] if isinstance(callback, dict) else str(callback)).rpartition(".")[2]
 
 
 def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from grokkit.cli.configfiles import class_name
 from grokkit.cli.finished_run import run_config, run_dir_parser
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
@@ -83,17 +84,17 @@ def run_decoder(run_dir: Path, checkpoint: Path) -> tuple[Decoder, TwoHopDataMod
             f"checkpoint {checkpoint} not found; give one with --ckpt (default: checkpoints/last.ckpt)"
         )
     network = config["model"].get("network") or {}
-    class_path = network.get("class_path", "") if isinstance(network, dict) else str(network)
-    if class_path.rpartition(".")[2] != "Decoder":
+    if not isinstance(network, dict):  # a class path alone
+        network = {"class_path": str(network)}
+    if class_name(network) != "Decoder":
         raise ConfigError(
-            f"{run_dir / 'config.yaml'}: model.network is {class_path or 'not set'}; TransformerLens has no "
-            "counterpart of it, only grokkit.models.Decoder runs are exported"
+            f"{run_dir / 'config.yaml'}: model.network is {network.get('class_path') or 'not set'}; "
+            "TransformerLens has no counterpart of it, only grokkit.models.Decoder runs are exported"
         )
     saved = read_checkpoint(checkpoint, f"--ckpt {checkpoint}")
     data = TwoHopDataModule(**config["data"])
     data.setup("validate")  # the vocabulary comes from the dataset directory (rebuilt if it was deleted)
-    init_args = network.get("init_args", {}) if isinstance(network, dict) else {}
-    decoder = Decoder(data.vocab_size, data.item_len, **init_args)
+    decoder = Decoder(data.vocab_size, data.item_len, **network.get("init_args", {}))
     load_network_weights(decoder, saved, f"--ckpt {checkpoint}", f"give a checkpoint of {run_dir}")
     return decoder.eval(), data
 

@@ -11,7 +11,7 @@ import inspect
 import json
 from pathlib import Path
 
-from grokkit.cli.configfiles import as_list, read_config_file
+from grokkit.cli.configfiles import as_list, class_name, read_config_file
 from grokkit.cli.finished_run import run_dir_parser
 from grokkit.data.injection import INJECTION_SPLITS
 from grokkit.data.splits import EVAL_SPLITS
@@ -32,7 +32,7 @@ def memorized_level(run_dir: Path) -> float:
     path = run_dir / "config.yaml"
     callbacks = (read_config_file(path).get("trainer") or {}).get("callbacks") if path.is_file() else None
     for callback in as_list(callbacks):
-        if isinstance(callback, dict) and str(callback.get("class_path", "")).endswith("GrokkingOnset"):
+        if isinstance(callback, dict) and class_name(callback) == "GrokkingOnset":
             level = (callback.get("init_args") or {}).get("memorized", level)
     return level
 
