@@ -11,18 +11,19 @@ from __future__ import annotations
 import torch
 
 
-def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """A 0-dim bool tensor, without a host sync: every entry of every tensor (all on one device) is finite.
+def any_non_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """A 0-dim float tensor, without a host sync: 1.0 where some entry of some tensor (all on one device) is
+    NaN or infinite, else 0.0 (the ``found_inf`` of the gradient scaler, which masks a fused AdamW step).
 
     One fused kernel: the gradient scaler's own check, with a scale of 1 (the values are unchanged); where
     torch lacks it, the max |x| of each tensor (NaN propagates through amax).
     """
     try:
-        found = torch.zeros(1, device=tensors[0].device)
-        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones(1, device=found.device))
-        return found[0] == 0
+        found = torch.zeros((), device=tensors[0].device)
+        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones((), device=found.device))
+        return found
     except (AttributeError, NotImplementedError, RuntimeError):
-        return torch.isfinite(torch.stack([t.abs().amax().float() for t in tensors])).all()
+        return (~torch.isfinite(torch.stack([t.abs().amax().float() for t in tensors])).all()).float()
 
 
 def lerp_all_(targets: list[torch.Tensor], sources: list[torch.Tensor], weight: torch.Tensor) -> None:

@@ -22,6 +22,7 @@ from grokkit.models import TwoHopModel
 from grokkit.torch_private import mask_next_update
 from grokkit.train.checkpointing import rng_states, set_rng_states
 from grokkit.train.compiling import CompileSetting, TrainingForward
+from grokkit.train.dispatch import PlainAttributes
 from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_losses, items_correct
 from grokkit.train.nonfinite import NonFiniteWatch
@@ -32,7 +33,7 @@ TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged i
 CHARTS = {"grokking": {"accuracy": ["Multiline", [r"val/.*/acc"]], "loss": ["Multiline", [r"val/.*/loss"]]}}
 
 
-class GrokModule(L.LightningModule):
+class GrokModule(PlainAttributes, L.LightningModule):
     """Trains a two-hop model; evaluation uses the EMA weights when ``ema_decay`` is set.
 
     Args:

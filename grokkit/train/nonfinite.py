@@ -15,7 +15,7 @@ import lightning as L
 import torch
 
 from grokkit.errors import NonFiniteError
-from grokkit.torch_private import all_finite
+from grokkit.torch_private import any_non_finite
 from grokkit.train.checkpointing import last_good_checkpoint
 
 
@@ -34,27 +34,27 @@ class NonFiniteWatch:
         self.mode, self.every = mode, every
         self.skipped_before = 0  # masked updates before a resume (from the checkpoint)
         self.first_step: torch.Tensor | None = None  # step of the first bad one, -1 while none
-        self.first_kind: torch.Tensor | None = None  # index into KINDS
+        self.first_kind: torch.Tensor | None = None  # index into KINDS (a float)
         self.mask: torch.Tensor | None = None  # () float: 1.0 masks the coming update (fused AdamW found_inf)
         self.skipped: torch.Tensor | None = None  # bad steps seen in this process
 
     def observe(self, step: int, loss: torch.Tensor, parameters: Sequence[torch.nn.Parameter] | None) -> None:
         """Record this step's verdict; ``parameters`` ``None`` checks the loss only."""
-        device = loss.device
         if self.first_step is None:
-            self.first_step = torch.full((), -1, dtype=torch.long, device=device)
-            self.first_kind = torch.zeros((), dtype=torch.long, device=device)
-            self.skipped = torch.zeros((), dtype=torch.long, device=device)
-        loss_bad = ~torch.isfinite(loss.float())
+            self.first_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self.first_kind = torch.zeros((), device=loss.device)
+            self.skipped = torch.zeros((), dtype=torch.long, device=loss.device)
         # a gradient is a leaf outside autograd: no detach (~1 us a tensor)
         grads = [p.grad for p in parameters if p.grad is not None] if parameters is not None else []
-        grad_bad = ~all_finite(grads) if grads else torch.zeros((), dtype=torch.bool, device=device)
-        bad = loss_bad | grad_bad
+        grad_bad = any_non_finite(grads) if grads else torch.zeros((), device=loss.device)
+        # as few operations as the record takes (each costs a few microseconds of a CPU step)
+        kind = torch.where(torch.isfinite(loss), 2 * grad_bad, 1.0)  # index into KINDS
+        bad = kind > 0
         new = bad & (self.first_step < 0)
         self.first_step = torch.where(new, step, self.first_step)
-        self.first_kind = torch.where(new, torch.where(loss_bad, 1, 2), self.first_kind)
-        self.mask = ((self.first_step >= 0) if self.mode == "stop" else bad).float()
-        self.skipped = self.skipped + bad.long()
+        self.first_kind = torch.where(new, kind, self.first_kind)
+        self.mask = (self.first_step >= 0).float() if self.mode == "stop" else bad.float()
+        self.skipped = self.skipped + bad
 
     def read_due(self, step: int, device: torch.device, log_every: int) -> bool:
         """Whether the host reads the verdict after ``step``: a read stalls a GPU until its queue drains."""
@@ -65,10 +65,10 @@ class NonFiniteWatch:
         """In ``stop`` mode, stop the run if a step was bad, naming the first one (one host read)."""
         if self.mode != "stop" or self.first_step is None:
             return
-        step, kind = torch.stack([self.first_step, self.first_kind]).tolist()
+        step = int(self.first_step)  # one host read; a second only to name a bad step's kind
         if step >= 0:
             raise NonFiniteError(
-                f"non-finite {self.KINDS[kind]} at step {step}; the run stopped before updating the weights, "
+                f"non-finite {self.KINDS[int(self.first_kind)]} at step {step}; the run stopped before updating the weights, "
                 f"last good checkpoint: {last_good_checkpoint(trainer)}; fix: lower model.lr, set "
                 "trainer.gradient_clip_val (e.g. 1.0) or set model.nonfinite=skip, then resume with --ckpt_path last"
             )
