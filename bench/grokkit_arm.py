@@ -39,13 +39,16 @@ def build_grokkit(config: Path, overrides: list[str]) -> GrokkitCLI:
     return build_cli(["--config", str(config), *overrides], run=False, save_config=False)
 
 
-def hide_progress_bar(trainer: L.Trainer) -> None:
-    """Swap the progress bar for one that costs the same and draws into /dev/null."""
+def hide_progress_bar(trainer: L.Trainer, update_seconds: float | None = None) -> None:
+    """Swap the progress bar for one that costs the same and draws into /dev/null (updated every
+    ``update_seconds``: the bar's own schedule if ``None``)."""
     for index, callback in enumerate(trainer.callbacks):
         if isinstance(callback, GrokProgressBar):
             hidden = {"file": open(os.devnull, "w"), "force_terminal": True}  # noqa: SIM115
             trainer.callbacks[index] = GrokProgressBar(
-                refresh_rate=callback.refresh_rate, console_kwargs=hidden
+                refresh_rate=callback.refresh_rate,
+                update_seconds=callback.update_seconds if update_seconds is None else update_seconds,
+                console_kwargs=hidden,
             )
             skip_inherited_batch_hooks([trainer.callbacks[index]])  # as grokkit's CLI does for its own
 
@@ -149,7 +152,7 @@ def count_accelerator_reads(config: Path, tmp: Path, threads: int, log_every: in
     start = log_every + 2  # after the first logging step, so that the progress bar has numbers to show
     overrides = [*fit_overrides(threads, start + log_every + 1, tmp, "bench-reads"), *TINY_NETWORK]
     cli = build_grokkit(config, [*overrides, f"--model.nonfinite_check_every={log_every}"])
-    hide_progress_bar(cli.trainer)
+    hide_progress_bar(cli.trainer, update_seconds=0.0)  # the bar at every step: its reads, at their most
     host = HostReadWindow(start=start, steps=log_every)
     attach(cli.trainer, host)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)

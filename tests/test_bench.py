@@ -110,7 +110,7 @@ def test_busy_cores_sees_a_process_that_spins_on_one_core(monkeypatch):
 
 
 def test_with_the_accelerator_schedule_the_host_reads_only_on_the_logging_step(tmp_path, monkeypatch):
-    """The bench's GPU-sync forecast: a real tiny fit over one logging interval (two progress-bar updates),
+    """The bench's GPU-sync forecast: a real tiny fit over one logging interval (the progress bar updated at every step),
     the non-finite check read only there, and nothing else asking the host for a value between logging steps."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     from grokkit_arm import count_accelerator_reads

@@ -145,6 +145,8 @@ def test_a_fit_calls_only_the_batch_hooks_a_callback_defines_with_the_heap_froze
     assert isinstance(trainer.profiler, NoProfiler)
     bar = next(c for c in trainer.callbacks if isinstance(c, GrokProgressBar))
     assert callable(bar.on_train_batch_end)  # the bar's own hook
+    bar.update_seconds, shown, show = 3600.0, [], bar.show_steps
+    bar.show_steps = lambda trainer: (shown.append(trainer.global_step), show(trainer))
     assert bar.on_before_backward is None  # an inherited no-op
     counter = BackwardCounter()
     skip_inherited_batch_hooks([counter])
@@ -155,6 +157,7 @@ def test_a_fit_calls_only_the_batch_hooks_a_callback_defines_with_the_heap_froze
     assert counter.frozen > 100_000  # the import-time heap, frozen while training
     assert gc.get_freeze_count() == 0  # and unfrozen after
     assert bar.train_progress_bar.completed == 3  # Lightning called the bar's own on_train_batch_end
+    assert shown == [0, 1, 3]  # the start, the first update, then none within update_seconds but the last
 
 
 def test_a_configured_profiler_is_kept(tmp_path):

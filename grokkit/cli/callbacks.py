@@ -27,7 +27,7 @@ def trainer_callbacks(configured: dict[str, Any], trainer_kwargs: dict[str, Any]
     callbacks = as_list(configured.get("callbacks"))
     wants_bar = configured.get("enable_progress_bar") is not False
     if wants_bar and not any(isinstance(c, RichProgressBar) for c in callbacks):
-        callbacks.append(GrokProgressBar(refresh_rate=1))  # redraws a second: each holds the GIL ~1.7 ms
+        callbacks.append(GrokProgressBar(refresh_rate=4))  # redraws per second at most (a redraw thread)
     if configured.get("enable_model_summary") is not False:  # Lightning's default: a table with FLOPs 0
         if not any(isinstance(c, ModelSummary) for c in callbacks):
             callbacks.append(OneLineSummary())
