@@ -1,4 +1,4 @@
-"""Batch 512: attention kernels and the FLOP ceiling, round robin with the matmul measurement."""
+"""Batch 512: attention kernels, dropout masks and the FLOP ceiling, round robin with the matmul measurement."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from common import Settings
 from plain_loop import PlainLoop, matmul_step, timed_window, train_flops_per_step
 
 from grokkit.models import Decoder
+from grokkit.models.dropout import dropout
+
+DROPOUT = 0.1  # Wang et al.'s
+DROPOUT_WIDTH = 128
 
 
 def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: bool) -> dict[str, Any]:
@@ -49,14 +54,20 @@ def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: b
                 loop.step()
             compile_s[shape] = time.perf_counter() - start
             arms[f"{shape}/compiled"] = loop.step
+    # One residual-stream activation of a 128-wide decoder at batch 512: grokkit's CPU mask against PyTorch's.
+    activation_4d = torch.randn(512, item_len - 1, DROPOUT_WIDTH)
+    arms["dropout/grokkit"] = lambda: dropout(activation_4d, DROPOUT, training=True)
+    arms["dropout/torch"] = lambda: F.dropout(activation_4d, DROPOUT, training=True)
     times: dict[str, list[float]] = {name: [] for name in arms}
     for _ in range(settings.windows_512):
-        for name, step in arms.items():
-            times[name].append(timed_window(step, settings.window_s))
+        for name, step in arms.items():  # a dropout call is ~1-3 ms: a fifth of the window is plenty
+            seconds = settings.window_s / 5 if name.startswith("dropout/") else settings.window_s
+            times[name].append(timed_window(step, seconds))
     return {
         "step_s": times,
         "flops_per_step": flops,
         "matmul_flops": mm_flops,
         "matmul_n": settings.matmul_n,
         "compile_s": compile_s,
+        "dropout": {"p": DROPOUT, "shape": list(activation_4d.shape)},
     }

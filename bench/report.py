@@ -125,6 +125,21 @@ def study_row(study: dict[str, Any]) -> Row:
     )  # fmt: skip
 
 
+def dropout_row(b: dict[str, Any]) -> Row:
+    ours, torchs = b["step_s"]["dropout/grokkit"], b["step_s"]["dropout/torch"]
+    ratios = [a / t for a, t in zip(ours, torchs, strict=False)]
+    shape = " x ".join(str(size) for size in b["dropout"]["shape"])
+    return Row(
+        f"dropout on CPU, grokkit's mask / PyTorch's F.dropout, p {b['dropout']['p']}",
+        median(ratios),
+        f"{median(ratios):.3f}",
+        "",
+        None,
+        f"{median(ours) * 1e3:.2f} vs {median(torchs) * 1e3:.2f} ms per ({shape}) activation "
+        f"(grokkit/models/dropout.py); median of {len(ratios)} rounds ({interval_text(ratios, 3)})",
+    )
+
+
 def rows_from(
     g: dict[str, Any],
     b: dict[str, Any],
@@ -245,6 +260,8 @@ def rows_from(
                 )
             )
 
+    if "dropout/grokkit" in b["step_s"]:
+        rows.append(dropout_row(b))
     rows.append(anchor_row(anchor or {"skipped": "not part of this run"}))
 
     write = {kind: median(times) for kind, times in g["checkpoint_s"].items()}

@@ -153,3 +153,20 @@ def test_weight_decay_groups_leave_embedding_tables_alone_only_with_blocks(
     assert (id(module.net.wpe.weight) in decayed) is decayed_tables
     assert (id(module.net.ln_f.weight) in decayed) is decayed_vectors
     assert all(id(block.mlp.fc.weight) in decayed for block in module.net.blocks)
+
+
+def test_cpu_dropout_keeps_each_element_with_probability_1_minus_p_and_scales_it():
+    from grokkit.models.dropout import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(1_000_001, requires_grad=True)  # odd: the last 64-bit draw is half used
+    out = dropout(x, 0.1, training=True)
+    kept = out != 0
+    assert out.unique().tolist() == [0.0, pytest.approx(1 / 0.9)]
+    assert abs(kept.float().mean().item() - 0.9) < 5 * (0.9 * 0.1 / x.numel()) ** 0.5  # 5 sigma
+    out.sum().backward()
+    assert torch.equal(x.grad, out.detach())  # the gradient goes through the kept elements, scaled
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x, 0.1, training=True), out)  # the seed fixes the mask
+    assert not torch.equal(dropout(x, 0.1, training=True), out)  # and the generator moves on
+    assert dropout(x, 0.1, training=False) is x and dropout(x, 0.0, training=True) is x

@@ -18,6 +18,7 @@ from torch import nn
 
 from grokkit.errors import ConfigError
 from grokkit.models.base import IGNORE, CircuitSignal, Patch, TwoHopModel, query_length
+from grokkit.models.dropout import Dropout, dropout
 
 
 class CausalSelfAttention(nn.Module):
@@ -32,18 +33,16 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (
             t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(C, dim=2)
         )
-        dropout = self.dropout if self.training else 0.0
+        p = self.dropout if self.training else 0.0
         # At sequence length 4 an explicit softmax beats the fused kernel on CPU; on GPU the fused one wins.
         if self.implementation == "sdpa" or (self.implementation == "auto" and x.is_cuda):
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         else:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, T, T)
             causal = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-            weights = F.dropout(
-                scores.masked_fill(causal, float("-inf")).softmax(dim=-1), dropout, self.training
-            )
+            weights = dropout(scores.masked_fill(causal, float("-inf")).softmax(dim=-1), p, self.training)
             y = weights @ v  # (B, nh, T, hd)
-        return F.dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)), dropout, self.training)
+        return dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)), p, self.training)
 
 
 Activation = Literal["gelu_tanh", "gelu"]
@@ -55,7 +54,7 @@ class MLP(nn.Module):
         self.fc, self.proj, self.dropout = (
             nn.Linear(d_model, d_mlp),
             nn.Linear(d_mlp, d_model),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
         self.activation = activation
         self.approximate = "tanh" if activation == "gelu_tanh" else "none"
@@ -130,7 +129,7 @@ class Decoder(TwoHopModel):
         self.d_model, self.n_layers, self.n_stages = d_model, n_layers, n_layers + 1
         self.wte = nn.Embedding(vocab_size, d_model)
         self.wpe = nn.Embedding(item_len - 1, d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(
             Block(d_model, n_heads, d_mlp or 4 * d_model, dropout, attention, activation)
             for _ in range(n_unique_layers)
