@@ -12,7 +12,7 @@ from common import Settings
 from plain_loop import PlainLoop, matmul_step, timed_window, train_flops_per_step
 
 from grokkit.models import Decoder
-from grokkit.models.dropout import dropout
+from grokkit.models.dropout import dropout, torch_draws_bernoulli_per_element
 
 DROPOUT = 0.1  # Wang et al.'s
 DROPOUT_WIDTH = 128
@@ -54,7 +54,7 @@ def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: b
                 loop.step()
             compile_s[shape] = time.perf_counter() - start
             arms[f"{shape}/compiled"] = loop.step
-    # One residual-stream activation of a 128-wide decoder at batch 512: grokkit's CPU mask against PyTorch's.
+    # One residual-stream activation of a 128-wide decoder at batch 512: grokkit's CPU dropout against PyTorch's.
     activation_4d = torch.randn(512, item_len - 1, DROPOUT_WIDTH)
     arms["dropout/grokkit"] = lambda: dropout(activation_4d, DROPOUT, training=True)
     arms["dropout/torch"] = lambda: F.dropout(activation_4d, DROPOUT, training=True)
@@ -69,5 +69,9 @@ def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: b
         "matmul_flops": mm_flops,
         "matmul_n": settings.matmul_n,
         "compile_s": compile_s,
-        "dropout": {"p": DROPOUT, "shape": list(activation_4d.shape)},
+        "dropout": {
+            "p": DROPOUT,
+            "shape": list(activation_4d.shape),
+            "bit_mask": torch_draws_bernoulli_per_element(),  # else grokkit's dropout is PyTorch's
+        },
     }

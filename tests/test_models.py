@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from grokkit.models import IGNORE, Decoder, Patch, Recursive
 from grokkit.train.losses import item_losses
@@ -155,18 +156,31 @@ def test_weight_decay_groups_leave_embedding_tables_alone_only_with_blocks(
     assert all(id(block.mlp.fc.weight) in decayed for block in module.net.blocks)
 
 
-def test_cpu_dropout_keeps_each_element_with_probability_1_minus_p_and_scales_it():
-    from grokkit.models.dropout import dropout
+def test_the_bit_mask_dropout_keeps_each_element_with_probability_1_minus_p_and_scales_it():
+    from grokkit.models.dropout import bit_mask_dropout
 
     torch.manual_seed(0)
     x = torch.ones(1_000_001, requires_grad=True)  # odd: the last 64-bit draw is half used
-    out = dropout(x, 0.1, training=True)
+    out = bit_mask_dropout(x, 0.1)
     kept = out != 0
     assert out.unique().tolist() == [0.0, pytest.approx(1 / 0.9)]
     assert abs(kept.float().mean().item() - 0.9) < 5 * (0.9 * 0.1 / x.numel()) ** 0.5  # 5 sigma
     out.sum().backward()
     assert torch.equal(x.grad, out.detach())  # the gradient goes through the kept elements, scaled
     torch.manual_seed(0)
-    assert torch.equal(dropout(x, 0.1, training=True), out)  # the seed fixes the mask
-    assert not torch.equal(dropout(x, 0.1, training=True), out)  # and the generator moves on
-    assert dropout(x, 0.1, training=False) is x and dropout(x, 0.0, training=True) is x
+    assert torch.equal(bit_mask_dropout(x, 0.1), out)  # the seed fixes the mask
+    assert not torch.equal(bit_mask_dropout(x, 0.1), out)  # and the generator moves on
+
+
+def test_dropout_takes_the_bit_mask_only_where_pytorch_draws_its_mask_element_by_element(monkeypatch):
+    from grokkit.models import dropout as module
+
+    x = torch.ones(1000)
+    assert module.dropout(x, 0.1, training=False) is x and module.dropout(x, 0.0, training=True) is x
+    for per_element in (True, False):
+        monkeypatch.setattr(module, "torch_draws_bernoulli_per_element", lambda: per_element)  # noqa: B023
+        torch.manual_seed(0)
+        expected = module.bit_mask_dropout(x, 0.1) if per_element else F.dropout(x, 0.1, training=True)
+        torch.manual_seed(0)
+        assert torch.equal(module.Dropout(0.1).train()(x), expected)
+    assert module.cpu_vendor()  # e.g. AuthenticAMD, GenuineIntel: what decides between the two
