@@ -12,7 +12,8 @@ from common import Settings
 from plain_loop import PlainLoop, matmul_step, timed_window, train_flops_per_step
 
 from grokkit.models import Decoder
-from grokkit.models.dropout import dropout, torch_draws_bernoulli_per_element
+from grokkit.models.dropout import dropout
+from grokkit.torch_private import bernoulli_draws_per_element
 
 DROPOUT = 0.1  # Wang et al.'s
 DROPOUT_WIDTH = 128
@@ -55,9 +56,9 @@ def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: b
             compile_s[shape] = time.perf_counter() - start
             arms[f"{shape}/compiled"] = loop.step
     # One residual-stream activation of a 128-wide decoder at batch 512: grokkit's CPU dropout against PyTorch's.
-    activation_4d = torch.randn(512, item_len - 1, DROPOUT_WIDTH)
-    arms["dropout/grokkit"] = lambda: dropout(activation_4d, DROPOUT, training=True)
-    arms["dropout/torch"] = lambda: F.dropout(activation_4d, DROPOUT, training=True)
+    residual = torch.randn(512, item_len - 1, DROPOUT_WIDTH)
+    arms["dropout/grokkit"] = lambda: dropout(residual, DROPOUT, training=True)
+    arms["dropout/torch"] = lambda: F.dropout(residual, DROPOUT, training=True)
     times: dict[str, list[float]] = {name: [] for name in arms}
     for _ in range(settings.windows_512):
         for name, step in arms.items():  # a dropout call is ~1-3 ms: a fifth of the window is plenty
@@ -71,7 +72,7 @@ def measure_batch512(settings: Settings, grokkit: dict[str, Any], compile_too: b
         "compile_s": compile_s,
         "dropout": {
             "p": DROPOUT,
-            "shape": list(activation_4d.shape),
-            "bit_mask": torch_draws_bernoulli_per_element(),  # else grokkit's dropout is PyTorch's
+            "shape": list(residual.shape),
+            "bit_mask": bernoulli_draws_per_element(),  # else grokkit's dropout is PyTorch's
         },
     }

@@ -132,7 +132,7 @@ def dropout_row(b: dict[str, Any]) -> Row:
     path = (
         "the bit mask of grokkit/models/dropout.py: PyTorch's CPU Bernoulli draws element by element here"
         if b["dropout"].get("bit_mask", True)
-        else "PyTorch's own: on an Intel CPU with MKL, PyTorch draws the mask with MKL"
+        else "PyTorch's own: PyTorch's CPU Bernoulli does not draw element by element here (MKL)"
     )
     return Row(
         f"dropout on CPU, grokkit's / PyTorch's F.dropout, p {b['dropout']['p']}",

@@ -8,6 +8,8 @@ tests that poison a gradient (``tests/test_failures.py``) fail.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -36,3 +38,16 @@ def mask_next_update(optimizer: torch.optim.Optimizer, mask: torch.Tensor) -> No
     """Make the next step of a fused Adam/AdamW leave every tensor alone where ``mask`` (a 0-dim float tensor)
     is 1: the ``found_inf`` input through which the gradient scaler skips a step, read from the optimizer."""
     optimizer.found_inf = mask
+
+
+@functools.cache
+def bernoulli_draws_per_element() -> bool:
+    """Whether a CPU ``bernoulli_(p)`` (dropout's mask) draws one uniform double per element, in order, from
+    the generator: ``uniform < p``, element by element. PyTorch does so on CPUs where it does not hand the
+    draw to MKL's vectorized generator (AMD and other non-Intel CPUs, in the versions read). Observed rather
+    than inferred from the vendor: two private generators with one seed, so the global one is left alone."""
+    by_bernoulli, by_uniform = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    mask = torch.empty(64).bernoulli_(0.5, generator=by_bernoulli)
+    return torch.equal(
+        mask, (torch.empty(64, dtype=torch.float64).uniform_(generator=by_uniform) < 0.5).float()
+    )

@@ -178,9 +178,27 @@ def test_dropout_takes_the_bit_mask_only_where_pytorch_draws_its_mask_element_by
     x = torch.ones(1000)
     assert module.dropout(x, 0.1, training=False) is x and module.dropout(x, 0.0, training=True) is x
     for per_element in (True, False):
-        monkeypatch.setattr(module, "torch_draws_bernoulli_per_element", lambda: per_element)  # noqa: B023
+        monkeypatch.setattr(module, "bernoulli_draws_per_element", lambda: per_element)  # noqa: B023
         torch.manual_seed(0)
         expected = module.bit_mask_dropout(x, 0.1) if per_element else F.dropout(x, 0.1, training=True)
         torch.manual_seed(0)
         assert torch.equal(module.Dropout(0.1).train()(x), expected)
-    assert module.cpu_vendor()  # e.g. AuthenticAMD, GenuineIntel: what decides between the two
+        # p so close to 1 that 32 bits round it to 1: PyTorch's dropout, which keeps (almost surely) nothing
+        assert not module.dropout(x, 1 - 2**-34, training=True).any()
+    assert (module.keep_threshold(0.0), module.keep_threshold(0.25), module.keep_threshold(0.5)) == (
+        -(2**31),
+        -(2**30),
+        0,
+    )
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        module.dropout(x, 1.5, training=True)
+
+
+def test_the_per_element_probe_tells_how_pytorch_draws_a_dropout_mask():
+    from grokkit.torch_private import bernoulli_draws_per_element
+
+    torch.manual_seed(0)
+    kept = F.dropout(torch.ones(10_000), 0.3, training=True) != 0
+    torch.manual_seed(0)
+    drawn = torch.empty(10_000, dtype=torch.float64).uniform_() < 0.7  # one uniform double per element
+    assert torch.equal(kept, drawn) == bernoulli_draws_per_element()
