@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/default.yaml
 
-.PHONY: fit test lint tensorboard bench bench-paper study clean
+.PHONY: fit test lint tensorboard bench bench-paper bench-profile study clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: $(VENV)/.installed
 # tiny sizes on a CPU (see bench/RESULTS.md).
 bench-paper: $(VENV)/.installed
 	$(PY) bench/paper_scale.py
+
+# Where the batch-512 step of bench's FLOP-fraction rows spends its time (PyTorch's profiler, by op group).
+bench-profile: $(VENV)/.installed
+	$(PY) bench/step_profile.py
 
 clean:
 	rm -rf $(VENV) runs data .pytest_cache

@@ -1,0 +1,241 @@
+"""``make bench-profile``: where the batch-512 step of ``make bench``'s FLOP-fraction rows spends its time.
+
+The FLOP fraction is the step's matmul FLOPs over its wall time, against this machine's square-matmul rate, so
+it is the product of two things this splits apart: how fast the step's GEMMs run, and what share of the step
+they take. The bench's plain loop (the Decoder, data, fused AdamW and loss of grokkit's step, nothing around
+them) runs under PyTorch's profiler; each op's own time goes to a group (GEMMs, the bias copies inside
+``addmm``, attention ``bmm``, GELU, LayerNorm, ...), and what no op covers (Python, the autograd engine) to
+its own line. The step's two largest memory-bound ops at the MLP width are then timed alone on the same
+shapes: alone, their buffers stay in cache; inside the step, they share the memory system with the step's
+whole working set. Prints the table and writes ``bench/out/step_profile.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common import DEFAULT_CONFIG, OUT, ROOT
+
+sys.path.insert(0, str(ROOT))  # grokkit imports from the checkout, as `grokkit fit` does
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from grokkit_arm import build_grokkit, fit_overrides, load_config  # noqa: E402
+from plain_loop import PlainLoop, matmul_step, timed_window, train_flops_per_step  # noqa: E402
+from report import machine  # noqa: E402
+from torch.autograd.profiler_util import FunctionEvent  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from grokkit.atomic import atomic_write  # noqa: E402
+from grokkit.models import Decoder  # noqa: E402
+
+SHAPES = {
+    "4x128": (128, 4, 4),
+    "8x256": (256, 8, 8),
+}  # d_model, n_heads, n_layers: the bench's batch-512 rows
+
+
+@dataclass(frozen=True)
+class Sizes:
+    batch: int = 512
+    steps: int = 10  # profiled steps
+    window_s: float = 2.5  # per timed window of the unprofiled step and the matmul
+    matmul_n: int = 2048  # the ceiling's square matmul, as `make bench` measures it
+
+
+TINY_SHAPE, TINY = (16, 2, 2), Sizes(batch=32, steps=2, window_s=0.05, matmul_n=256)
+TINY_DATA = ["--data.n_entities=200", "--data.n_relations=20", "--data.out_degree=10", "--data.eval_size=200"]
+
+# Groups of the step's op time, by the profiler's op name; the first that matches takes the op.
+GROUPS: list[tuple[str, Callable[[FunctionEvent], bool]]] = [
+    ("GEMMs (mm, addmm)", lambda e: e.name in ("aten::mm", "aten::addmm")),
+    ("bias copies into addmm's output", lambda e: e.name == "aten::copy_" and parent_is(e, "aten::addmm")),
+    ("attention bmm", lambda e: e.name == "aten::bmm"),
+    ("GELU", lambda e: e.name.startswith("aten::gelu")),
+    ("LayerNorm", lambda e: "layer_norm" in e.name),
+    ("softmax, loss", lambda e: "softmax" in e.name or "nll_loss" in e.name),
+    ("AdamW", lambda e: e.name.startswith(("aten::_fused_adam", "aten::_foreach"))),
+    ("other copies, cat", lambda e: e.name in ("aten::copy_", "aten::cat")),
+    ("other ops", lambda e: e.name.startswith("aten::")),
+    ("autograd engine, optimizer wrappers", lambda e: True),
+]
+OUTSIDE = "outside any op (Python)"
+
+
+def parent_is(event: FunctionEvent, name: str) -> bool:
+    return event.cpu_parent is not None and event.cpu_parent.name == name
+
+
+def group_of(event: FunctionEvent) -> str:
+    return next(name for name, matches in GROUPS if matches(event))
+
+
+def build_loop(
+    shape: tuple[int, int, int], batch: int, data_args: list[str], tmp: Path
+) -> tuple[PlainLoop, float]:
+    """The bench's plain loop at ``shape`` on the default config's data (with ``data_args``), and its FLOPs."""
+    cli = build_grokkit(
+        DEFAULT_CONFIG, [*fit_overrides(torch.get_num_threads(), 1, tmp, "profile"), *data_args]
+    )
+    data, module = cli.datamodule, cli.model
+    data.setup("fit")
+    d_model, n_heads, n_layers = shape
+    torch.manual_seed(0)
+    activation = module.net.blocks[0].mlp.activation
+    model = Decoder(
+        data.vocab_size, data.item_len, d_model, n_heads, n_layers, attention="manual", activation=activation
+    )
+    loop = PlainLoop(model, data.split_items("train"), batch, dict(module.hparams))
+    return loop, train_flops_per_step(model, batch, data.item_len - 1, loop.unembedded())
+
+
+def profile_steps(loop: PlainLoop, steps: int) -> tuple[list[FunctionEvent], float]:
+    """The profiler's events of ``steps`` steps and their wall time in seconds."""
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        start = time.perf_counter()
+        loop.run(steps)
+        wall = time.perf_counter() - start
+    return list(prof.events()), wall
+
+
+def op_time(events: list[FunctionEvent], name: str, shape: list[int], parent: str | None = None) -> float:
+    """Mean self seconds of the op ``name`` whose first input has ``shape`` (and whose parent is ``parent``)."""
+    matched = [
+        e.self_cpu_time_total
+        for e in events
+        if e.name == name
+        and e.input_shapes
+        and e.input_shapes[0] == shape
+        and (parent is None or parent_is(e, parent))
+    ]
+    return statistics.mean(matched) / 1e6 if matched else float("nan")
+
+
+def memory_bound_ops(loop: PlainLoop, batch: int) -> dict[str, tuple[str, list[int], str | None, Callable]]:
+    """The MLP's GELU and its fc bias copy: the op, first input shape and parent op under which the profiler
+    records each in the step, and a call of the same op alone on that shape, allocating its output as the step
+    does (so the allocator hands it the buffer it just freed, still in cache)."""
+    mlp, positions = loop.model.blocks[0].mlp, loop.table.size(1) - 1
+    hidden = [batch, positions, mlp.fc.out_features]
+    tokens = [batch * positions, mlp.fc.out_features]
+    activations, bias = torch.randn(hidden), mlp.fc.bias.detach()
+    return {
+        "gelu": ("aten::gelu", hidden, None, lambda: F.gelu(activations, approximate=mlp.approximate)),
+        "bias copy": (
+            "aten::copy_",
+            tokens,
+            "aten::addmm",
+            lambda: torch.empty(tokens).copy_(bias.expand(tokens)),
+        ),
+    }
+
+
+def measure(name: str, shape: tuple[int, int, int], sizes: Sizes, data_args: list[str]) -> dict[str, Any]:
+    """One shape: the unprofiled step and the matmul ceiling, the profiled step by group, the memory-bound ops."""
+    with tempfile.TemporaryDirectory(prefix="grokkit-profile-") as tmp:
+        loop, flops = build_loop(shape, sizes.batch, data_args, Path(tmp))
+    loop.run(3)  # warm-up: the allocator's pools, the optimizer state
+    mm, mm_flops = matmul_step(sizes.matmul_n)
+    ceiling = mm_flops / statistics.median(timed_window(mm, sizes.window_s) for _ in range(3))
+    step_s = statistics.median(timed_window(loop.step, sizes.window_s) for _ in range(3))
+    events, wall = profile_steps(loop, sizes.steps)
+    groups = {group: 0.0 for group, _ in GROUPS}
+    for event in events:
+        groups[group_of(event)] += event.self_cpu_time_total / 1e6 / sizes.steps
+    groups[OUTSIDE] = max(0.0, wall / sizes.steps - sum(groups.values()))
+    memory_bound = {
+        op_name: {
+            "shape": op_shape,
+            "in_step_s": op_time(events, op, op_shape, parent),
+            "alone_s": timed_window(call, sizes.window_s / 5, 3),
+        }
+        for op_name, (op, op_shape, parent, call) in memory_bound_ops(loop, sizes.batch).items()
+    }
+    return {
+        "shape": name,
+        "batch": sizes.batch,
+        "steps_profiled": sizes.steps,
+        "step_s": step_s,
+        "profiled_step_s": wall / sizes.steps,
+        "flops_per_step": flops,
+        "matmul_flops_per_s": ceiling,
+        "groups_s": groups,
+        "memory_bound": memory_bound,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    """A Markdown table of one shape's profile, and the lines that read it."""
+    per_step = result["profiled_step_s"]
+    gemm = result["groups_s"][GROUPS[0][0]]
+    gemm_rate = result["flops_per_step"] / gemm if gemm else float("nan")
+    ceiling = result["matmul_flops_per_s"]
+    lines = [
+        f"### {result['shape']}, batch {result['batch']}: {result['step_s'] * 1e3:.1f} ms a step "
+        f"({per_step * 1e3:.1f} ms profiled, over {result['steps_profiled']} steps)",
+        "",
+        "| where | ms / step | share of the profiled step |",
+        "|---|---|---|",
+    ]
+    for name, seconds in sorted(result["groups_s"].items(), key=lambda item: -item[1]):
+        lines.append(f"| {name} | {seconds * 1e3:.1f} | {seconds / per_step:.3f} |")
+    lines += [
+        "",
+        f"- FLOP fraction {result['flops_per_step'] / result['step_s'] / ceiling:.3f} unprofiled "
+        f"({result['flops_per_step'] / 1e9:.2f} GFLOP a step, matmul ceiling {ceiling / 1e9:.0f} GFLOP/s) = the GEMMs' "
+        f"own rate, {gemm_rate / ceiling:.2f} of the ceiling ({gemm_rate / 1e9:.0f} GFLOP/s), x their share of the "
+        f"profiled step, {gemm / per_step:.2f}, x the profiler's own cost (the profiled step is "
+        f"{per_step / result['step_s']:.2f}x as long).",
+    ]
+    for name, timing in result["memory_bound"].items():
+        shape = " x ".join(map(str, timing["shape"]))
+        lines.append(
+            f"- {name} on {shape}: {timing['in_step_s'] * 1e6:.0f} us a call inside the step, "
+            f"{timing['alone_s'] * 1e6:.0f} us alone ({timing['in_step_s'] / timing['alone_s']:.1f}x)."
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    parser.add_argument("--steps", type=int, default=10, help="profiled steps per shape")
+    parser.add_argument("--threads", type=int, help="torch threads (default: the config's, as `make bench`)")
+    parser.add_argument("--tiny", action="store_true", help="a tiny network and graph: checks that it runs")
+    parser.add_argument("--data-dir", type=Path, help="where the graph is built (default: the config's)")
+    parser.add_argument("--out", type=Path, default=OUT / "step_profile.json")
+    parser.add_argument("--show", type=Path, help="only print the tables of a saved step_profile.json")
+    args = parser.parse_args()
+    if args.show:
+        results = json.loads(args.show.read_text())
+    else:
+        out, data_dir = args.out.resolve(), args.data_dir and args.data_dir.resolve()
+        os.chdir(ROOT)  # data/ resolves as it does for `make fit`
+        torch.set_num_threads(args.threads or load_config()[1].get("threads") or torch.get_num_threads())
+        data_args = ([f"--data.data_dir={data_dir}"] if data_dir else []) + (TINY_DATA if args.tiny else [])
+        shapes = {"tiny": TINY_SHAPE} if args.tiny else {name: SHAPES[name] for name in args.shapes}
+        sizes = TINY if args.tiny else Sizes(steps=args.steps)
+        results = {
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": machine(),
+            "shapes": [measure(name, shape, sizes, data_args) for name, shape in shapes.items()],
+        }
+        atomic_write(out, lambda f: f.write(json.dumps(results, indent=1).encode()))
+    where = f"{results['machine']['cpu']}, {results['machine']['threads']} threads"
+    print(f"Step profile of {results['date']} ({where})\n")
+    print("\n\n".join(report(result) for result in results["shapes"]))
+
+
+if __name__ == "__main__":
+    main()
