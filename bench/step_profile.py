@@ -3,11 +3,10 @@
 The FLOP fraction is the step's matmul FLOPs over its wall time, against this machine's square-matmul rate, so
 it is the product of two things this splits apart: how fast the step's GEMMs run, and what share of the step
 they take. The bench's plain loop (the Decoder, data, fused AdamW and loss of grokkit's step, nothing around
-them) runs under PyTorch's profiler; each op's own time goes to a group (GEMMs, the bias copies inside
-``addmm``, attention ``bmm``, GELU, LayerNorm, ...), and what no op covers (Python, the autograd engine) to
-its own line. The step's two largest memory-bound ops at the MLP width are then timed alone on the same
-shapes: alone, their buffers stay in cache; inside the step, they share the memory system with the step's
-whole working set. Prints the table and writes ``bench/out/step_profile.json``.
+them) runs under PyTorch's profiler; each op's own time goes to a group (GEMMs; the bias copies, which are
+``addmm``'s first write of its new output; attention ``bmm``; GELU; LayerNorm; ...), and the time no op
+covers (Python) to a line of its own. The MLP's GELU is then timed alone on the step's shape, where its
+buffers stay in cache. Prints the tables and writes ``bench/out/step_profile.json``.
 """
 
 from __future__ import annotations
@@ -40,21 +39,20 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from grokkit.atomic import atomic_write  # noqa: E402
 from grokkit.models import Decoder  # noqa: E402
 
-SHAPES = {
-    "4x128": (128, 4, 4),
-    "8x256": (256, 8, 8),
-}  # d_model, n_heads, n_layers: the bench's batch-512 rows
+# d_model, n_heads, n_layers of the bench's batch-512 rows
+SHAPES = {"4x128": (128, 4, 4), "8x256": (256, 8, 8)}
 
 
 @dataclass(frozen=True)
 class Sizes:
     batch: int = 512
-    steps: int = 10  # profiled steps
-    window_s: float = 2.5  # per timed window of the unprofiled step and the matmul
+    steps: int = 30  # profiled steps
+    windows: int = 5  # timed windows of the unprofiled step and of the matmul (their medians are taken)
+    window_s: float = 2.5  # seconds per window
     matmul_n: int = 2048  # the ceiling's square matmul, as `make bench` measures it
 
 
-TINY_SHAPE, TINY = (16, 2, 2), Sizes(batch=32, steps=2, window_s=0.05, matmul_n=256)
+TINY_SHAPE, TINY = (16, 2, 2), Sizes(batch=32, steps=2, windows=3, window_s=0.05, matmul_n=256)
 TINY_DATA = ["--data.n_entities=200", "--data.n_relations=20", "--data.out_degree=10", "--data.eval_size=200"]
 
 # Groups of the step's op time, by the profiler's op name; the first that matches takes the op.
@@ -109,58 +107,43 @@ def profile_steps(loop: PlainLoop, steps: int) -> tuple[list[FunctionEvent], flo
     return list(prof.events()), wall
 
 
-def op_time(events: list[FunctionEvent], name: str, shape: list[int], parent: str | None = None) -> float:
-    """Mean self seconds of the op ``name`` whose first input has ``shape`` (and whose parent is ``parent``)."""
+def op_time(events: list[FunctionEvent], name: str, shape: list[int]) -> float:
+    """Mean self seconds of the op ``name`` whose first input has ``shape``."""
     matched = [
         e.self_cpu_time_total
         for e in events
-        if e.name == name
-        and e.input_shapes
-        and e.input_shapes[0] == shape
-        and (parent is None or parent_is(e, parent))
+        if e.name == name and e.input_shapes and e.input_shapes[0] == shape
     ]
     return statistics.mean(matched) / 1e6 if matched else float("nan")
 
 
-def memory_bound_ops(loop: PlainLoop, batch: int) -> dict[str, tuple[str, list[int], str | None, Callable]]:
-    """The MLP's GELU and its fc bias copy: the op, first input shape and parent op under which the profiler
-    records each in the step, and a call of the same op alone on that shape, allocating its output as the step
-    does (so the allocator hands it the buffer it just freed, still in cache)."""
-    mlp, positions = loop.model.blocks[0].mlp, loop.table.size(1) - 1
-    hidden = [batch, positions, mlp.fc.out_features]
-    tokens = [batch * positions, mlp.fc.out_features]
-    activations, bias = torch.randn(hidden), mlp.fc.bias.detach()
-    return {
-        "gelu": ("aten::gelu", hidden, None, lambda: F.gelu(activations, approximate=mlp.approximate)),
-        "bias copy": (
-            "aten::copy_",
-            tokens,
-            "aten::addmm",
-            lambda: torch.empty(tokens).copy_(bias.expand(tokens)),
-        ),
-    }
+def gelu_alone(loop: PlainLoop, batch: int) -> tuple[list[int], Callable[[], torch.Tensor]]:
+    """The shape of the MLP's GELU input in the step, and the same GELU alone on that shape, allocating its
+    output as the step does (the allocator hands back the buffer it just freed, still in cache)."""
+    mlp = loop.model.blocks[0].mlp
+    shape = [batch, loop.table.size(1) - 1, mlp.fc.out_features]
+    activations = torch.randn(shape)
+    return shape, lambda: F.gelu(activations, approximate=mlp.approximate)
 
 
 def measure(name: str, shape: tuple[int, int, int], sizes: Sizes, data_args: list[str]) -> dict[str, Any]:
-    """One shape: the unprofiled step and the matmul ceiling, the profiled step by group, the memory-bound ops."""
+    """One shape: the unprofiled step and the matmul ceiling, the profiled step by group, the GELU alone."""
     with tempfile.TemporaryDirectory(prefix="grokkit-profile-") as tmp:
         loop, flops = build_loop(shape, sizes.batch, data_args, Path(tmp))
     loop.run(3)  # warm-up: the allocator's pools, the optimizer state
     mm, mm_flops = matmul_step(sizes.matmul_n)
-    ceiling = mm_flops / statistics.median(timed_window(mm, sizes.window_s) for _ in range(3))
-    step_s = statistics.median(timed_window(loop.step, sizes.window_s) for _ in range(3))
+    ceiling = mm_flops / statistics.median(timed_window(mm, sizes.window_s) for _ in range(sizes.windows))
+    step_s = statistics.median(timed_window(loop.step, sizes.window_s) for _ in range(sizes.windows))
     events, wall = profile_steps(loop, sizes.steps)
     groups = {group: 0.0 for group, _ in GROUPS}
     for event in events:
         groups[group_of(event)] += event.self_cpu_time_total / 1e6 / sizes.steps
     groups[OUTSIDE] = max(0.0, wall / sizes.steps - sum(groups.values()))
-    memory_bound = {
-        op_name: {
-            "shape": op_shape,
-            "in_step_s": op_time(events, op, op_shape, parent),
-            "alone_s": timed_window(call, sizes.window_s / 5, 3),
-        }
-        for op_name, (op, op_shape, parent, call) in memory_bound_ops(loop, sizes.batch).items()
+    gelu_shape, gelu = gelu_alone(loop, sizes.batch)
+    gelu_timing = {
+        "shape": gelu_shape,
+        "in_step_s": op_time(events, "aten::gelu", gelu_shape),
+        "alone_s": timed_window(gelu, sizes.window_s / 5, 3),
     }
     return {
         "shape": name,
@@ -171,7 +154,7 @@ def measure(name: str, shape: tuple[int, int, int], sizes: Sizes, data_args: lis
         "flops_per_step": flops,
         "matmul_flops_per_s": ceiling,
         "groups_s": groups,
-        "memory_bound": memory_bound,
+        "gelu": gelu_timing,
     }
 
 
@@ -198,19 +181,18 @@ def report(result: dict[str, Any]) -> str:
         f"profiled step, {gemm / per_step:.2f}, x the profiler's own cost (the profiled step is "
         f"{per_step / result['step_s']:.2f}x as long).",
     ]
-    for name, timing in result["memory_bound"].items():
-        shape = " x ".join(map(str, timing["shape"]))
-        lines.append(
-            f"- {name} on {shape}: {timing['in_step_s'] * 1e6:.0f} us a call inside the step, "
-            f"{timing['alone_s'] * 1e6:.0f} us alone ({timing['in_step_s'] / timing['alone_s']:.1f}x)."
-        )
+    gelu = result["gelu"]
+    lines.append(
+        f"- The MLP's GELU forward on {' x '.join(map(str, gelu['shape']))}: {gelu['in_step_s'] * 1e6:.0f} us a "
+        f"call inside the step, {gelu['alone_s'] * 1e6:.0f} us alone ({gelu['in_step_s'] / gelu['alone_s']:.1f}x)."
+    )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
-    parser.add_argument("--steps", type=int, default=10, help="profiled steps per shape")
+    parser.add_argument("--steps", type=int, default=Sizes.steps, help="profiled steps per shape")
     parser.add_argument("--threads", type=int, help="torch threads (default: the config's, as `make bench`)")
     parser.add_argument("--tiny", action="store_true", help="a tiny network and graph: checks that it runs")
     parser.add_argument("--data-dir", type=Path, help="where the graph is built (default: the config's)")
