@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,13 @@ class Sizes:
     matmul_n: int = 2048  # the ceiling's square matmul, as `make bench` measures it
 
 
-TINY_SHAPE, TINY = (16, 2, 2), Sizes(batch=32, steps=2, windows=3, window_s=0.05, matmul_n=256)
+TINY_SHAPE, TINY = (16, 2, 2), Sizes(batch=32, windows=3, window_s=0.05, matmul_n=256)
 TINY_DATA = ["--data.n_entities=200", "--data.n_relations=20", "--data.out_degree=10", "--data.eval_size=200"]
 
+GEMMS, OUTSIDE = "GEMMs (mm, addmm)", "outside any op (Python, the profiler's bookkeeping)"
 # Groups of the step's op time, by the profiler's op name; the first that matches takes the op.
 GROUPS: list[tuple[str, Callable[[FunctionEvent], bool]]] = [
-    ("GEMMs (mm, addmm)", lambda e: e.name in ("aten::mm", "aten::addmm")),
+    (GEMMS, lambda e: e.name in ("aten::mm", "aten::addmm")),
     ("bias copies into addmm's output", lambda e: e.name == "aten::copy_" and parent_is(e, "aten::addmm")),
     ("attention bmm", lambda e: e.name == "aten::bmm"),
     ("GELU", lambda e: e.name.startswith("aten::gelu")),
@@ -70,14 +71,15 @@ GROUPS: list[tuple[str, Callable[[FunctionEvent], bool]]] = [
     ("other ops", lambda e: e.name.startswith("aten::")),
     ("autograd engine, optimizer wrappers", lambda e: True),
 ]
-OUTSIDE = "outside any op (Python)"
 
 
 def parent_is(event: FunctionEvent, name: str) -> bool:
+    """Whether ``event`` was called directly by the op ``name`` (addmm's bias copy, not another copy)."""
     return event.cpu_parent is not None and event.cpu_parent.name == name
 
 
 def group_of(event: FunctionEvent) -> str:
+    """The first group of :data:`GROUPS` whose rule takes ``event``."""
     return next(name for name, matches in GROUPS if matches(event))
 
 
@@ -102,8 +104,7 @@ def build_loop(
 
 def profile_steps(loop: PlainLoop, steps: int) -> tuple[list[FunctionEvent], float]:
     """The profiler's events of ``steps`` steps and their wall time in seconds."""
-    # Without record_shapes: with it, a second profile in one process made the memory-bound ops of an 8 x 256
-    # step several times slower (the profiled step 1.4-1.5x the unprofiled one, against ~1.02x without).
+    # Shapes are not recorded: profiles that recorded them slowed the step's memory-bound ops several times.
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         loop.run(steps)
@@ -119,11 +120,22 @@ def mean_self_time(events: list[FunctionEvent], name: str) -> float:
 
 def gelu_alone(loop: PlainLoop, batch: int) -> tuple[list[int], Callable[[], torch.Tensor]]:
     """The shape of the MLP's GELU input in the step (every block's), and the same GELU alone on that shape,
-    allocating its output as the step does (the allocator hands back the buffer it just freed, still in cache)."""
+    allocating its output as the step does."""
     mlp = loop.model.blocks[0].mlp
     shape = [batch, loop.table.size(1) - 1, mlp.fc.out_features]
     activations = torch.randn(shape)
     return shape, lambda: F.gelu(activations, approximate=mlp.approximate)
+
+
+def group_times(events: list[FunctionEvent], wall: float, steps: int) -> dict[str, float]:
+    """Seconds per step by group: the ops' own times, and the rest of the wall time. Each op's self time
+    excludes its children, so every profiled microsecond lands in one group; the rest is negative only if
+    something is counted twice."""
+    groups = {group: 0.0 for group, _ in GROUPS}
+    for event in events:
+        groups[group_of(event)] += event.self_cpu_time_total / 1e6 / steps
+    groups[OUTSIDE] = wall / steps - sum(groups.values())
+    return groups
 
 
 def measure(name: str, shape: tuple[int, int, int], sizes: Sizes, data_args: list[str]) -> dict[str, Any]:
@@ -138,15 +150,13 @@ def measure(name: str, shape: tuple[int, int, int], sizes: Sizes, data_args: lis
         step_s.append(timed_window(loop.step, sizes.window_s))
     ceiling = mm_flops / statistics.median(mm_s)
     events, wall = profile_steps(loop, sizes.steps)
-    groups = {group: 0.0 for group, _ in GROUPS}
-    for event in events:
-        groups[group_of(event)] += event.self_cpu_time_total / 1e6 / sizes.steps
-    groups[OUTSIDE] = max(0.0, wall / sizes.steps - sum(groups.values()))
     gelu_shape, gelu = gelu_alone(loop, sizes.batch)
     gelu_timing = {
         "shape": gelu_shape,
         "in_step_s": mean_self_time(events, "aten::gelu"),
-        "alone_s": timed_window(gelu, sizes.window_s / 5, 3),
+        "alone_s": timed_window(
+            gelu, sizes.window_s / 5, 3
+        ),  # a call is ~1 ms: a fifth of a window is plenty
     }
     return {
         "shape": name,
@@ -156,7 +166,7 @@ def measure(name: str, shape: tuple[int, int, int], sizes: Sizes, data_args: lis
         "profiled_step_s": wall / sizes.steps,
         "flops_per_step": flops,
         "matmul_flops_per_s": ceiling,
-        "groups_s": groups,
+        "groups_s": group_times(events, wall, sizes.steps),
         "gelu": gelu_timing,
     }
 
@@ -164,7 +174,7 @@ def measure(name: str, shape: tuple[int, int, int], sizes: Sizes, data_args: lis
 def report(result: dict[str, Any]) -> str:
     """A Markdown table of one shape's profile, and the lines that read it."""
     per_step = result["profiled_step_s"]
-    gemm = result["groups_s"][GROUPS[0][0]]
+    gemm = result["groups_s"][GEMMS]
     gemm_rate = result["flops_per_step"] / gemm if gemm else float("nan")
     ceiling = result["matmul_flops_per_s"]
     lines = [
@@ -179,8 +189,9 @@ def report(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"- FLOP fraction {result['flops_per_step'] / result['step_s'] / ceiling:.3f} unprofiled "
-        f"({result['flops_per_step'] / 1e9:.2f} GFLOP a step, matmul ceiling {ceiling / 1e9:.0f} GFLOP/s) = the GEMMs' "
-        f"own rate, {gemm_rate / ceiling:.2f} of the ceiling ({gemm_rate / 1e9:.0f} GFLOP/s), x their share of the "
+        f"({result['flops_per_step'] / 1e9:.2f} GFLOP a step, matmul ceiling {ceiling / 1e9:.0f} GFLOP/s, timed "
+        f"before the profile) = the GEMMs' own rate in the profile, {gemm_rate / ceiling:.2f} of the ceiling "
+        f"({gemm_rate / 1e9:.0f} GFLOP/s), x their share of the "
         f"profiled step, {gemm / per_step:.2f}, x the profiler's own cost (the profiled step is "
         f"{per_step / result['step_s']:.2f}x as long).",
     ]
@@ -210,7 +221,7 @@ def main() -> None:
         torch.set_num_threads(args.threads or load_config()[1].get("threads") or torch.get_num_threads())
         data_args = ([f"--data.data_dir={data_dir}"] if data_dir else []) + (TINY_DATA if args.tiny else [])
         shapes = {"tiny": TINY_SHAPE} if args.tiny else {name: SHAPES[name] for name in args.shapes}
-        sizes = TINY if args.tiny else Sizes(steps=args.steps)
+        sizes = replace(TINY if args.tiny else Sizes(), steps=args.steps)
         results = {
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "machine": machine(),

@@ -55,8 +55,10 @@ def test_step_profile_splits_the_step_into_groups_that_add_up_and_times_gelu_alo
     (result,) = json.loads(out.read_text())["shapes"]
     groups = result["groups_s"]
     assert groups["GEMMs (mm, addmm)"] > 0 and groups["bias copies into addmm's output"] > 0
-    assert groups["GELU"] > 0 and groups["attention bmm"] > 0 and min(groups.values()) >= 0
-    assert sum(groups.values()) == pytest.approx(result["profiled_step_s"], rel=0.01)  # every op counted once
+    assert groups["GELU"] > 0 and groups["attention bmm"] > 0
+    ops = sum(seconds for name, seconds in groups.items() if not name.startswith("outside"))
+    assert 0 < ops <= result["profiled_step_s"] * 1.01  # no op's time counted twice
+    assert groups["outside any op (Python, the profiler's bookkeeping)"] > 0
     gelu = result["gelu"]
     assert gelu["shape"] == [32, 4, 64] and gelu["in_step_s"] > 0 and gelu["alone_s"] > 0
     shown = subprocess.run(
