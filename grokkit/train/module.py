@@ -26,7 +26,7 @@ from grokkit.train.dispatch import PlainAttributes
 from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_losses, items_correct
 from grokkit.train.nonfinite import NonFiniteWatch
-from grokkit.train.optim import DecayName, fused_adamw
+from grokkit.train.optim import DecayName, clip_gradients, fused_adamw
 from grokkit.train.warm_start import load_initial_weights
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
@@ -105,11 +105,7 @@ class GrokModule(PlainAttributes, L.LightningModule):
         self.net = network(vocab_size, item_len)
         if init_from is not None:
             load_initial_weights(self.net, init_from, vocab_size)
-        self.ema = (
-            AveragedModel(self.net, use_buffers=True)  # updated by update_ema
-            if ema_decay
-            else None
-        )
+        self.ema = AveragedModel(self.net, use_buffers=True) if ema_decay else None  # updated by update_ema
         self.eval_splits: tuple[str, ...] = EVAL_SPLITS  # the data module's, from setup on
         self.val_acc = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
         self.val_loss = nn.ModuleDict({split: MeanMetric() for split in EVAL_SPLITS})
@@ -191,6 +187,14 @@ class GrokModule(PlainAttributes, L.LightningModule):
             watch.raise_if_bad(self.trainer)
         if self.hparams.nonfinite == "skip" and self.is_logging_step:
             self.log("train/skipped_steps", watch.skipped_total().float())
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)  # under bf16-mixed too
 
     def optimizer_step(
         self,

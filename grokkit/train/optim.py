@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import lightning as L
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import nn
+
+from grokkit.errors import ConfigError
 
 DecayName = Literal["matrices", "blocks", "all"]
 
@@ -34,3 +39,27 @@ def fused_adamw(
     device (:mod:`grokkit.train.nonfinite`)."""
     groups = decay_groups(net, decay, weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
+
+
+def clip_gradients(
+    module: L.LightningModule, optimizer: torch.optim.Optimizer, clip_val: float | None, algorithm: str | None
+) -> None:
+    """Lightning's gradient clipping, also under ``bf16-mixed``, where Lightning refuses it to a fused optimizer.
+
+    The refusal is for ``16-mixed``: a fused step unscales the float16 gradients itself, so before the step
+    they are still scaled, and clipping them would cut the wrong norm. ``bf16-mixed`` has no gradient scaler:
+    its gradients are the true ones, and clipping them before the step is what ``32-true`` does.
+    """
+    plugin = module.trainer.precision_plugin
+    if not clip_val or not isinstance(plugin, MixedPrecision):
+        module.clip_gradients(optimizer, clip_val, algorithm)
+    elif plugin.scaler is None:
+        Precision.clip_gradients(
+            plugin, optimizer, clip_val, GradClipAlgorithmType((algorithm or "norm").lower())
+        )
+    else:
+        raise ConfigError(
+            f"trainer.gradient_clip_val={clip_val} cannot be used with trainer.precision=16-mixed: grokkit's fused "
+            "AdamW unscales the gradients inside its step, after clipping would have run; use bf16-mixed or "
+            "32-true, or drop trainer.gradient_clip_val"
+        )

@@ -1,0 +1,74 @@
+"""Gradient clipping under each precision: grokkit's fused AdamW meets Lightning's mixed-precision plugins."""
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
+from test_cli import tiny_args
+
+from grokkit.cli import main
+from grokkit.errors import ConfigError
+from grokkit.models import Decoder
+from grokkit.train.losses import item_losses
+from grokkit.train.module import GrokModule
+from grokkit.train.optim import clip_gradients
+
+
+def module_with_gradients(trainer: L.Trainer) -> tuple[GrokModule, torch.optim.Optimizer]:
+    """A small decoder's module on ``trainer``, with the gradients of one batch and its fused AdamW."""
+    torch.manual_seed(0)
+    module = GrokModule(
+        lambda vocab, length: Decoder(vocab, length, d_model=16, n_heads=2, n_layers=1), 20, 5
+    )
+    module.trainer = trainer
+    items = torch.randint(0, 20, (8, 5))
+    inputs, targets, positions = module.net.training_io(items, True)
+    item_losses(module.net(inputs, positions=positions), targets).mean().backward()
+    return module, module.configure_optimizers()["optimizer"]
+
+
+def gradient_norm(module: GrokModule) -> float:
+    return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.net.parameters()])).item()
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_clipping_cuts_the_gradient_norm_as_torch_does(precision):
+    """Under bf16-mixed too, where Lightning's own clipping refuses a fused optimizer; both clip the optimizer's
+    parameters in its groups' order, as Lightning's 32-true clipping does."""
+    module, optimizer = module_with_gradients(L.Trainer(precision=precision, logger=False))
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in parameters]
+    for ref, p in zip(reference, parameters, strict=True):
+        ref.grad = p.grad.clone()
+    assert gradient_norm(module) > 0.01
+    clip_gradients(module, optimizer, 0.01, None)
+    torch.nn.utils.clip_grad_norm_(reference, 0.01)
+    assert gradient_norm(module) == pytest.approx(0.01, rel=1e-4)
+    assert all(torch.equal(p.grad, ref.grad) for p, ref in zip(parameters, reference, strict=True))
+
+
+def test_clipping_under_16_mixed_with_a_gradient_scaler_is_refused_in_one_line():
+    scaled = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))
+    module, optimizer = module_with_gradients(L.Trainer(plugins=[scaled], logger=False))
+    with pytest.raises(
+        ConfigError, match=r"gradient_clip_val=1.0 cannot be used with trainer.precision=16-mixed"
+    ):
+        clip_gradients(module, optimizer, 1.0, "norm")
+    clip_gradients(module, optimizer, None, None)  # no clipping asked: nothing to refuse
+
+
+@pytest.mark.slow
+def test_a_bf16_mixed_fit_with_gradient_clipping_trains_through_the_cli(tmp_path):
+    """The paper configs' GPU setting (bf16-mixed, gradient_clip_val 1.0) through the CLI, on the CPU."""
+    main(
+        tiny_args(
+            tmp_path,
+            "--trainer.precision=bf16-mixed",
+            "--trainer.gradient_clip_val=1.0",
+            "--trainer.max_steps=3",
+        )
+    )
+    saved = torch.load(
+        tmp_path / "runs/tiny/version_0/checkpoints/last.ckpt", map_location="cpu", weights_only=True
+    )
+    assert saved["global_step"] == 3
