@@ -32,6 +32,7 @@ def test_paper_scale_bench_times_every_arm_and_projects_the_paper_runs(tmp_path)
         "recursive (He et al.), eager, no prefix slots",
     ]
     for arm in arms.values():
+        assert arm["precision"] == "bf16-mixed"  # the configs' GPU precision, autocast on the CPU here
         assert arm["step_s"] > 0 and arm["flops_per_step"] > 0 and arm["validation_s"] > 0
         assert arm["paper_steps"] >= 1_500_000 and arm["paper_validations"] > 0
     recursive = arms["recursive (He et al.), eager"]
@@ -45,6 +46,24 @@ def test_paper_scale_bench_times_every_arm_and_projects_the_paper_runs(tmp_path)
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "TINY sizes" in shown and shown.count("| recursive (He et al.)") == 2
+
+
+def test_a_failing_paper_scale_arm_is_recorded_and_the_others_still_run(tmp_path):
+    """Every arm fails here (its data directory cannot be made): each leaves its error in the JSON and the
+    table, and the run goes on to the next, as a GPU run whose compile fails keeps its eager rows."""
+    out, blocked = tmp_path / "paper_scale.json", tmp_path / "a_file"
+    blocked.write_text("")
+    command = [sys.executable, "bench/paper_scale.py", "--modes", "eager", "--warmup", "1", "--steps", "2"]
+    done = subprocess.run(
+        [*command, "--data-dir", str(blocked / "data"), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    arms = json.loads(out.read_text())["arms"]
+    assert len(arms) == 3 and all(arm["error"].startswith("ConfigError: data.data_dir") for arm in arms)
+    assert done.stdout.count("failed: ConfigError") >= 3
 
 
 def test_step_profile_splits_the_step_into_groups_that_add_up_and_times_gelu_alone(tmp_path):
