@@ -4,10 +4,9 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
-from test_cli import tiny_args
+from test_cli import ROOT, tiny_args
 
-from grokkit.cli import main
-from grokkit.errors import ConfigError
+from grokkit.cli import build_cli, main
 from grokkit.models import Decoder
 from grokkit.train.losses import item_losses
 from grokkit.train.module import GrokModule
@@ -47,14 +46,25 @@ def test_clipping_cuts_the_gradient_norm_as_torch_does(precision):
     assert all(torch.equal(p.grad, ref.grad) for p, ref in zip(parameters, reference, strict=True))
 
 
-def test_clipping_under_16_mixed_with_a_gradient_scaler_is_refused_in_one_line():
-    scaled = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))
-    module, optimizer = module_with_gradients(L.Trainer(plugins=[scaled], logger=False))
-    with pytest.raises(
-        ConfigError, match=r"gradient_clip_val=1.0 cannot be used with trainer.precision=16-mixed"
-    ):
-        clip_gradients(module, optimizer, 1.0, "norm")
-    clip_gradients(module, optimizer, None, None)  # no clipping asked: nothing to refuse
+@pytest.mark.slow
+def test_a_16_mixed_fit_with_a_gradient_scaler_clips_the_true_gradients(tmp_path):
+    """16-mixed's loss scaling, with a real gradient scaler (Lightning makes one on a GPU only, so it is given
+    here): after every step the gradients are the true ones, unscaled before the clipping, and clipped."""
+    norms = []
+
+    class GradientNorms(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            norms.append(gradient_norm(pl_module))
+
+    scaled = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=128.0))
+    trainer = L.Trainer(
+        plugins=[scaled], gradient_clip_val=0.05, max_steps=4, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, limit_val_batches=0, callbacks=[GradientNorms()],
+    )  # fmt: skip
+    tiny = ["--config", str(ROOT / "configs/tiny.yaml"), f"--data.data_dir={tmp_path / 'data'}"]
+    cli = build_cli(tiny, run=False, save_config=False)
+    trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert len(norms) == 4 and all(n == pytest.approx(0.05, rel=1e-3) for n in norms)
 
 
 @pytest.mark.slow

@@ -194,7 +194,7 @@ class GrokModule(PlainAttributes, L.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)  # under bf16-mixed too
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)  # mixed precision too
 
     def optimizer_step(
         self,

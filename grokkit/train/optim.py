@@ -10,8 +10,6 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import nn
 
-from grokkit.errors import ConfigError
-
 DecayName = Literal["matrices", "blocks", "all"]
 
 
@@ -44,22 +42,20 @@ def fused_adamw(
 def clip_gradients(
     module: L.LightningModule, optimizer: torch.optim.Optimizer, clip_val: float | None, algorithm: str | None
 ) -> None:
-    """Lightning's gradient clipping, also under ``bf16-mixed``, where Lightning refuses it to a fused optimizer.
+    """Lightning's gradient clipping, also under mixed precision, where Lightning refuses it to a fused optimizer.
 
-    The refusal is for ``16-mixed``: a fused step unscales the float16 gradients itself, so before the step
-    they are still scaled, and clipping them would cut the wrong norm. ``bf16-mixed`` has no gradient scaler:
-    its gradients are the true ones, and clipping them before the step is what ``32-true`` does.
+    Lightning refuses because a fused step unscales ``16-mixed``'s scaled gradients itself, after clipping
+    would have run. So with a gradient scaler the gradients are unscaled here first (the scaler's step then
+    knows they are); ``bf16-mixed`` has no scaler, and its gradients are the true ones already. Either way the
+    true gradients are clipped before the step, as under ``32-true``.
     """
-    plugin = module.trainer.precision_plugin
+    trainer = module.trainer
+    clip_val = trainer.gradient_clip_val if clip_val is None else clip_val
+    plugin = trainer.precision_plugin
     if not clip_val or not isinstance(plugin, MixedPrecision):
         module.clip_gradients(optimizer, clip_val, algorithm)
-    elif plugin.scaler is None:
-        Precision.clip_gradients(
-            plugin, optimizer, clip_val, GradClipAlgorithmType((algorithm or "norm").lower())
-        )
-    else:
-        raise ConfigError(
-            f"trainer.gradient_clip_val={clip_val} cannot be used with trainer.precision=16-mixed: grokkit's fused "
-            "AdamW unscales the gradients inside its step, after clipping would have run; use bf16-mixed or "
-            "32-true, or drop trainer.gradient_clip_val"
-        )
+        return
+    if plugin.scaler is not None:
+        plugin.scaler.unscale_(optimizer)
+    algorithm = algorithm or trainer.gradient_clip_algorithm or "norm"
+    Precision.clip_gradients(plugin, optimizer, clip_val, GradClipAlgorithmType(algorithm.lower()))
