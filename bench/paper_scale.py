@@ -3,8 +3,8 @@
 He et al.'s recursive model (``configs/he2026/natural.yaml``) and Wang et al.'s 8 x 768 decoder
 (``configs/wang2024/composition.yaml``), each built by grokkit's own CLI from its shipped config and trained
 by the real ``Trainer`` (callbacks, logger, progress bar), eager and ``torch.compile``'d, in the config's
-precision (bf16-mixed on a GPU). Per arm: steps/s, achieved TFLOP/s and MFU against the device's peak, host
-syncs per step, one validation with the config's probes, peak memory, and the projected wall time of the
+precision (bf16-mixed, autocast on a CPU too). Per arm: steps/s, achieved TFLOP/s and MFU against the device's
+peak, host syncs per step, one validation with the config's probes, peak memory, and the projected wall time of the
 paper run (its ``max_steps`` x the step time + its validations and probe runs). The recursive model is also
 timed without its 16 prefix slots. Prints one table and writes ``bench/out/paper_scale.json``.
 
@@ -15,6 +15,7 @@ exercises it; those numbers say nothing about the paper runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import json
@@ -179,10 +180,14 @@ def matmul_ceiling(seconds: float) -> float:
 def measure(
     arm: Arm, config: Path, tiny: bool, warmup: int, steps: int, tmp: Path, data_dir: Path
 ) -> dict[str, Any]:
-    """One arm: a fit of ``warmup + steps`` steps, then one validation running every configured probe."""
+    """One arm: a fit of ``warmup`` steps, ``steps`` timed ones and one logging interval in which host reads are
+    counted (counting costs time), then one validation running every configured probe."""
+    raw = yaml.safe_load(config.read_text())["trainer"]
+    log_every = 5 if tiny else int(raw.get("log_every_n_steps", TRAINER_DEFAULTS["log_every_n_steps"]))
+    total = warmup + steps + log_every + 1
     overrides = [
-        f"--trainer.max_steps={warmup + steps + 1}", "--trainer.max_time=null",
-        f"--trainer.val_check_interval={10 * (warmup + steps + 1)}", "--trainer.num_sanity_val_steps=0",
+        f"--trainer.max_steps={total}", "--trainer.max_time=null", f"--trainer.log_every_n_steps={log_every}",
+        f"--trainer.val_check_interval={10 * total}", "--trainer.num_sanity_val_steps=0",
         f"--trainer.logger.init_args.save_dir={tmp}", f"--trainer.logger.init_args.name={arm.mode}",
         "--trajectory.min_step=1000000000000", f"--checkpoint.every_n_train_steps={10 * (warmup + steps)}",
         f"--model.compile={arm.mode == 'compile'}", f"--data.data_dir={data_dir}",
@@ -194,20 +199,23 @@ def measure(
     hide_progress_bar(trainer)  # its cost stays in the step time
     probes = [c for c in trainer.callbacks if isinstance(c, Probe)]
     clock = Stopwatch(warmup, steps, probes)
-    host = HostReadWindow(start=warmup, steps=steps)  # the timed steps, their logging steps included
+    host = HostReadWindow(start=warmup + steps, steps=log_every)  # one logging step in it
     attach(trainer, host, clock)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     trainer.fit(module, datamodule=data)
     fit_s = time.perf_counter() - started
+    if clock.step_s is None:
+        raise RuntimeError(f"the fit stopped at step {trainer.global_step}, before its timed window closed")
     train_memory = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()  # the validation's own peak next
     trainer.validate(module, datamodule=data, verbose=False)
     validation = clock.validations[-1]
     names = [probe.name for probe in probes]
     every_position = module.hparams.train_logits == "all"
     unembedded = unembedded_positions(module.net, data.split_items("train"), every_position)
-    raw = yaml.safe_load(config.read_text())["trainer"]
     paper_steps = int(raw["max_steps"])
     interval = int(raw.get("val_check_interval", TRAINER_DEFAULTS["val_check_interval"]))
     probe_runs = {probe.name: runs_in(probe, paper_steps, interval) for probe in probes}
@@ -227,8 +235,8 @@ def measure(
         "probe_runs": probe_runs,
         "train_memory_bytes": train_memory,
         "memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
-        # the data build, compile and warm-up, the step after the window, the final checkpoint and teardown
-        "outside_window_s": fit_s - (clock.step_s or 0.0) * steps,
+        # the data build, compile and warm-up, the host-read steps, the final checkpoint and teardown
+        "outside_window_s": fit_s - clock.step_s * steps,
         "paper_steps": paper_steps,
         "paper_validations": paper_steps // interval,
     }
@@ -287,7 +295,7 @@ def header(results: dict[str, Any]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [header(results), "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows(results)]
     return "\n".join(lines)
 
 
@@ -303,6 +311,7 @@ def show(results: dict[str, Any], console: Console) -> None:
 def arms(modes: list[str]) -> list[Arm]:
     """Every model in every mode, the eager arms first: a compile is the slowest and least predictable part, so
     a run cut short keeps the eager rows. The recursive model without its prefix slots follows the first mode."""
+    modes = sorted(modes, key=("eager", "compile").index)
     chosen = [Arm(model, mode) for mode in modes for model in CONFIGS]
     prefix = Arm(
         "recursive (He et al.)",
@@ -325,12 +334,13 @@ def measure_or_record(
             "arm": arm.name,
             "model": arm.model,
             "mode": arm.mode,
-            "error": f"{type(error).__name__}: {error}"[:300],
+            "error": " ".join(f"{type(error).__name__}: {error}".split())[:300],  # one line for the table
         }
     finally:
         gc.collect()
         if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+            with contextlib.suppress(Exception):  # after a sticky CUDA error; the arm's own error is recorded
+                torch.cuda.empty_cache()
 
 
 def main() -> None:

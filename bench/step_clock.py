@@ -111,7 +111,8 @@ def read_site(frames: list[traceback.FrameSummary]) -> str:
 
 
 class HostReadWindow(Callback):
-    """Counts host reads over whole training steps ``start`` -> ``stop`` (inside the untimed warm-up)."""
+    """Counts host reads over whole training steps ``start`` -> ``stop``, outside any timed window (each read
+    counted costs a stack walk)."""
 
     def __init__(self, start: int, steps: int) -> None:
         self.start, self.stop = start, start + steps
@@ -122,6 +123,13 @@ class HostReadWindow(Callback):
         if trainer.global_step == self.start and self.context is None:
             self.context = counting_host_reads(self.counter)
             self.context.__enter__()
-        elif trainer.global_step == self.stop and self.context is not None:
+        elif trainer.global_step == self.stop:
+            self.close()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self.close()  # torch.Tensor's methods are restored even if the fit fails inside the window
+
+    def close(self) -> None:
+        if self.context is not None:
             self.context.__exit__(None, None, None)
             self.context = None
