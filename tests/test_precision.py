@@ -47,16 +47,20 @@ def test_clipping_cuts_the_gradient_norm_as_torch_does(precision):
 
 
 @pytest.mark.slow
-def test_a_16_mixed_fit_with_a_gradient_scaler_clips_the_true_gradients(tmp_path):
+def test_under_16_mixed_hooks_and_clipping_see_the_true_gradients(tmp_path):
     """16-mixed's loss scaling, with a real gradient scaler (Lightning makes one on a GPU only, so it is given
-    here): after every step the gradients are the true ones, unscaled before the clipping, and clipped."""
-    norms = []
+    here): the gradients are unscaled right after the backward, so the hooks before the step (Grokfast, the
+    non-finite check) read them at their true size, and the clipping cuts their true norm."""
+    before_step, after_step = [], []
 
     class GradientNorms(L.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            norms.append(gradient_norm(pl_module))
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            before_step.append(gradient_norm(pl_module))
 
-    scaled = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=128.0))
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            after_step.append(gradient_norm(pl_module))
+
+    scaled = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=1024.0))
     trainer = L.Trainer(
         plugins=[scaled], gradient_clip_val=0.05, max_steps=4, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, limit_val_batches=0, callbacks=[GradientNorms()],
@@ -64,7 +68,8 @@ def test_a_16_mixed_fit_with_a_gradient_scaler_clips_the_true_gradients(tmp_path
     tiny = ["--config", str(ROOT / "configs/tiny.yaml"), f"--data.data_dir={tmp_path / 'data'}"]
     cli = build_cli(tiny, run=False, save_config=False)
     trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert len(norms) == 4 and all(n == pytest.approx(0.05, rel=1e-3) for n in norms)
+    assert len(before_step) == 4 and all(0.05 < n < 20 for n in before_step)  # scaled, they would be ~1,000x
+    assert all(n == pytest.approx(0.05, rel=1e-3) for n in after_step)
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from grokkit.train.dispatch import PlainAttributes
 from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_losses, items_correct
 from grokkit.train.nonfinite import NonFiniteWatch
-from grokkit.train.optim import DecayName, clip_gradients, fused_adamw
+from grokkit.train.optim import DecayName, clip_gradients, fused_adamw, unscaling_closure
 from grokkit.train.warm_start import load_initial_weights
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
@@ -204,7 +204,8 @@ class GrokModule(PlainAttributes, L.LightningModule):
         optimizer_closure: Callable[[], Any] | None = None,
     ) -> None:
         """The optimizer step, then the EMA update: both before any callback of this batch can checkpoint."""
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        closure = unscaling_closure(optimizer_closure, self.trainer, optimizer)  # true gradients for hooks
+        super().optimizer_step(epoch, batch_idx, optimizer, closure)
         if self.ema is not None:  # frozen on a masked step, like the weights
             update_ema(self.ema, self.net, self.hparams.ema_decay, keep=1.0 - self.nonfinite_watch.mask)
 

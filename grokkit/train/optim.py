@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import nn
@@ -39,15 +41,37 @@ def fused_adamw(
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
 
 
+def unscaling_closure(
+    closure: Callable[[], Any] | None,
+    trainer: L.Trainer,
+    optimizer: torch.optim.Optimizer | LightningOptimizer,
+) -> Callable[[], Any] | None:
+    """The step's closure (forward and backward), then, under a gradient scaler (``16-mixed``), the gradients
+    unscaled: what Lightning does after the closure for an optimizer that does not unscale in its own step, and
+    skips for a fused one. So the hooks before the step (Grokfast, the non-finite check) and the clipping read
+    the true gradients; the scaler's step then takes them as unscaled."""
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
+    if scaler is None or closure is None:
+        return closure
+    raw = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
+
+    def then_unscale() -> Any:
+        result = closure()
+        if result is not None:  # None: Lightning skips the step, and the scaler's update with it
+            scaler.unscale_(raw)
+        return result
+
+    return then_unscale
+
+
 def clip_gradients(
     module: L.LightningModule, optimizer: torch.optim.Optimizer, clip_val: float | None, algorithm: str | None
 ) -> None:
     """Lightning's gradient clipping, also under mixed precision, where Lightning refuses it to a fused optimizer.
 
     Lightning refuses because a fused step unscales ``16-mixed``'s scaled gradients itself, after clipping
-    would have run. So with a gradient scaler the gradients are unscaled here first (the scaler's step then
-    knows they are); ``bf16-mixed`` has no scaler, and its gradients are the true ones already. Either way the
-    true gradients are clipped before the step, as under ``32-true``.
+    would have run; grokkit unscales them before (:func:`unscaling_closure`), and ``bf16-mixed`` scales
+    nothing. So the true gradients are clipped before the step, as under ``32-true``.
     """
     trainer = module.trainer
     clip_val = trainer.gradient_clip_val if clip_val is None else clip_val
@@ -55,7 +79,5 @@ def clip_gradients(
     if not clip_val or not isinstance(plugin, MixedPrecision):
         module.clip_gradients(optimizer, clip_val, algorithm)
         return
-    if plugin.scaler is not None:
-        plugin.scaler.unscale_(optimizer)
     algorithm = algorithm or trainer.gradient_clip_algorithm or "norm"
     Precision.clip_gradients(plugin, optimizer, clip_val, GradClipAlgorithmType(algorithm.lower()))
