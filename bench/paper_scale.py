@@ -183,7 +183,7 @@ def measure(
     """One arm: a fit of ``warmup`` steps, ``steps`` timed ones and one logging interval in which host reads are
     counted (counting costs time), then one validation running every configured probe."""
     raw = yaml.safe_load(config.read_text())["trainer"]
-    log_every = 5 if tiny else int(raw.get("log_every_n_steps", TRAINER_DEFAULTS["log_every_n_steps"]))
+    log_every = 2 if tiny else int(raw.get("log_every_n_steps", TRAINER_DEFAULTS["log_every_n_steps"]))
     total = warmup + steps + log_every + 1
     overrides = [
         f"--trainer.max_steps={total}", "--trainer.max_time=null", f"--trainer.log_every_n_steps={log_every}",

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def test_paper_scale_bench_times_every_arm_and_projects_the_paper_runs(tmp_path):
     out = tmp_path / "paper_scale.json"
-    command = [sys.executable, "bench/paper_scale.py", "--modes", "eager", "--warmup", "2", "--steps", "3"]
+    command = [sys.executable, "bench/paper_scale.py", "--modes", "eager", "--warmup", "1", "--steps", "2"]
     command += ["--data-dir", str(tmp_path / "data"), "--out", str(out)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
