@@ -378,9 +378,8 @@ def main() -> None:
             results["arms"].append(measure_or_record(arm, tiny, warmup, steps, Path(tmp), args.data_dir))
             results["elapsed_s"] = (datetime.datetime.now().astimezone() - started).total_seconds()
             atomic_write(args.out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
-            print(
-                markdown(results).splitlines()[-1], flush=True
-            )  # this arm's row, in case the run is cut short
+            # this arm's row, at once: a run cut short still shows the arms it finished
+            print(markdown(results).splitlines()[-1], flush=True)
     show(results, console)
     console.print(f"bench-paper: wrote {args.out}")
 

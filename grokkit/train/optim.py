@@ -1,4 +1,5 @@
-"""grokkit's optimizer: fused AdamW whose weight decay reaches only the parameters a recipe names."""
+"""grokkit's optimizer: fused AdamW whose weight decay reaches only the parameters a recipe names, and the
+unscaling and clipping of its gradients that Lightning leaves undone for a fused optimizer."""
 
 from __future__ import annotations
 
