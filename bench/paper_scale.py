@@ -3,8 +3,9 @@
 He et al.'s recursive model (``configs/he2026/natural.yaml``) and Wang et al.'s 8 x 768 decoder
 (``configs/wang2024/composition.yaml``), each built by grokkit's own CLI from its shipped config and trained
 by the real ``Trainer`` (callbacks, logger, progress bar), eager and ``torch.compile``'d, in the config's
-precision (bf16-mixed, autocast on a CPU too). Per arm: steps/s, achieved TFLOP/s and MFU against the device's
-peak, host syncs per step, one validation with the config's probes, peak memory, and the projected wall time of the
+precision (bf16-mixed, autocast on a CPU too). Per arm: steps/s; for eager arms, the step against a plain
+PyTorch loop making the same update on the same device; achieved TFLOP/s and MFU against the device's peak;
+host syncs per step; one validation with the config's probes; peak memory; and the projected wall time of the
 paper run (its ``max_steps`` x the step time + its validations and probe runs). The recursive model is also
 timed without its 16 prefix slots. Prints one table and writes ``bench/out/paper_scale.json``.
 
@@ -35,7 +36,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from grokkit_arm import attach, build_grokkit, hide_progress_bar, runs_in  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
-from plain_loop import train_flops_per_step, unembedded_positions  # noqa: E402
+from plain_loop import PlainLoop, train_flops_per_step, unembedded_positions  # noqa: E402
 from report import machine  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -213,6 +214,7 @@ def measure(
         torch.cuda.reset_peak_memory_stats()  # the validation's own peak next
     trainer.validate(module, datamodule=data, verbose=False)
     validation = clock.validations[-1]
+    plain_s = plain_step_s(module, data, trainer, warmup, steps) if arm.mode == "eager" else None
     names = [probe.name for probe in probes]
     every_position = module.hparams.train_logits == "all"
     unembedded = unembedded_positions(module.net, data.split_items("train"), every_position)
@@ -224,6 +226,7 @@ def measure(
         "model": arm.model,
         "mode": arm.mode,
         "step_s": clock.step_s,
+        "plain_step_s": plain_s,
         "flops_per_step": train_flops(module.net, data.batch_size, data.item_len, unembedded),
         "parameters": sum(p.numel() for p in module.net.parameters()),
         "batch_size": data.batch_size,
@@ -240,6 +243,22 @@ def measure(
         "paper_steps": paper_steps,
         "paper_validations": paper_steps // interval,
     }
+
+
+def plain_step_s(module: Any, data: Any, trainer: Any, warmup: int, steps: int) -> float:
+    """Seconds per step of a plain loop on the fitted network, on its device, with the config's precision,
+    clipping and EMA (:class:`PlainLoop`), synced at both ends as :class:`Stopwatch` times grokkit's steps."""
+    table = data.split_items("train").to(module.device)
+    loop = PlainLoop(
+        module.net, table, data.batch_size, dict(module.hparams), str(trainer.precision),
+        trainer.gradient_clip_val, str(trainer.gradient_clip_algorithm or "norm"),
+    )  # fmt: skip
+    loop.run(warmup)
+    synchronize()
+    start = time.perf_counter()
+    loop.run(steps)
+    synchronize()
+    return (time.perf_counter() - start) / steps
 
 
 def projected_s(result: dict[str, Any]) -> float:
@@ -267,9 +286,10 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             else f"{r['train_memory_bytes'] / 2**30:.1f} / {r['memory_bytes'] / 2**30:.1f}"
         )
         probes = sum(v or 0.0 for v in r["probe_s"].values())
+        plain = f"{r['step_s'] / r['plain_step_s']:.3f}" if r.get("plain_step_s") else "-"
         table.append([
-            r["arm"], f"{1 / r['step_s']:.2f}", f"{r['step_s'] * 1e3:.1f}", f"{achieved / 1e12:.3f}", mfu,
-            f"{achieved / ceiling:.3f}", f"{r['host_reads_per_step']:.2f}",
+            r["arm"], f"{1 / r['step_s']:.2f}", f"{r['step_s'] * 1e3:.1f}", plain, f"{achieved / 1e12:.3f}",
+            mfu, f"{achieved / ceiling:.3f}", f"{r['host_reads_per_step']:.2f}",
             f"{r['validation_s']:.2f} + {probes:.2f}", memory, f"{r['outside_window_s']:.0f}",
             f"{projected_s(r) / 3600:.1f} h ({r['paper_steps']:,} steps)",
         ])  # fmt: skip
@@ -277,8 +297,8 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
 
 
 COLUMNS = (
-    "arm", "steps/s", "ms/step", "TFLOP/s", "MFU", "of matmul", "host syncs/step", "validation + probes (s)",
-    "peak memory, training / validation (GiB)", "fit outside the timed steps (s)", "projected paper run",
+    "arm", "steps/s", "ms/step", "step / plain loop", "TFLOP/s", "MFU", "of matmul", "host syncs/step",
+    "validation + probes (s)", "peak memory, training / validation (GiB)", "fit outside the timed steps (s)", "projected paper run",
 )  # fmt: skip
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from grokkit.models import Decoder, TwoHopModel
+from grokkit.train.ema import update_ema
 from grokkit.train.losses import item_losses
 from grokkit.train.optim import fused_adamw
 
@@ -19,26 +22,60 @@ def grokkit_optimizer(model: torch.nn.Module, module_hparams: dict) -> torch.opt
 
 
 class PlainLoop:
-    """The same model, batch, data, optimizer and loss as grokkit, with nothing around them."""
+    """The same model, batch, data, optimizer and loss as grokkit, with nothing around them.
+
+    It keeps what the config's recipe computes every step: ``bf16-mixed`` autocasts the forward and loss as
+    Lightning's plugin does, a ``clip_val`` clips the gradients (``clip_algorithm`` as Lightning names it), and
+    the module's ``ema_decay`` updates an EMA. What it leaves out is the trainer's own work: hooks, logging, the
+    non-finite check, the schedule.
+    """
 
     def __init__(
-        self, model: torch.nn.Module, table: torch.Tensor, batch_size: int, module_hparams: dict
+        self,
+        model: torch.nn.Module,
+        table: torch.Tensor,
+        batch_size: int,
+        module_hparams: dict,
+        precision: str = "32-true",
+        clip_val: float | None = None,
+        clip_algorithm: str = "norm",
     ) -> None:
+        if precision not in ("32-true", "bf16-mixed"):
+            raise ValueError(f"PlainLoop: precision {precision!r} is not timed; use 32-true or bf16-mixed")
         self.model, self.table, self.batch_size = model.train(), table, batch_size
         self.optimizer = grokkit_optimizer(model, module_hparams)
         self.every_position = module_hparams["train_logits"] == "all"
+        self.loss, self.smoothing = module_hparams["loss"], module_hparams["label_smoothing"]
         self.generator = torch.Generator(device=table.device).manual_seed(0)
+        self.bf16 = precision == "bf16-mixed"
+        self.clip_val, self.clip_algorithm = clip_val, clip_algorithm
+        self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.ema_decay = module_hparams["ema_decay"]
+        self.ema = AveragedModel(model, use_buffers=True) if self.ema_decay else None
+        self.keep = torch.ones((), device=table.device)
 
     def step(self) -> None:
         rows = torch.randint(
             len(self.table), (self.batch_size,), generator=self.generator, device=self.table.device
         )
-        inputs, targets, positions = self.model.training_io(self.table[rows], self.every_position)
-        logits = self.model(inputs, positions=positions)
-        loss = item_losses(logits, targets, flat=positions is not None).mean()
+        self.train_on(self.table[rows])
+
+    def train_on(self, items: torch.Tensor) -> None:
+        """One update on ``items``."""
+        with torch.autocast(items.device.type, torch.bfloat16) if self.bf16 else contextlib.nullcontext():
+            inputs, targets, positions = self.model.training_io(items, self.every_position)
+            logits = self.model(inputs, positions=positions)
+            flat = positions is not None
+            loss = item_losses(logits, targets, self.loss, self.smoothing, flat).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.clip_val and self.clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(self.parameters, self.clip_val)
+        elif self.clip_val:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.clip_val)
         self.optimizer.step()
+        if self.ema is not None:
+            update_ema(self.ema, self.model, self.ema_decay, self.keep)
 
     def unembedded(self) -> int:
         return unembedded_positions(self.model, self.table, self.every_position)

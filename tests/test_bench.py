@@ -1,16 +1,18 @@
 """The paper-scale benchmark runs end to end on the CPU at tiny sizes: every arm trains for real through the
 Trainer, validates with the config's probes, and lands in the table and the JSON."""
 
+import copy
 import json
 import math
 import statistics
 import subprocess
 import sys
 
+import lightning as L
 import pytest
 import torch
 import yaml
-from test_cli import ROOT
+from test_cli import ROOT, tiny_args
 
 from grokkit.models import Decoder
 
@@ -35,6 +37,7 @@ def test_paper_scale_bench_times_every_arm_and_projects_the_paper_runs(tmp_path)
         assert arm["precision"] == "bf16-mixed"  # the configs' GPU precision, autocast on the CPU here
         assert arm["step_s"] > 0 and arm["flops_per_step"] > 0 and arm["validation_s"] > 0
         assert arm["paper_steps"] >= 1_500_000 and arm["paper_validations"] > 0
+        assert arm["plain_step_s"] > 0  # the same update in a plain loop, for the step / plain loop column
     recursive = arms["recursive (He et al.), eager"]
     assert set(recursive["probe_s"]) == {"logit_lens", "circuit_detector", "grokking", "classification"}
     assert all(seconds is not None for seconds in recursive["probe_s"].values())
@@ -45,7 +48,9 @@ def test_paper_scale_bench_times_every_arm_and_projects_the_paper_runs(tmp_path)
         [sys.executable, "bench/paper_scale.py", "--show", str(out), "--markdown"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    assert "TINY sizes" in shown and shown.count("| recursive (He et al.)") == 2
+    assert (
+        "TINY sizes" in shown and shown.count("| recursive (He et al.)") == 2 and "step / plain loop" in shown
+    )
 
 
 def test_a_failing_paper_scale_arm_is_recorded_and_the_others_still_run(tmp_path):
@@ -190,3 +195,35 @@ def test_lightning_default_interleaves_a_bare_trainer_with_the_plain_loop(tmp_pa
         row.value == pytest.approx(statistics.median(ratios)) and row.passed is None
     )  # no target of its own
     assert f"median of {QUICK.windows} window pairs" in row.detail
+
+
+@pytest.mark.parametrize("clip_algorithm", ["norm", "value"])
+def test_the_plain_loop_makes_grokkits_update(tmp_path, monkeypatch, clip_algorithm):
+    """The loop a step is compared with computes what grokkit's step computes, bf16 autocast, label smoothing,
+    clipping and EMA included: from the same weights and batch, the same weights and EMA, bit for bit."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from plain_loop import PlainLoop
+
+    from grokkit.cli import build_cli
+
+    args = tiny_args(tmp_path, "--trainer.max_steps=1", "--trainer.precision=bf16-mixed")
+    args += ["--trainer.gradient_clip_val=0.01", f"--trainer.gradient_clip_algorithm={clip_algorithm}"]
+    args += ["--model.warmup_steps=0", "--model.ema_decay=0.9", "--model.label_smoothing=0.1"]
+    cli = build_cli(args[1:], run=False, save_config=False)
+    module, trainer = cli.model, cli.trainer
+    seen = []
+
+    class Batch(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(batch.clone())
+
+    trainer.callbacks.append(Batch())
+    net, before = copy.deepcopy(module.net), copy.deepcopy(module.net.state_dict())
+    trainer.fit(module, datamodule=cli.datamodule)
+    loop = PlainLoop(net, seen[0], 1, dict(module.hparams), "bf16-mixed", 0.01, clip_algorithm)
+    loop.train_on(seen[0])
+    assert loop.ema is not None and module.ema is not None
+    for trained, mine in ((module.net, loop.model), (module.ema.module, loop.ema.module)):
+        pairs = zip(trained.state_dict().values(), mine.state_dict().values(), strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs)
+    assert not torch.equal(before["wte.weight"], net.wte.weight)  # the step changed the weights
