@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from common import ROOT, Settings
-from grokkit_arm import attach, build_grokkit, hide_progress_bar
+from grokkit_arm import ON_CPU, attach, build_grokkit, hide_progress_bar
 from plain_loop import unembedded_positions
 from step_clock import StepClock
 
@@ -94,7 +94,7 @@ def measure_anchor(settings: Settings, tmp: Path, threads: int) -> dict[str, Any
     window = settings.anchor_window
     total = settings.warmup_512 + settings.windows_anchor * window
     cli = build_grokkit(WANG_CONFIG, [
-        f"--threads={threads}",
+        f"--threads={threads}", ON_CPU,
         *(f"--model.network.init_args.{key}={value}" for key, value in ANCHOR_SIZES.items()),
         f"--model.network.init_args.d_mlp={4 * ANCHOR_SIZES['d_model']}", "--trainer.precision=32-true",
         f"--trainer.max_steps={total}", f"--trainer.val_check_interval={10 * total}", "--trainer.max_time=null",

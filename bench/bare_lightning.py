@@ -39,6 +39,7 @@ def measure_lightning_default(
     Lightning itself adds to a step."""
     cli, clock = timed_fit(settings, config, tmp, threads, window, "bench-bare", network)
     trainer = L.Trainer(
+        accelerator="cpu",  # beside the plain loop, as grokkit's fit is (grokkit_arm.ON_CPU)
         max_steps=cli.trainer.max_steps,
         logger=False,
         enable_checkpointing=False,
