@@ -2,12 +2,13 @@
 
 He et al.'s recursive model (``configs/he2026/natural.yaml``) and Wang et al.'s 8 x 768 decoder
 (``configs/wang2024/composition.yaml``), each built by grokkit's own CLI from its shipped config and trained
-by the real ``Trainer`` (callbacks, logger, progress bar), eager and ``torch.compile``'d, in the config's
-precision (bf16-mixed, autocast on a CPU too). Per arm: steps/s; for eager arms, the step against a plain
-PyTorch loop making the same update on the same device; achieved TFLOP/s and MFU against the device's peak;
-host syncs per step; one validation with the config's probes; peak memory; and the projected wall time of the
-paper run (its ``max_steps`` x the step time + its validations and probe runs). The recursive model is also
-timed without its 16 prefix slots. Prints one table and writes ``bench/out/paper_scale.json``.
+by the real ``Trainer`` (callbacks, logger, progress bar), eager and ``torch.compile``'d (the decoder also in
+compile's ``reduce-overhead`` mode: CUDA graphs on a GPU), in the config's precision (bf16-mixed, autocast on
+a CPU too). Per arm: steps/s; for eager arms, the step against a plain PyTorch loop making the same update on
+the same device; achieved TFLOP/s and MFU against the device's peak; host syncs per step; one validation with
+the config's probes; peak memory; and the projected wall time of the paper run (its ``max_steps`` x the step
+time + its validations and probe runs). The recursive model is also timed without its 16 prefix slots. Prints
+one table and writes ``bench/out/paper_scale.json``.
 
 On a machine without a GPU it runs the same arms at tiny sizes (``--tiny``, automatic there), so CI
 exercises it; those numbers say nothing about the paper runs.
@@ -70,10 +71,21 @@ TINY_NETWORK = {
 }  # fmt: skip
 
 
+MODES = {
+    "eager": False,
+    "compile": True,
+    "reduce-overhead": "reduce-overhead",
+}  # -> model.compile, run in order
+# CUDA graphs (reduce-overhead) pay where launching a step's kernels costs as much as running them: the
+# decoder's 4 tokens. The recursive model's 21 x 1536 tokens make large matmuls, and its compile is the run's
+# longest.
+MODELS = {"reduce-overhead": ("decoder 8 x 768 (Wang et al.)",)}
+
+
 @dataclass(frozen=True)
 class Arm:
     model: str
-    mode: str  # eager | compile
+    mode: str  # a key of MODES
     overrides: tuple[str, ...] = ()
     label: str = ""
 
@@ -191,7 +203,7 @@ def measure(
         f"--trainer.val_check_interval={10 * total}", "--trainer.num_sanity_val_steps=0",
         f"--trainer.logger.init_args.save_dir={tmp}", f"--trainer.logger.init_args.name={arm.mode}",
         "--trajectory.min_step=1000000000000", f"--checkpoint.every_n_train_steps={10 * (warmup + steps)}",
-        f"--model.compile={arm.mode == 'compile'}", f"--data.data_dir={data_dir}",
+        f"--model.compile={MODES[arm.mode]}", f"--data.data_dir={data_dir}",
     ]  # fmt: skip
     if tiny:  # the config's precision stays: bf16-mixed autocasts on a CPU too, so CI runs the GPU's code
         overrides += [*TINY_DATA, *TINY_NETWORK[arm.model]]
@@ -329,17 +341,18 @@ def show(results: dict[str, Any], console: Console) -> None:
 
 
 def arms(modes: list[str]) -> list[Arm]:
-    """Every model in every mode, the eager arms first: a compile is the slowest and least predictable part, so
-    a run cut short keeps the eager rows. The recursive model without its prefix slots follows the first mode."""
-    modes = sorted(modes, key=("eager", "compile").index)
-    chosen = [Arm(model, mode) for mode in modes for model in CONFIGS]
-    prefix = Arm(
-        "recursive (He et al.)",
-        modes[0],
-        ("--model.network.init_args.n_prefix=0",),
-        f"{modes[0]}, no prefix slots",
-    )
-    return [*chosen[: len(CONFIGS)], prefix, *chosen[len(CONFIGS) :]]
+    """The models in each mode, in :data:`MODES`' order: a compile is the slowest and least predictable part,
+    so a run cut short keeps the eager rows. The recursive model without its prefix slots follows the first
+    mode that runs that model."""
+    modes = sorted(modes, key=list(MODES).index)
+    chosen = [Arm(model, mode) for mode in modes for model in CONFIGS if model in MODELS.get(mode, CONFIGS)]
+    recursive = "recursive (He et al.)"
+    first = next((arm.mode for arm in chosen if arm.model == recursive), None)
+    if first is None:
+        return chosen
+    after = max(index for index, arm in enumerate(chosen) if arm.mode == first) + 1
+    prefix = Arm(recursive, first, ("--model.network.init_args.n_prefix=0",), f"{first}, no prefix slots")
+    return [*chosen[:after], prefix, *chosen[after:]]
 
 
 def measure_or_record(
@@ -366,7 +379,7 @@ def measure_or_record(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (automatic without a GPU)")
-    parser.add_argument("--modes", nargs="+", choices=("eager", "compile"), default=["eager", "compile"])
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per arm (default 10; tiny 3)")
     parser.add_argument(
         "--steps",

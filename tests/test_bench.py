@@ -227,3 +227,22 @@ def test_the_plain_loop_makes_grokkits_update(tmp_path, monkeypatch, clip_algori
         pairs = zip(trained.state_dict().values(), mine.state_dict().values(), strict=True)
         assert all(torch.equal(a, b) for a, b in pairs)
     assert not torch.equal(before["wte.weight"], net.wte.weight)  # the step changed the weights
+
+
+def test_paper_scale_arms_run_eager_first_and_cuda_graphs_for_the_decoder_only(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from paper_scale import arms
+
+    names = [arm.name for arm in arms(["reduce-overhead", "compile", "eager"])]
+    assert names == [
+        "recursive (He et al.), eager",
+        "decoder 8 x 768 (Wang et al.), eager",
+        "recursive (He et al.), eager, no prefix slots",
+        "recursive (He et al.), compile",
+        "decoder 8 x 768 (Wang et al.), compile",
+        "decoder 8 x 768 (Wang et al.), reduce-overhead",
+    ]
+    assert [arm.name for arm in arms(["reduce-overhead"])] == [
+        "decoder 8 x 768 (Wang et al.), reduce-overhead"
+    ]
+    assert arms(["compile"])[2].name == "recursive (He et al.), compile, no prefix slots"

@@ -26,14 +26,19 @@ def compiled_or_skip(module: GrokModule, inputs: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.slow
-def test_compiled_training_forward_matches_eager_outputs_and_gradients():
+@pytest.mark.parametrize(("setting", "mode"), [(True, None), ("reduce-overhead", "reduce-overhead")])
+def test_compiled_training_forward_matches_eager_outputs_and_gradients(monkeypatch, setting, mode):
+    """``reduce-overhead`` is torch.compile's mode of that name (CUDA graphs on a GPU; on this CPU, inductor's
+    code as for ``true``)."""
+    compile_calls, compile = [], torch.compile
+    monkeypatch.setattr(torch, "compile", lambda *a, **kw: compile_calls.append(kw) or compile(*a, **kw))
     torch.manual_seed(0)
-    module = GrokModule(network, vocab_size=VOCAB, item_len=5, compile=True)
+    module = GrokModule(network, vocab_size=VOCAB, item_len=5, compile=setting)
     assert module.eval_net is module.net  # evaluation stays eager
     inputs, targets = module.net.inputs_and_targets(ITEMS)
 
     compiled_logits = compiled_or_skip(module, inputs)
-    assert module.train_forward.compiled is not None
+    assert module.train_forward.compiled is not None and [call["mode"] for call in compile_calls] == [mode]
     # The compiled wrapper is a plain attribute: checkpoints keep the eager module's keys.
     assert module.state_dict().keys() == GrokModule(network, vocab_size=VOCAB, item_len=5).state_dict().keys()
     compiled_loss = item_losses(compiled_logits, targets).mean()

@@ -54,8 +54,9 @@ class GrokModule(PlainAttributes, L.LightningModule):
         ema_decay: Keep an exponential moving average of the weights (e.g. 0.999) and evaluate with it.
         compile: Run the training forward through ``torch.compile``: ``auto`` on a CUDA device only (if the
             compile fails there, a warning, then eager training), ``true`` on any device (a CPU compile takes
-            tens of seconds and a working C++ compiler), ``false`` never. Evaluation and probes stay eager,
-            so patched and state-returning forwards never recompile (:mod:`grokkit.train.compiling`).
+            tens of seconds and a working C++ compiler), ``reduce-overhead`` as ``true`` in that mode (CUDA graphs
+            on a CUDA device), ``false`` never. Evaluation and probes stay eager, so patched and state-returning
+            forwards never recompile (:mod:`grokkit.train.compiling`).
         loss: ``cross_entropy`` (softmax) or ``stablemax`` (Prieto et al. 2025; see :mod:`grokkit.train.losses`),
             for training and for the validation losses alike.
         train_logits: Where a training step computes logits: ``loss_positions``, only at the positions the
