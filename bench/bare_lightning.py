@@ -23,9 +23,10 @@ class MinimalModule(L.LightningModule):
         self.net, self.module_hparams = net, module_hparams
 
     def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        every_position = self.module_hparams["train_logits"] == "all"
-        inputs, targets, positions = self.net.training_io(items, every_position)
-        return item_losses(self.net(inputs, positions=positions), targets, flat=positions is not None).mean()
+        hp = self.module_hparams
+        inputs, targets, positions = self.net.training_io(items, hp["train_logits"] == "all")
+        logits = self.net(inputs, positions=positions)
+        return item_losses(logits, targets, hp["loss"], hp["label_smoothing"], positions is not None).mean()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return grokkit_optimizer(self.net, self.module_hparams)

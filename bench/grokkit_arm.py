@@ -104,8 +104,12 @@ def interleaved_clock(cli: GrokkitCLI, settings: Settings, window: int) -> StepC
     between grokkit's windows."""
     module, data = cli.model, cli.datamodule
     data.setup("fit")
-    plain = PlainLoop(
-        copy.deepcopy(module.net), data.split_items("train"), data.batch_size, dict(module.hparams)
+    plain = PlainLoop.like(
+        cli.trainer,
+        dict(module.hparams),
+        copy.deepcopy(module.net),
+        data.split_items("train"),
+        data.batch_size,
     )
     plain_warm = {"done": False}
 

@@ -79,7 +79,7 @@ MODES = {
 # CUDA graphs (reduce-overhead) pay where launching a step's kernels costs as much as running them: the
 # decoder's 4 tokens. The recursive model's 21 x 1536 tokens make large matmuls, and its compile is the run's
 # longest.
-MODELS = {"reduce-overhead": ("decoder 8 x 768 (Wang et al.)",)}
+MODE_MODELS = {"reduce-overhead": ("decoder 8 x 768 (Wang et al.)",)}  # the models a mode runs (default: all)
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,8 @@ def measure(
         torch.cuda.reset_peak_memory_stats()  # the validation's own peak next
     trainer.validate(module, datamodule=data, verbose=False)
     validation = clock.validations[-1]
-    plain_s = plain_step_s(module, data, trainer, warmup, steps) if arm.mode == "eager" else None
+    validation_memory = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+    plain = plain_or_error(module, data, trainer, warmup, steps) if arm.mode == "eager" else {}
     names = [probe.name for probe in probes]
     every_position = module.hparams.train_logits == "all"
     unembedded = unembedded_positions(module.net, data.split_items("train"), every_position)
@@ -238,7 +239,7 @@ def measure(
         "model": arm.model,
         "mode": arm.mode,
         "step_s": clock.step_s,
-        "plain_step_s": plain_s,
+        **plain,
         "flops_per_step": train_flops(module.net, data.batch_size, data.item_len, unembedded),
         "parameters": sum(p.numel() for p in module.net.parameters()),
         "batch_size": data.batch_size,
@@ -249,7 +250,7 @@ def measure(
         "probe_s": {name: validation.get(name) for name in names},
         "probe_runs": probe_runs,
         "train_memory_bytes": train_memory,
-        "memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        "memory_bytes": validation_memory,
         # the data build, compile and warm-up, the host-read steps, the final checkpoint and teardown
         "outside_window_s": fit_s - clock.step_s * steps,
         "paper_steps": paper_steps,
@@ -257,20 +258,23 @@ def measure(
     }
 
 
-def plain_step_s(module: Any, data: Any, trainer: Any, warmup: int, steps: int) -> float:
-    """Seconds per step of a plain loop on the fitted network, on its device, with the config's precision,
-    clipping and EMA (:class:`PlainLoop`), synced at both ends as :class:`Stopwatch` times grokkit's steps."""
-    table = data.split_items("train").to(module.device)
-    loop = PlainLoop(
-        module.net, table, data.batch_size, dict(module.hparams), str(trainer.precision),
-        trainer.gradient_clip_val, str(trainer.gradient_clip_algorithm or "norm"),
-    )  # fmt: skip
-    loop.run(warmup)
-    synchronize()
-    start = time.perf_counter()
-    loop.run(steps)
-    synchronize()
-    return (time.perf_counter() - start) / steps
+def plain_or_error(module: Any, data: Any, trainer: Any, warmup: int, steps: int) -> dict[str, Any]:
+    """Seconds per step of a plain loop making the arm's update (:meth:`PlainLoop.like`) on the fitted network,
+    on the trainer's device (the fit's teardown moved the module back to the CPU), synced at both ends as
+    :class:`Stopwatch` times grokkit's steps; or the loop's error, which leaves the arm's own numbers."""
+    device = trainer.strategy.root_device
+    try:
+        table = data.split_items("train").to(device)
+        loop = PlainLoop.like(trainer, dict(module.hparams), module.net.to(device), table, data.batch_size)
+        loop.run(warmup)
+        synchronize()
+        start = time.perf_counter()
+        loop.run(steps)
+        synchronize()
+        return {"plain_step_s": (time.perf_counter() - start) / steps, "plain_device": str(device)}
+    except Exception as error:  # recorded beside the arm's numbers, its traceback printed
+        traceback.print_exc()
+        return {"plain_error": " ".join(f"{type(error).__name__}: {error}".split())[:300]}
 
 
 def projected_s(result: dict[str, Any]) -> float:
@@ -298,7 +302,8 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             else f"{r['train_memory_bytes'] / 2**30:.1f} / {r['memory_bytes'] / 2**30:.1f}"
         )
         probes = sum(v or 0.0 for v in r["probe_s"].values())
-        plain = f"{r['step_s'] / r['plain_step_s']:.3f}" if r.get("plain_step_s") else "-"
+        plain = f"{r['step_s'] / r['plain_step_s']:.3f}" if "plain_step_s" in r else "-"
+        plain = f"failed: {r['plain_error']}" if "plain_error" in r else plain
         table.append([
             r["arm"], f"{1 / r['step_s']:.2f}", f"{r['step_s'] * 1e3:.1f}", plain, f"{achieved / 1e12:.3f}",
             mfu, f"{achieved / ceiling:.3f}", f"{r['host_reads_per_step']:.2f}",
@@ -310,7 +315,8 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
 
 COLUMNS = (
     "arm", "steps/s", "ms/step", "step / plain loop", "TFLOP/s", "MFU", "of matmul", "host syncs/step",
-    "validation + probes (s)", "peak memory, training / validation (GiB)", "fit outside the timed steps (s)", "projected paper run",
+    "validation + probes (s)", "peak memory, training / validation (GiB)", "fit outside the timed steps (s)",
+    "projected paper run",
 )  # fmt: skip
 
 
@@ -345,7 +351,9 @@ def arms(modes: list[str]) -> list[Arm]:
     so a run cut short keeps the eager rows. The recursive model without its prefix slots follows the first
     mode that runs that model."""
     modes = sorted(modes, key=list(MODES).index)
-    chosen = [Arm(model, mode) for mode in modes for model in CONFIGS if model in MODELS.get(mode, CONFIGS)]
+    chosen = [
+        Arm(model, mode) for mode in modes for model in CONFIGS if model in MODE_MODELS.get(mode, CONFIGS)
+    ]
     recursive = "recursive (He et al.)"
     first = next((arm.mode for arm in chosen if arm.model == recursive), None)
     if first is None:

@@ -6,7 +6,9 @@ import contextlib
 import time
 from collections.abc import Callable
 
+import lightning as L
 import torch
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch.optim.swa_utils import AveragedModel
 
 from grokkit.models import Decoder, TwoHopModel
@@ -27,7 +29,7 @@ class PlainLoop:
     It keeps what the config's recipe computes every step: ``bf16-mixed`` autocasts the forward and loss as
     Lightning's plugin does, a ``clip_val`` clips the gradients (``clip_algorithm`` as Lightning names it), and
     the module's ``ema_decay`` updates an EMA. What it leaves out is the trainer's own work: hooks, logging, the
-    non-finite check, the schedule.
+    non-finite check, the schedule. :meth:`like` takes the precision and clipping from a trainer.
     """
 
     def __init__(
@@ -51,8 +53,22 @@ class PlainLoop:
         self.clip_val, self.clip_algorithm = clip_val, clip_algorithm
         self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.ema_decay = module_hparams["ema_decay"]
-        self.ema = AveragedModel(model, use_buffers=True) if self.ema_decay else None
+        self.ema = AveragedModel(model, table.device, use_buffers=True) if self.ema_decay else None
         self.keep = torch.ones((), device=table.device)
+
+    @classmethod
+    def like(
+        cls,
+        trainer: L.Trainer,
+        module_hparams: dict,
+        model: torch.nn.Module,
+        table: torch.Tensor,
+        batch_size: int,
+    ) -> PlainLoop:
+        """The loop making the update ``trainer`` makes with these hyperparameters: its precision and clipping."""
+        algorithm = GradClipAlgorithmType(trainer.gradient_clip_algorithm or "norm").value
+        precision, clip_val = str(trainer.precision), trainer.gradient_clip_val
+        return cls(model, table, batch_size, module_hparams, precision, clip_val, algorithm)
 
     def step(self) -> None:
         rows = torch.randint(
@@ -62,7 +78,10 @@ class PlainLoop:
 
     def train_on(self, items: torch.Tensor) -> None:
         """One update on ``items``."""
-        with torch.autocast(items.device.type, torch.bfloat16) if self.bf16 else contextlib.nullcontext():
+        autocast = contextlib.nullcontext()
+        if self.bf16:  # cache_enabled=False as in Lightning's plugin: each use of a weight casts it again
+            autocast = torch.autocast(items.device.type, torch.bfloat16, cache_enabled=False)
+        with autocast:
             inputs, targets, positions = self.model.training_io(items, self.every_position)
             logits = self.model(inputs, positions=positions)
             flat = positions is not None

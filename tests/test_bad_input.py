@@ -135,6 +135,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("zero eval size", new("--data.eval_size=0"), "data.eval_size=0 must lie in [1, 10000000]"),
     ("batch larger than data", new("--data.batch_size=100000"), "data.batch_size=100000 exceeds the"),
     (
+        "CUDA graphs with gradient accumulation",
+        new("--model.compile=reduce-overhead", "--trainer.accumulate_grad_batches=2"),
+        "model.compile=reduce-overhead cannot accumulate gradients over 2 batches",
+    ),
+    (
         "out_degree > relations",
         new("--data.out_degree=50"),
         "data.out_degree=50 is larger than data.n_relations=10",

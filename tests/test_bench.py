@@ -220,7 +220,7 @@ def test_the_plain_loop_makes_grokkits_update(tmp_path, monkeypatch, clip_algori
     trainer.callbacks.append(Batch())
     net, before = copy.deepcopy(module.net), copy.deepcopy(module.net.state_dict())
     trainer.fit(module, datamodule=cli.datamodule)
-    loop = PlainLoop(net, seen[0], 1, dict(module.hparams), "bf16-mixed", 0.01, clip_algorithm)
+    loop = PlainLoop.like(trainer, dict(module.hparams), net, seen[0], 1)  # its precision and clipping
     loop.train_on(seen[0])
     assert loop.ema is not None and module.ema is not None
     for trained, mine in ((module.net, loop.model), (module.ema.module, loop.ema.module)):

@@ -3,7 +3,10 @@ a CPU eager and survives a compiler that fails."""
 
 import pytest
 import torch
+from test_cli import tiny_args
 
+from grokkit.cli import build_cli
+from grokkit.errors import ConfigError
 from grokkit.models import Decoder
 from grokkit.train.compiling import TrainingForward
 from grokkit.train.losses import item_losses
@@ -94,3 +97,13 @@ def test_an_explicit_compile_lets_the_failure_stop_the_run():
     inputs, _ = net.inputs_and_targets(ITEMS)
     with pytest.raises(Exception, match="no working C\\+\\+ compiler"):
         AutoOnCpuWithFailingCompiler(net, True)(inputs)
+
+
+def test_cuda_graphs_refuse_gradient_accumulation_before_the_first_step(tmp_path):
+    """The CLI refuses the pair at parsing (tests/test_bad_input.py); a trainer set up in Python is refused by the
+    module when the fit starts, before any step has trained."""
+    cli = build_cli(tiny_args(tmp_path, "--model.compile=reduce-overhead")[1:], run=False, save_config=False)
+    cli.trainer.accumulate_grad_batches = 2
+    with pytest.raises(ConfigError, match="cannot accumulate gradients over 2 batches"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 0 and cli.model.train_forward.compiled is None

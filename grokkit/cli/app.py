@@ -19,10 +19,10 @@ from grokkit.cli.checkpoints import check_checkpoint, load_checkpoint, resolve_c
 from grokkit.cli.commands import TRAINER_COMMANDS
 from grokkit.cli.parser import located
 from grokkit.cli.rundir import claim_run_directory
+from grokkit.cli.settings import check_settings
 from grokkit.errors import ConfigError, GrokkitError
 from grokkit.lightning_private import ConfiguredModelCLI, set_step
 from grokkit.probes.base import check_probes
-from grokkit.ranges import check_ranges
 from grokkit.train.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
 
 
@@ -59,7 +59,7 @@ class GrokkitCLI(ConfiguredModelCLI):
         sections = {"model": self.model_class, "data": self.datamodule_class, "trainer": self.trainer_class}
         sections |= {"": type(self), "checkpoint": ResumableCheckpoint, "trajectory": TrajectoryCheckpoint}
         try:
-            check_ranges(self.config.get(self.config.get("subcommand"), self.config), sections)
+            check_settings(self.config.get(self.config.get("subcommand"), self.config), sections)
         except ConfigError as error:
             raise ConfigError(f"{error}{located(error.key or '')}", error.key) from None
 

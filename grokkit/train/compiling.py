@@ -4,9 +4,10 @@ On a GPU these models are many small kernels (4-5 tokens, widths of 128-768), an
 CPU a compile costs tens of seconds and a C++ compiler, and did not speed up the default run's step on this
 project's 2-core machine (``docs/demo_search.md``), so ``auto`` leaves the CPU eager (``True`` compiles there).
 Evaluation and probes always run the eager network, so patched and state-returning forwards never recompile.
-``reduce-overhead`` compiles in torch.compile's mode of that name, which on CUDA replays each step's kernels as
-one CUDA graph: for small per-token work, such as Wang et al.'s 8 x 768 decoder on 4 tokens, launching the
-kernels can cost as much as running them.
+``reduce-overhead`` compiles in torch.compile's mode of that name, which on CUDA replays the training forward's
+kernels, and its backward's, as CUDA graphs (the loss, clipping, optimizer and EMA stay eager): for small
+per-token work, such as Wang et al.'s 8 x 768 decoder on 4 tokens, launching kernels can cost as much as
+running them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
+
+from grokkit.errors import ConfigError
 
 CompileSetting = bool | Literal["auto", "reduce-overhead"]
 
@@ -42,7 +45,7 @@ class TrainingForward:
     def compiles_on(self, device: torch.device) -> bool:
         if self.setting == "auto":
             return device.type in self.auto_devices and not self.gave_up
-        return self.setting is not False
+        return self.setting in (True, "reduce-overhead")
 
     def __call__(self, inputs: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         if not self.compiles_on(inputs.device):
@@ -66,3 +69,14 @@ class TrainingForward:
             return self.net(inputs, positions=positions)
         self.proven = True
         return logits
+
+
+def refuse_accumulation(setting: CompileSetting, accumulate_grad_batches: int) -> None:
+    """CUDA graphs keep a batch's gradients in their memory pool, which the next batch's replay reuses."""
+    if setting == "reduce-overhead" and accumulate_grad_batches > 1:
+        raise ConfigError(
+            f"model.compile=reduce-overhead cannot accumulate gradients over {accumulate_grad_batches} batches (its "
+            "CUDA graphs reuse the memory holding a batch's gradients); set trainer.accumulate_grad_batches=1 or "
+            "model.compile=true",
+            key="model.compile",
+        )

@@ -21,7 +21,7 @@ from grokkit.data.splits import EVAL_SPLITS
 from grokkit.models import TwoHopModel
 from grokkit.torch_private import mask_next_update
 from grokkit.train.checkpointing import rng_states, set_rng_states
-from grokkit.train.compiling import CompileSetting, TrainingForward
+from grokkit.train.compiling import CompileSetting, TrainingForward, refuse_accumulation
 from grokkit.train.dispatch import PlainAttributes
 from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_losses, items_correct
@@ -54,9 +54,9 @@ class GrokModule(PlainAttributes, L.LightningModule):
         ema_decay: Keep an exponential moving average of the weights (e.g. 0.999) and evaluate with it.
         compile: Run the training forward through ``torch.compile``: ``auto`` on a CUDA device only (if the
             compile fails there, a warning, then eager training), ``true`` on any device (a CPU compile takes
-            tens of seconds and a working C++ compiler), ``reduce-overhead`` as ``true`` in that mode (CUDA graphs
-            on a CUDA device), ``false`` never. Evaluation and probes stay eager, so patched and state-returning
-            forwards never recompile (:mod:`grokkit.train.compiling`).
+            tens of seconds and a C++ compiler), ``reduce-overhead`` as ``true`` in that mode (CUDA graphs on a
+            CUDA device; no gradient accumulation), ``false`` never. Evaluation and probes stay eager, so patched
+            and state-returning forwards never recompile (:mod:`grokkit.train.compiling`).
         loss: ``cross_entropy`` (softmax) or ``stablemax`` (Prieto et al. 2025; see :mod:`grokkit.train.losses`),
             for training and for the validation losses alike.
         train_logits: Where a training step computes logits: ``loss_positions``, only at the positions the
@@ -217,6 +217,7 @@ class GrokModule(PlainAttributes, L.LightningModule):
         self.nonfinite_watch.raise_if_bad(self.trainer)
 
     def on_fit_start(self) -> None:
+        refuse_accumulation(self.hparams.compile, self.trainer.accumulate_grad_batches)
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):  # the grokking picture: every split on one chart
                 logger.experiment.add_custom_scalars(CHARTS)

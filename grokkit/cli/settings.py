@@ -1,0 +1,17 @@
+"""The parsed config's checks, before anything is set or built: each number in its range, and the settings that
+cannot go together."""
+
+from __future__ import annotations
+
+from jsonargparse import Namespace
+
+from grokkit.ranges import check_ranges
+from grokkit.train.compiling import refuse_accumulation
+
+
+def check_settings(config: Namespace, sections: dict[str, type]) -> None:
+    """Refuse the first value of ``config`` outside its range (``sections``: see :func:`check_ranges`), then a
+    ``reduce-overhead`` compile with gradient accumulation."""
+    check_ranges(config, sections)
+    model, trainer = config.get("model") or Namespace(), config.get("trainer") or Namespace()
+    refuse_accumulation(model.get("compile", "auto"), trainer.get("accumulate_grad_batches") or 1)
