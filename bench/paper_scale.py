@@ -71,11 +71,8 @@ TINY_NETWORK = {
 }  # fmt: skip
 
 
-MODES = {
-    "eager": False,
-    "compile": True,
-    "reduce-overhead": "reduce-overhead",
-}  # -> model.compile, run in order
+# Each mode's model.compile, in the order the arms run (a compile is the slowest, least predictable part).
+MODES = {"eager": False, "compile": True, "reduce-overhead": "reduce-overhead"}
 # CUDA graphs (reduce-overhead) pay where launching a step's kernels costs as much as running them: the
 # decoder's 4 tokens. The recursive model's 21 x 1536 tokens make large matmuls, and its compile is the run's
 # longest.
