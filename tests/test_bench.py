@@ -246,3 +246,37 @@ def test_paper_scale_arms_run_eager_first_and_cuda_graphs_for_the_decoder_only(m
         "decoder 8 x 768 (Wang et al.), reduce-overhead"
     ]
     assert arms(["compile"])[2].name == "recursive (He et al.), compile, no prefix slots"
+
+
+def test_make_bench_measures_the_step_ratio_validation_probes_and_flop_rows(tmp_path, monkeypatch):
+    """``make bench``'s core at its ``--quick`` settings on the tiny config: grokkit's real fit interleaved
+    with the plain loop, validations and the default probes timed, checkpoints written, the batch-512 rows
+    trained, and every row with a target computed from them."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from batch512 import measure_batch512
+    from common import QUICK
+    from grokkit_arm import measure_grokkit
+    from report import rows_from
+    from time_to_grok import grok_result
+
+    raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    raw["data"]["data_dir"] = str(tmp_path / "data")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    g = measure_grokkit(QUICK, config, raw, tmp_path, 1)
+    assert len(g["grokkit_s"]) == len(g["plain_s"]) == QUICK.windows
+    assert g["probes_source"] == "defaults of every probe class" and all(g["probe_s"].values())
+    assert all(len(times) == QUICK.validations for times in g["checkpoint_s"].values())
+    rows = {
+        row.name: row
+        for row in rows_from(g, measure_batch512(QUICK, g, False), grok_result(raw, config, False))
+    }
+    targeted = [row for row in rows.values() if row.target]
+    assert {row.name for row in targeted} >= {
+        "grokkit step / plain loop step",
+        "training with default probes / without",
+        "validation pass / training between validations",
+        "training FLOP/s / matmul FLOP/s, 4 layers x 128, batch 512",
+        "training FLOP/s / matmul FLOP/s, 8 layers x 256, batch 512",
+    }
+    assert all(math.isfinite(row.value) and row.value > 0 for row in targeted if row.value is not None)
