@@ -271,7 +271,12 @@ def plain_or_error(module: Any, data: Any, trainer: Any, warmup: int, steps: int
         return {"plain_step_s": (time.perf_counter() - start) / steps, "plain_device": str(device)}
     except Exception as error:  # recorded beside the arm's numbers, its traceback printed
         traceback.print_exc()
-        return {"plain_error": " ".join(f"{type(error).__name__}: {error}".split())[:300]}
+        return {"plain_error": one_line(error)}
+
+
+def one_line(error: Exception) -> str:
+    """An error as one short line for a table cell and the JSON."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
 
 
 def projected_s(result: dict[str, Any]) -> float:
@@ -372,7 +377,7 @@ def measure_or_record(
             "arm": arm.name,
             "model": arm.model,
             "mode": arm.mode,
-            "error": " ".join(f"{type(error).__name__}: {error}".split())[:300],  # one line for the table
+            "error": one_line(error),
         }
     finally:
         gc.collect()
