@@ -60,7 +60,7 @@ BF16_PEAK_TFLOPS = {
 }  # fmt: skip
 TINY_DATA = [
     "--data.n_entities=200", "--data.n_relations=20", "--data.out_degree=10", "--data.phi=5.0",
-    "--data.batch_size=64", "--data.eval_size=200", "--data.eval_batch_size=512",
+    "--data.batch_size=16", "--data.eval_size=100", "--data.eval_batch_size=512",
 ]  # fmt: skip
 TINY_NETWORK = {
     "recursive (He et al.)": ["--model.network.init_args.d_model=64", "--model.network.init_args.L_cycles=2"],
