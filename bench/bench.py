@@ -25,9 +25,12 @@ import json
 import os
 import sys
 import tempfile
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from common import FULL, OUT, QUICK, ROOT, busy_cores
+from common import FULL, OUT, QUICK, ROOT, busy_cores, one_line
 
 sys.path.insert(0, str(ROOT))  # grokkit and plugins/ import from the checkout, as `grokkit fit` does
 
@@ -37,7 +40,7 @@ from bare_lightning import measure_lightning_default  # noqa: E402
 from batch512 import measure_batch512  # noqa: E402
 from grokkit_arm import (  # noqa: E402
     TINY_NETWORK,
-    count_accelerator_reads,
+    count_host_reads,
     load_config,
     measure_fixed_cost,
     measure_grokkit,
@@ -64,7 +67,7 @@ def main() -> None:
     parser.add_argument(
         "--grok-accelerators",
         action="store_true",
-        help="also train the default with Grokfast and with StableMax to grokking (~25 min each at 1 thread)",
+        help="also train the default with Grokfast and with StableMax to grokking (~15 min each at its 2 threads)",
     )
     parser.add_argument(
         "--compile", action="store_true", help="also time torch.compile at batch 512 (cold compile: ~1 min)"
@@ -83,6 +86,7 @@ def main() -> None:
     if args.show:
         report(json.loads(args.show.read_text()), console, args.markdown)
         return
+    args.out = args.out.resolve()  # from the caller's directory, before the bench moves to the checkout's
     os.chdir(ROOT)  # data/ and runs/ resolve as they do for `make fit`
     settings = QUICK if args.quick else FULL
     config, raw, config_source = load_config()
@@ -97,22 +101,31 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="grokkit-bench-") as tmp:
         console.print("bench: grokkit vs plain loop, validation, probes ...")
-        g = measure_grokkit(settings, config, raw, Path(tmp), threads)
-        fixed = measure_fixed_cost(settings, config, Path(tmp), threads, g["window_steps"])
-        fixed["lightning"] = measure_lightning_default(
-            settings, config, Path(tmp), threads, g["window_steps"], TINY_NETWORK
+        g = measure_grokkit(settings, config, raw, Path(tmp), threads)  # every later part needs it: no guard
+        timed = (settings, config, Path(tmp), threads, g["window_steps"])  # a timed fit's arguments
+        fixed = attempt(console, "the fixed cost", measure_fixed_cost, *timed)
+        if "error" not in fixed:
+            lightning = ("Lightning's default Trainer, tiny network", measure_lightning_default)
+            fixed["lightning"] = attempt(console, *lightning, *timed, TINY_NETWORK)
+        g["lightning"] = attempt(
+            console, "Lightning's default Trainer", measure_lightning_default, *timed, []
         )
-        g["lightning"] = measure_lightning_default(
-            settings, config, Path(tmp), threads, g["window_steps"], []
+        host_reads = attempt(
+            console, "the host reads", count_host_reads, config, Path(tmp), threads, g["log_every"]
         )
-        fixed["accelerator_reads"] = count_accelerator_reads(config, Path(tmp), threads, g["log_every"])
     console.print("bench: batch 512 (attention, FLOPs, matmul ceiling) ...")
-    b = measure_batch512(settings, g, args.compile)
+    b = attempt(console, "batch 512", measure_batch512, settings, g, args.compile)
     console.print("bench: grokkit vs the original-style trainer (HF GPT-2), batch 512, paper-scale graph ...")
     with tempfile.TemporaryDirectory(prefix="grokkit-bench-anchor-") as tmp:
-        anchor = measure_anchor(settings, Path(tmp), threads)
-    grok, study = grok_result(raw, config, args.grok), study_result()
-    accelerated = {name: grok_result(raw, config, args.grok_accelerators, name) for name in ACCELERATORS}
+        anchor = attempt(console, "the original-style trainer", measure_anchor, settings, Path(tmp), threads)
+    grok = attempt(console, "steps to grok", grok_result, raw, config, args.grok)
+    accelerated = {
+        name: attempt(
+            console, f"steps to grok with {name}", grok_result, raw, config, args.grok_accelerators, name
+        )
+        for name in ACCELERATORS
+    }
+    study = attempt(console, "the study's wall time", study_result)
     elapsed, load_after = (datetime.datetime.now().astimezone() - started).total_seconds(), os.getloadavg()
 
     g.pop("table")
@@ -140,12 +153,29 @@ def main() -> None:
             "grok_accelerated": accelerated,
             "anchor": anchor,
             "study": study,
+            "host_reads": host_reads,
         },
     }
-    results["rows"] = [row.__dict__ for row in rows_from(g, b, grok, anchor, study, accelerated, fixed)]
-    report(results, console)
-    atomic_write(args.out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
+    try:
+        rows = rows_from(g, b, grok, anchor, study, accelerated, fixed, host_reads)
+        results["rows"] = [row.__dict__ for row in rows]
+    finally:  # the measurements reach the disk even if turning them into rows fails
+        atomic_write(args.out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
     console.print(f"bench: wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    report(results, console)
+
+
+def attempt(
+    console: Console, part: str, measure: Callable[..., dict[str, Any]], *args: Any
+) -> dict[str, Any]:
+    """One part of the bench, or its error in one line: a part that fails (a missing extra, a run that
+    diverges) leaves the others' rows, after minutes of measuring them."""
+    try:
+        return measure(*args)
+    except Exception as error:  # its row says "failed" with this line; the traceback goes to the log
+        traceback.print_exc()
+        console.print(f"[red]bench: {part} failed: {one_line(error)}[/]")
+        return {"error": one_line(error)}
 
 
 if __name__ == "__main__":

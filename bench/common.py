@@ -98,6 +98,11 @@ def interval_text(values: list[float], digits: int, suffix: str = "") -> str:
     return f"95 % interval of the median {low:.{digits}f}{suffix}-{high:.{digits}f}{suffix}"
 
 
+def one_line(error: Exception) -> str:
+    """An error as one short line for a table cell and the JSON."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+
+
 def short_path(filename: str) -> str:
     """``lightning/pytorch/...`` or ``grokkit/...`` instead of an absolute path."""
     for marker in ("site-packages/", f"{ROOT}/"):

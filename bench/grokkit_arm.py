@@ -22,7 +22,6 @@ from grokkit.lightning_private import TRAINING_BATCH_HOOKS, inherits_unchanged, 
 from grokkit.probes import CausalTracing, CircuitDetector, GrokkingOnset, LogitLens, Probe, RunClassifier
 from grokkit.probes.registry import load_entry_point_probes
 from grokkit.train.checkpointing import TrajectoryCheckpoint
-from grokkit.train.schedule import is_log_spaced
 
 NOMINAL_STEPS = 20_000  # run length over which periodic costs are amortized when the config sets none
 # `make bench` measures the CPU: its trainers stay there on any machine, beside the loops they are timed against
@@ -153,18 +152,29 @@ def measure_fixed_cost(
     return {"grokkit_s": clock.grokkit, "plain_s": clock.plain, "overrides": TINY_NETWORK}
 
 
-def count_accelerator_reads(config: Path, tmp: Path, threads: int, log_every: int) -> dict[str, Any]:
+def count_host_reads(config: Path, tmp: Path, threads: int, log_every: int) -> dict[str, Any]:
     """Host reads over one logging interval of the :data:`TINY_NETWORK` fit, with the non-finite check read
-    as on an accelerator (every logging step): where a GPU run would wait for the host, as far as Python
-    sees (a read inside a kernel, such as boolean indexing, is not counted)."""
+    every step as on a CPU (``cpu``) and only on logging steps as on an accelerator (``accelerator``): where a
+    GPU run would wait for the host, as far as Python sees (a read inside a kernel, such as boolean indexing,
+    is not counted). Each interval holds one logging step."""
     start = log_every + 2  # after the first logging step, so that the progress bar has numbers to show
-    overrides = [*fit_overrides(threads, start + log_every + 1, tmp, "bench-reads"), *TINY_NETWORK]
-    cli = build_grokkit(config, [*overrides, f"--model.nonfinite_check_every={log_every}"])
-    hide_progress_bar(cli.trainer, update_seconds=0.0)  # the bar at every step: its reads, at their most
-    host = HostReadWindow(start=start, steps=log_every)
-    attach(cli.trainer, host)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    return {"host_reads": dict(host.counter), "host_read_steps": log_every, "check_every": log_every}
+    counted = {}
+    for schedule, check_every in (("cpu", 1), ("accelerator", log_every)):
+        overrides = [
+            *fit_overrides(threads, start + log_every + 1, tmp, f"bench-reads-{schedule}"),
+            *TINY_NETWORK,
+        ]
+        cli = build_grokkit(config, [*overrides, f"--model.nonfinite_check_every={check_every}"])
+        hide_progress_bar(cli.trainer, update_seconds=0.0)  # the bar at every step: its reads, at their most
+        host = HostReadWindow(start=start, steps=log_every)
+        attach(cli.trainer, host)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        counted[schedule] = {
+            "host_reads": dict(host.counter),
+            "host_read_steps": log_every,
+            "check_every": check_every,
+        }
+    return counted
 
 
 def measure_grokkit(
@@ -190,8 +200,7 @@ def measure_grokkit(
     clock = interleaved_clock(cli, settings, window)
     for probe in probes:
         clock.time_probe(probe)
-    host = HostReadWindow(start=2, steps=settings.warmup_steps - 3)
-    attach(trainer, host, clock)  # last, so the clock sees a validation end after the probes
+    attach(trainer, clock)  # last, so the clock sees a validation end after the probes
     trainer.fit(module, datamodule=data)
     in_fit = len(clock.validations)
 
@@ -225,12 +234,10 @@ def measure_grokkit(
         "checkpoint_s": checkpoint,
         "checkpoint_writes": {
             "trajectory": sum(
-                is_log_spaced(s, trajectory.per_decade) for s in range(trajectory.min_step, nominal + 1)
+                trajectory.is_log_step(s) or trajectory.is_periodic_step(s) for s in range(1, nominal + 1)
             ),
             "last": nominal // int((raw.get("checkpoint") or {}).get("every_n_train_steps", 1000)),
         },
-        "host_reads": dict(host.counter),
-        "host_read_steps": host.stop - host.start,
         "nominal_steps": nominal,
         "val_interval": val_interval,
         "log_every": log_every,

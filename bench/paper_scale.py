@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import OUT, ROOT
+from common import OUT, ROOT, one_line
 
 sys.path.insert(0, str(ROOT))  # grokkit and plugins/ import from the checkout, as `grokkit fit` does
 
@@ -52,11 +52,13 @@ CONFIGS = {
     "recursive (He et al.)": ROOT / "configs" / "he2026" / "natural.yaml",
     "decoder 8 x 768 (Wang et al.)": ROOT / "configs" / "wang2024" / "composition.yaml",
 }
-# Dense bf16 tensor-core peaks from the vendors' data sheets (TFLOP/s, no sparsity), matched by device name.
+# Dense bf16 tensor-core peaks from the vendors' data sheets (TFLOP/s, no sparsity), matched by device name in
+# this order (the NVL parts before the names they contain). Cards without bf16 tensor cores (V100, T4) are left
+# out: their MFU shows "-".
 BF16_PEAK_TFLOPS = {
-    "H200": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "H100": 989.4, "GH200": 989.4, "B200": 2250.0,
-    "A100": 312.0, "L40S": 362.1, "L40": 181.0, "L4": 121.0, "A10G": 70.0, "A10": 125.0, "RTX 4090": 165.2,
-    "RTX 3090": 71.0, "V100": 125.0, "T4": 65.0,
+    "H200 NVL": 835.5, "H100 NVL": 835.5, "H200": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "H100": 989.4,
+    "B200": 2250.0, "A100": 312.0, "L40S": 362.1, "L40": 181.0, "L4": 121.0, "A10G": 70.0, "A10": 125.0,
+    "RTX 4090": 165.2, "RTX 3090": 71.0,
 }  # fmt: skip
 TINY_DATA = [
     "--data.n_entities=200", "--data.n_relations=20", "--data.out_degree=10", "--data.phi=5.0",
@@ -165,8 +167,13 @@ def device_peak() -> tuple[str, float | None]:
     if not torch.cuda.is_available():
         return "cpu", None
     name = torch.cuda.get_device_name()
-    match = next((key for key in BF16_PEAK_TFLOPS if key in name), None)
-    return name, BF16_PEAK_TFLOPS[match] * 1e12 if match else None
+    return name, bf16_peak(name)
+
+
+def bf16_peak(device_name: str) -> float | None:
+    """The first :data:`BF16_PEAK_TFLOPS` entry that ``device_name`` contains, in FLOP/s."""
+    match = next((key for key in BF16_PEAK_TFLOPS if key in device_name), None)
+    return BF16_PEAK_TFLOPS[match] * 1e12 if match else None
 
 
 def matmul_ceiling(seconds: float) -> float:
@@ -272,11 +279,6 @@ def plain_or_error(module: Any, data: Any, trainer: Any, warmup: int, steps: int
     except Exception as error:  # recorded beside the arm's numbers, its traceback printed
         traceback.print_exc()
         return {"plain_error": one_line(error)}
-
-
-def one_line(error: Exception) -> str:
-    """An error as one short line for a table cell and the JSON."""
-    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
 
 
 def projected_s(result: dict[str, Any]) -> float:

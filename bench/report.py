@@ -19,9 +19,16 @@ def check(value: float, target: float, at_most: bool) -> bool:
     return value <= target if at_most else value >= target
 
 
+def failed_row(name: str, part: dict[str, Any], target: str = "") -> Row:
+    """The row of a measurement that raised (``bench.attempt``): its error instead of a value."""
+    return Row(name, None, "failed", target, None, part["error"])
+
+
 def anchor_row(anchor: dict[str, Any]) -> Row:
     """grokkit's samples/s against the original studies' style of trainer, both at batch 512, same graph."""
     name = "grokkit / original-style trainer, samples/s, 4 x 128, batch 512, paper-scale graph"
+    if "error" in anchor:
+        return failed_row(name, anchor, ">= 25")
     if "grokkit_s" not in anchor:
         return Row(name, None, "not measured", ">= 25", None, anchor.get("skipped", "no measurement"))
     ratios = [a / g for a, g in zip(anchor["anchor_s"], anchor["grokkit_s"], strict=False)]
@@ -41,10 +48,13 @@ def lightning_default_row(bare: dict[str, Any], batch_size: int) -> Row:
     """A minimal LightningModule on a bare Trainer, with Lightning's defaults, against the plain loop, both on
     the config's own network and data: what Lightning's loop adds to a step before grokkit adds or trims
     anything (grokkit's trainer dispatches hooks for less, ``grokkit/train/dispatch.py``)."""
+    name = "Lightning's default step / plain loop step (a minimal LightningModule on a bare Trainer), the config's network"
+    if "error" in bare:
+        return failed_row(name, bare)
     ratios = [a / b for a, b in zip(bare["grokkit_s"], bare["plain_s"], strict=False)]
     ratio = median(ratios)
     return Row(
-        "Lightning's default step / plain loop step (a minimal LightningModule on a bare Trainer), the config's network",
+        name,
         ratio, f"{ratio:.3f}", "", None,
         f"{median(bare['grokkit_s']) * 1e3:.1f} vs {median(bare['plain_s']) * 1e3:.1f} ms/step (batch {batch_size}); "
         f"no grokkit module, callbacks, logger or progress bar; Lightning's default profiler and hook dispatch; "
@@ -74,6 +84,9 @@ def fixed_cost_rows(fixed: dict[str, Any], plain_step: float) -> list[Row]:
         )
     rows = []
     for name, arm, what in arms:
+        if "error" in arm:
+            rows.append(failed_row(name, arm))
+            continue
         extra = [(a - b) * 1e3 for a, b in zip(arm["grokkit_s"], arm["plain_s"], strict=False)]
         cost = median(extra)
         rows.append(Row(
@@ -88,6 +101,8 @@ def fixed_cost_rows(fixed: dict[str, Any], plain_step: float) -> list[Row]:
 def grok_row(name: str, grok: dict[str, Any], baseline: dict[str, Any] | None = None) -> Row:
     """Steps (and minutes) to memorization and to ID test 0.5 / 0.9; against ``baseline``, the ratio of the
     steps and of the wall time to ID test 0.9 (``>`` when this run ended without holding 0.9)."""
+    if "error" in grok:
+        return failed_row(name, grok)
     if "steps" not in grok:
         return Row(name, None, "not measured", "", None, grok["source"])
     s, w = grok["steps"], grok["wall_s"]
@@ -114,6 +129,8 @@ def grok_row(name: str, grok: dict[str, Any], baseline: dict[str, Any] | None = 
 def study_row(study: dict[str, Any]) -> Row:
     """Wall time to the five-regime study's labels at CPU scale (``make study``)."""
     name = "wall time to the study's labels, CPU scale (make study)"
+    if "error" in study:
+        return failed_row(name, study)
     if "runs" not in study:
         return Row(name, None, "not measured", "", None, study.get("source", "no study run"))
     wall = study["study_minutes"]
@@ -153,6 +170,7 @@ def rows_from(
     study: dict[str, Any] | None = None,
     accelerated: dict[str, dict[str, Any]] | None = None,
     fixed: dict[str, Any] | None = None,
+    host_reads: dict[str, Any] | None = None,
 ) -> list[Row]:
     rows: list[Row] = []
     step_g, step_p = median(g["grokkit_s"]), median(g["plain_s"])
@@ -214,59 +232,7 @@ def rows_from(
         )
     )
 
-    peak = b["matmul_flops"] / median(b["step_s"]["matmul"])
-    for shape, target in (("4x128", 0.6), ("8x256", 0.8)):
-        step = median(b["step_s"][f"{shape}/manual"])
-        achieved = b["flops_per_step"][shape] / step
-        # Each round's step window against the matmul window of the same round, as for the step ratio.
-        rounds = [
-            b["flops_per_step"][shape] / model_s / (b["matmul_flops"] / matmul_s)
-            for model_s, matmul_s in zip(b["step_s"][f"{shape}/manual"], b["step_s"]["matmul"], strict=False)
-        ]
-        fraction = median(rounds)
-        rows.append(
-            Row(
-                f"training FLOP/s / matmul FLOP/s, {shape.replace('x', ' layers x ')}, batch 512",
-                fraction,
-                f"{fraction:.3f}",
-                f">= {target}",
-                check(fraction, target, False),
-                f"median of {len(rounds)} rounds ({interval_text(rounds, 3)}); medians "
-                f"{achieved / 1e9:.0f} of {peak / 1e9:.0f} GFLOP/s ({b['flops_per_step'][shape] / 1e9:.1f} GFLOP/step, "
-                f"{step * 1e3:.0f} ms/step, manual attention = grokkit's CPU default, the default config's "
-                f"{g['activation']} activation)",
-            )
-        )
-    for shape in ("4x128", "8x256"):
-        manual, sdpa = median(b["step_s"][f"{shape}/manual"]), median(b["step_s"][f"{shape}/sdpa"])
-        rows.append(
-            Row(
-                f"attention sdpa / manual step time, {shape}, batch 512",
-                sdpa / manual,
-                f"{sdpa / manual:.3f}",
-                "",
-                None,
-                f"sdpa {sdpa * 1e3:.0f} vs manual {manual * 1e3:.0f} ms/step: "
-                + ("manual is faster" if manual < sdpa else "sdpa is faster"),
-            )
-        )
-        if f"{shape}/compiled" in b["step_s"]:
-            compiled = median(b["step_s"][f"{shape}/compiled"])
-            share = b["flops_per_step"][shape] / compiled / peak
-            rows.append(
-                Row(
-                    f"torch.compile / eager step time, {shape}, batch 512",
-                    compiled / manual,
-                    f"{compiled / manual:.3f}",
-                    "",
-                    None,
-                    f"compiled {compiled * 1e3:.0f} ms/step ({share:.2f} of matmul FLOP/s) after a "
-                    f"{b['compile_s'][shape]:.0f} s compile",
-                )
-            )
-
-    if "dropout/grokkit" in b["step_s"]:
-        rows.append(dropout_row(b))
+    rows.extend(batch512_rows(b, g))
     rows.append(anchor_row(anchor or {"skipped": "not part of this run"}))
 
     write = {kind: median(times) for kind, times in g["checkpoint_s"].items()}
@@ -284,27 +250,8 @@ def rows_from(
         )
     )
 
-    rows.append(host_read_row("host reads per training step (GPU syncs)", g, "the config's schedule"))
-    if fixed is not None and "accelerator_reads" in fixed:
-        reads = fixed["accelerator_reads"]
-        rows.append(
-            host_read_row(
-                f"host reads per training step, the check read every {reads['check_every']} steps as on a GPU",
-                reads,
-                "2 layers x 8 wide, one logging step inside; reads from Python only (.item(), .tolist(), "
-                "bool(), ...): a sync inside a kernel is not counted",
-            )
-        )
-    rows.append(
-        Row(
-            "fp32 matmul FLOP/s (ceiling)",
-            peak,
-            f"{peak / 1e9:.0f} G",
-            "",
-            None,
-            f"{b['matmul_n']}^2 x {b['matmul_n']}^2, {g['threads']} threads, median of {len(b['step_s']['matmul'])} windows",
-        )
-    )
+    if host_reads is not None:
+        rows.extend(host_read_rows(host_reads))
 
     rows.append(grok_row("steps (wall) to grok, default config", grok))
     for accelerator, result in (accelerated or {}).items():
@@ -351,6 +298,22 @@ def host_read_row(name: str, counted: dict[str, Any], what: str) -> Row:
     )
 
 
+def host_read_rows(host_reads: dict[str, Any]) -> list[Row]:
+    """Host reads per step over one logging interval of a tiny fit, on a CPU's check schedule and on an
+    accelerator's (``grokkit_arm.count_host_reads``)."""
+    names = {
+        "cpu": "host reads per training step, the check read every step as on a CPU",
+        "accelerator": "host reads per training step, the check read every {every} steps as on a GPU",
+    }
+    if "error" in host_reads:
+        return [failed_row(name.format(every="N"), host_reads) for name in names.values()]
+    what = "2 layers x 8 wide, one logging step inside; reads from Python only (.item(), .tolist(), bool(), ...): a sync inside a kernel is not counted"
+    return [
+        host_read_row(names[schedule].format(every=counted["check_every"]), counted, what)
+        for schedule, counted in host_reads.items()
+    ]
+
+
 def busy_text(load: dict[str, Any]) -> str:
     """What the bench measured of other processes' use of the cores (older results: the load average)."""
     if "busy_cores" in load:
@@ -388,6 +351,7 @@ def report(results: dict[str, Any], console: Console, as_markdown: bool = False)
         measured.get("study"),
         measured.get("grok_accelerated"),
         measured.get("fixed"),
+        measured.get("host_reads"),
     )
     if as_markdown:
         print(f"{header_of(results)}\n\n{markdown(rows)}")
@@ -399,3 +363,83 @@ def report(results: dict[str, Any], console: Console, as_markdown: bool = False)
             f"{results['machine']['cores']} cores); ms/step and GFLOP/s are inflated, "
             "the interleaved ratios less so[/]"
         )
+
+
+FLOP_TARGETS = {"4x128": 0.6, "8x256": 0.8}
+CEILING_ROW = "fp32 matmul FLOP/s (ceiling)"
+
+
+def flop_row_name(shape: str) -> str:
+    return f"training FLOP/s / matmul FLOP/s, {shape.replace('x', ' layers x ')}, batch 512"
+
+
+def batch512_rows(b: dict[str, Any], g: dict[str, Any]) -> list[Row]:
+    """The FLOP fractions against the matmul ceiling, attention, torch.compile and dropout, at batch 512."""
+    if "error" in b:
+        shapes = [(flop_row_name(shape), f">= {target}") for shape, target in FLOP_TARGETS.items()]
+        return [failed_row(name, b, target) for name, target in [*shapes, (CEILING_ROW, "")]]
+    rows: list[Row] = []
+    peak = b["matmul_flops"] / median(b["step_s"]["matmul"])
+    for shape, target in FLOP_TARGETS.items():
+        step = median(b["step_s"][f"{shape}/manual"])
+        achieved = b["flops_per_step"][shape] / step
+        # Each round's step window against the matmul window of the same round, as for the step ratio.
+        rounds = [
+            b["flops_per_step"][shape] / model_s / (b["matmul_flops"] / matmul_s)
+            for model_s, matmul_s in zip(b["step_s"][f"{shape}/manual"], b["step_s"]["matmul"], strict=False)
+        ]
+        fraction = median(rounds)
+        rows.append(
+            Row(
+                flop_row_name(shape),
+                fraction,
+                f"{fraction:.3f}",
+                f">= {target}",
+                check(fraction, target, False),
+                f"median of {len(rounds)} rounds ({interval_text(rounds, 3)}); medians "
+                f"{achieved / 1e9:.0f} of {peak / 1e9:.0f} GFLOP/s ({b['flops_per_step'][shape] / 1e9:.1f} GFLOP/step, "
+                f"{step * 1e3:.0f} ms/step, manual attention = grokkit's CPU default, the default config's "
+                f"{g['activation']} activation)",
+            )
+        )
+    for shape in ("4x128", "8x256"):
+        manual, sdpa = median(b["step_s"][f"{shape}/manual"]), median(b["step_s"][f"{shape}/sdpa"])
+        rows.append(
+            Row(
+                f"attention sdpa / manual step time, {shape}, batch 512",
+                sdpa / manual,
+                f"{sdpa / manual:.3f}",
+                "",
+                None,
+                f"sdpa {sdpa * 1e3:.0f} vs manual {manual * 1e3:.0f} ms/step: "
+                + ("manual is faster" if manual < sdpa else "sdpa is faster"),
+            )
+        )
+        if f"{shape}/compiled" in b["step_s"]:
+            compiled = median(b["step_s"][f"{shape}/compiled"])
+            share = b["flops_per_step"][shape] / compiled / peak
+            rows.append(
+                Row(
+                    f"torch.compile / eager step time, {shape}, batch 512",
+                    compiled / manual,
+                    f"{compiled / manual:.3f}",
+                    "",
+                    None,
+                    f"compiled {compiled * 1e3:.0f} ms/step ({share:.2f} of matmul FLOP/s) after a "
+                    f"{b['compile_s'][shape]:.0f} s compile",
+                )
+            )
+
+    if "dropout/grokkit" in b["step_s"]:
+        rows.append(dropout_row(b))
+    rows.append(
+        Row(
+            CEILING_ROW,
+            peak,
+            f"{peak / 1e9:.0f} G",
+            "",
+            None,
+            f"{b['matmul_n']}^2 x {b['matmul_n']}^2, {g['threads']} threads, median of {len(b['step_s']['matmul'])} windows",
+        )
+    )
+    return rows

@@ -126,6 +126,9 @@ class HostReadWindow(Callback):
         elif trainer.global_step == self.stop:
             self.close()
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.close()  # a fit that stops early (a probe's stop, max_time) ends the window too
+
     def on_exception(self, trainer, pl_module, exception) -> None:
         self.close()  # torch.Tensor's methods are restored even if the fit fails inside the window
 

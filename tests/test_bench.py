@@ -157,21 +157,31 @@ def test_busy_cores_sees_a_process_that_spins_on_one_core(monkeypatch):
 
 
 def test_with_the_accelerator_schedule_the_host_reads_only_on_the_logging_step(tmp_path, monkeypatch):
-    """The bench's GPU-sync forecast: a real tiny fit over one logging interval (the progress bar updated at every step),
-    the non-finite check read only there, and nothing else asking the host for a value between logging steps."""
+    """The bench's GPU-sync forecast: real tiny fits over one logging interval (the progress bar updated at every
+    step), the non-finite check read only there on an accelerator's schedule, at every step on a CPU's, and
+    nothing else asking the host for a value between logging steps."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    from grokkit_arm import count_accelerator_reads
+    from grokkit_arm import count_host_reads
+    from report import host_read_rows
 
     raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
     raw["data"]["data_dir"] = str(tmp_path / "data")
     raw["trainer"].update(log_every_n_steps=20, val_check_interval=100)  # no validation inside
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(raw))
-    counted = count_accelerator_reads(config, tmp_path, threads=1, log_every=20)
-    sites = counted["host_reads"]
-    assert counted["host_read_steps"] == 20 and sum(sites.values()) <= 5, sites  # the logging step's own
+    counted = count_host_reads(config, tmp_path, threads=1, log_every=20)
+    sites = counted["accelerator"]["host_reads"]
+    assert counted["accelerator"]["host_read_steps"] == 20 and sum(sites.values()) <= 5, (
+        sites
+    )  # the logging step's
     assert sum(n for site, n in sites.items() if "raise_if_bad" in site) == 1, sites  # once, not every step
     assert sum(n for site, n in sites.items() if "console.py" in site) == 1, sites  # the bar: once per log
+    cpu = counted["cpu"]["host_reads"]
+    assert sum(n for site, n in cpu.items() if "raise_if_bad" in site) == 20, cpu  # every step, free on a CPU
+    assert sum(cpu.values()) - sum(sites.values()) == 19, (cpu, sites)  # and nothing else differs
+    rows = host_read_rows(counted)
+    assert [row.value for row in rows] == [sum(cpu.values()) / 20, sum(sites.values()) / 20]
+    assert "every 20 steps as on a GPU" in rows[1].name
 
 
 def test_lightning_default_interleaves_a_bare_trainer_with_the_plain_loop(tmp_path, monkeypatch):
@@ -248,6 +258,18 @@ def test_paper_scale_arms_run_eager_first_and_cuda_graphs_for_the_decoder_only(m
     assert arms(["compile"])[2].name == "recursive (He et al.), compile, no prefix slots"
 
 
+def test_mfu_divides_by_the_peak_of_the_card_the_device_names(monkeypatch):
+    """The NVL parts (lower clocks) before the SXM names they contain; no bf16 peak for cards without bf16
+    tensor cores, whose MFU then shows "-"."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from paper_scale import bf16_peak
+
+    assert bf16_peak("NVIDIA H100 80GB HBM3") == bf16_peak("NVIDIA H200") == pytest.approx(989.4e12)
+    assert bf16_peak("NVIDIA H100 NVL") == bf16_peak("NVIDIA H200 NVL") == pytest.approx(835.5e12)
+    assert bf16_peak("NVIDIA H100 PCIe") == pytest.approx(756e12)
+    assert bf16_peak("Tesla V100-SXM2-16GB") is None and bf16_peak("Tesla T4") is None
+
+
 def test_make_bench_measures_the_step_ratio_validation_probes_and_flop_rows(tmp_path, monkeypatch):
     """``make bench``'s core at its ``--quick`` settings on the tiny config: grokkit's real fit interleaved
     with the plain loop, validations and the default probes timed, checkpoints written, the batch-512 rows
@@ -280,3 +302,15 @@ def test_make_bench_measures_the_step_ratio_validation_probes_and_flop_rows(tmp_
         "training FLOP/s / matmul FLOP/s, 8 layers x 256, batch 512",
     }
     assert all(math.isfinite(row.value) and row.value > 0 for row in targeted if row.value is not None)
+    # A part that raised (bench.attempt records its error) leaves a "failed" row with the error, and the rest.
+    failed = {"error": "RuntimeError: out of memory"}
+    g["lightning"] = failed
+    rows = rows_from(g, failed, failed, failed, failed, {"grokfast": failed}, failed, failed)
+    assert len(rows) > 10 and rows[0].value is not None  # the step ratio stands
+    lost = [row for row in rows if row.shown == "failed"]
+    assert all(row.detail == failed["error"] and row.passed is None for row in lost)
+    assert {row.name for row in lost} >= {
+        "training FLOP/s / matmul FLOP/s, 4 layers x 128, batch 512",
+        "grokkit / original-style trainer, samples/s, 4 x 128, batch 512, paper-scale graph",
+        "steps (wall) to grok, default config + grokfast",
+    }

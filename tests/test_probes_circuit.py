@@ -138,7 +138,10 @@ def test_heatmap_has_labelled_axes_a_colour_bar_and_a_png(tmp_path):
 
 
 # ----- causal tracing -----
-def test_counterfactuals_change_the_answer_with_id_tokens(data):
+@pytest.mark.parametrize("answered_only", [False, True])
+def test_counterfactuals_change_the_answer_with_id_tokens(data, answered_only):
+    """Every alternative changes the answer; with ``answered_only`` its query has one (Wang et al.), without it
+    some h' and r1' alternatives make a query with no answer (the documented runs' draws)."""
     items = data.split_items("train_inferred")
     facts, fact_is_ood = data.tables["facts"], data.tables["fact_is_ood"]
     tail = {(h, r): t for h, r, t in facts.tolist()}
@@ -146,15 +149,20 @@ def test_counterfactuals_change_the_answer_with_id_tokens(data):
         (h, r) for (h, r, _), ood in zip(facts.tolist(), fact_is_ood.tolist(), strict=True) if not ood
     }
     id_heads = {h for h, _ in id_facts}
-    swapped = counterfactuals(items, facts, fact_is_ood, torch.Generator().manual_seed(0))
+    swapped = counterfactuals(items, facts, fact_is_ood, torch.Generator().manual_seed(0), answered_only)
+    unanswered = [0, 0, 0]
     for position, (counterfactual, valid) in enumerate(swapped):
         assert valid.float().mean() > 0.5
         for original, new in zip(items[valid].tolist(), counterfactual[valid].tolist(), strict=True):
             h, r1, r2, t = new[:4]
             assert [i for i in range(5) if original[i] != new[i]] == [position]
-            assert tail.get((tail.get((h, r1)), r2)) != t  # the true answer changed (or is undefined)
+            answer = tail.get((tail.get((h, r1)), r2))
+            assert answer != t  # the true answer changed (or, without answered_only, is undefined)
+            unanswered[position] += answer is None
             bridge = tail[(original[0], original[1])]
             assert (h in id_heads, (h, r1) in id_facts, (bridge, r2) in id_facts)[position]
+            assert not answered_only or (position > 0 or (h, r1) in id_facts)
+    assert unanswered[2] == 0 and (unanswered[0] > 0 and unanswered[1] > 0) != answered_only, unanswered
 
 
 def test_patching_a_runs_own_states_changes_nothing(model, data):

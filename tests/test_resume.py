@@ -10,9 +10,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from test_cli import ROOT, scalars
+
+from grokkit.data import TwoHopDataModule
+from grokkit.train.checkpointing import TrajectoryCheckpoint
 
 pytestmark = pytest.mark.slow
 
@@ -207,3 +211,59 @@ def test_a_checkpoint_killed_mid_write_leaves_the_previous_one(tmp_path):
     atomic_torch_save({"name": "C"}, path)
     assert torch.load(path, weights_only=True)["name"] == "C"
     assert list(tmp_path.glob(".last.ckpt.*.tmp")) == []
+
+
+class BatchRecorder(L.LightningModule):
+    """Records the items of every training batch; one weight, so that the optimizer steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.seen: list[torch.Tensor] = []
+
+    def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        self.seen.append(items.clone())
+        return self.weight * items.float().mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_run_resumed_under_gradient_accumulation_trains_on_an_uninterrupted_runs_batches(tmp_path):
+    """With trainer.accumulate_grad_batches=2 a step is two batches: the resumed run draws from batch 2 x step,
+    and a trajectory checkpoint is written once per step, not once per batch."""
+    small = {
+        "n_entities": 30,
+        "n_relations": 8,
+        "out_degree": 4,
+        "phi": 2.0,
+        "eval_size": 50,
+        "batch_size": 8,
+    }
+
+    def fit(max_steps: int, ckpt_path: Path | None = None) -> tuple[BatchRecorder, L.Trainer, list[int]]:
+        trajectory = TrajectoryCheckpoint(per_decade=10, min_step=1)
+        trainer = L.Trainer(
+            max_steps=max_steps, accumulate_grad_batches=2, limit_val_batches=0, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            callbacks=[trajectory], default_root_dir=tmp_path,
+        )  # fmt: skip
+        saves, save = [], trainer.save_checkpoint
+        trainer.save_checkpoint = lambda path, *args, **kwargs: (
+            saves.append(path),
+            save(path, *args, **kwargs),
+        )
+        module = BatchRecorder()
+        trainer.fit(
+            module, datamodule=TwoHopDataModule(data_dir=str(tmp_path / "data"), **small), ckpt_path=ckpt_path
+        )
+        return module, trainer, saves
+
+    uninterrupted, _, saves = fit(6)
+    assert len(saves) == len(set(saves)) == 6  # steps 1-6 are all log-spaced from step 1 at 10 a decade
+    first, trainer, _ = fit(3)
+    trainer.save_checkpoint(tmp_path / "step3.ckpt")
+    resumed, _, _ = fit(6, tmp_path / "step3.ckpt")
+    assert len(uninterrupted.seen) == 12 and len(first.seen) == len(resumed.seen) == 6
+    for expected, got in zip(uninterrupted.seen, first.seen + resumed.seen, strict=True):
+        assert torch.equal(expected, got)

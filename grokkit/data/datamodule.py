@@ -219,12 +219,17 @@ class TwoHopDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         n_train = self.check_batch_size()
-        step = (lambda: self.trainer.global_step) if self.trainer is not None else (lambda: 0)
+        step = (lambda: 0) if self.trainer is None else self.batches_drawn
         # Pinned on a GPU, so each step's index copy is asynchronous: a copy from pageable memory can wait
         # for the device to drain, a host sync every step.
         pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         batches = StepBatches(n_train, self.batch_size, self.seed, step)
         return DataLoader(batches, batch_size=None, pin_memory=pin)
+
+    def batches_drawn(self) -> int:
+        """Training batches a fit has drawn so far: one per optimizer step and accumulated batch (a resumed
+        run starts where an uninterrupted one would be)."""
+        return self.trainer.global_step * self.trainer.accumulate_grad_batches
 
     def val_dataloader(self) -> list[DataLoader]:
         return [

@@ -1,6 +1,7 @@
 """Causal tracing (Wang et al. 2024): which states carry the information the answer depends on.
 
-For each query one input token (h, r1 or r2) is swapped for an ID alternative that changes the true answer.
+For each query one input token (h, r1 or r2) is swapped for an ID alternative that changes the true answer
+(with ``answered_only``, only for one whose query has an answer: Wang et al.'s protocol).
 The counterfactual run's state at (stage L, that token's position) is copied into the normal run, which is
 recomputed from there; the causal strength of (L, position) is the fraction of queries whose top-1 answer
 is no longer ``t``. Queries the normal run gets wrong, or without a valid alternative, are left out.
@@ -47,12 +48,19 @@ class TailTable:
 
 
 def counterfactuals(
-    items: torch.Tensor, facts: torch.Tensor, fact_is_ood: torch.Tensor, generator: torch.Generator
+    items: torch.Tensor,
+    facts: torch.Tensor,
+    fact_is_ood: torch.Tensor,
+    generator: torch.Generator,
+    answered_only: bool = False,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per position (h, r1, r2): the items with that token swapped (N, 5), and which queries have one (N,).
 
     Candidates are ID tokens: heads of ID facts for h, relations (h, r1') of ID facts for r1, relations
-    (b, r2') of ID facts for r2. One is drawn uniformly among those whose answer (by all facts) is not ``t``.
+    (b, r2') of ID facts for r2. One is drawn uniformly among those whose answer (by all facts) is not ``t``:
+    without ``answered_only`` that includes an h' or r1' whose query has no answer at all ((h', r1) or
+    (b', r2) is no fact); with it the query has an answer, and for h' (h', r1) is an ID fact. The draws use
+    the generator the same way either way.
     """
     everything, in_id = TailTable.of(facts, torch.ones_like(fact_is_ood)), TailTable.of(facts, ~fact_is_ood)
     h, t = items[:, 0, None], items[:, 3, None]  # (N, 1): broadcast over candidates
@@ -65,7 +73,11 @@ def counterfactuals(
         bridge = everything(query[..., 0], query[..., 1])
         answer = everything(bridge, query[..., 2])
         valid = (answer != t) & (candidate != items[:, position, None])  # h' candidates are ID heads already
-        if position == 1:
+        if answered_only:
+            valid &= answer >= 0
+        if position == 0 and answered_only:
+            valid &= in_id(query[..., 0], query[..., 1]) >= 0
+        elif position == 1:
             valid &= in_id(h, query[..., 1]) >= 0
         elif position == 2:
             valid &= in_id(bridge, query[..., 2]) >= 0
@@ -102,6 +114,10 @@ class CausalTracing(Probe):
         per_decade: See :class:`Probe`.
         sample_size: Queries traced (Wang et al.: 300).
         seed: Seed of the query sample and of the counterfactual draws.
+        answered_only: Draw only alternatives whose query has an answer, with (h', r1) an ID fact for an h
+            swap: Wang et al.'s "ID alternative that changes the answer". ``False`` (the default, with which
+            every documented run was traced) also draws an h' or r1' whose query has no answer; on the
+            default run's decoder that lowers ``r1_mid_strength`` (README, "Which signal means circuit formed").
     """
 
     stage = 0
@@ -114,10 +130,12 @@ class CausalTracing(Probe):
         per_decade: int | None = None,
         sample_size: int = 300,
         seed: int = 0,
+        answered_only: bool = False,
     ) -> None:
         super().__init__(
             every_n_steps=every_n_steps, per_decade=per_decade, sample_size=sample_size, seed=seed
         )
+        self.answered_only = answered_only
         if split not in TRACEABLE_SPLITS:
             raise ConfigError(
                 f"causal_tracing.split={split!r}: choose a two-hop split among {list(TRACEABLE_SPLITS)}"
@@ -150,7 +168,7 @@ class CausalTracing(Probe):
         generator = torch.Generator().manual_seed(self.seed)
         result: dict[str, Any] = {"split": self.split, "normal_accuracy": correct.float().mean().item()}
         strength_map = torch.full((len(stages), len(POSITIONS)), float("nan"))
-        swapped = counterfactuals(items, facts, fact_is_ood, generator)
+        swapped = counterfactuals(items, facts, fact_is_ood, generator, self.answered_only)
         for position, (counterfactual, valid) in enumerate(swapped):
             keep = valid & correct
             result[f"n_queries/{POSITIONS[position]}"] = int(keep.sum())

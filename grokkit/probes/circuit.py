@@ -26,8 +26,9 @@ class CircuitDetector(Probe):
     """Publishes ``formed`` (0/1), ``formed_step``, the latest ``signal`` value, its ``key`` and a ``reason``.
 
     Args:
-        split: The queries whose circuit signal is watched (``test_inferred_iid`` for a decoder, which does
-            not compose OOD facts).
+        split: The queries whose circuit signal is watched where the signal is per split (the logit lens's, the
+            recursive model's). A decoder's causal signal is traced on ``CausalTracing.split``, whatever this
+            one (the decoder configs set ``test_inferred_iid``, which does not change the signal they read).
         section: The probe publishing the signal; ``None`` (with ``key`` ``None``): the model family's own
             signal (:attr:`grokkit.models.TwoHopModel.circuit_signal`): the causal strength of S[mid, r1]
             for a decoder, the logit lens's ``circuit_signal`` for the recursive model.

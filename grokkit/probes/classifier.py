@@ -161,7 +161,8 @@ class RunClassifier(Probe):
     Args:
         split: The accuracy to classify (``test_inferred_iid`` for a decoder, which does not do OOD).
         bridge_section: Board section holding the circuit curve; with ``bridge_key`` ``None``: the model
-            family's own signal for ``split``'s queries (:attr:`grokkit.models.TwoHopModel.circuit_signal`).
+            family's own signal (:attr:`grokkit.models.TwoHopModel.circuit_signal`): for ``split``'s queries
+            where it is per split (the recursive model's logit lens), on ``CausalTracing.split`` for a decoder.
         bridge_key: The circuit curve in that section (a key alone is a logit-lens key).
         memorized_splits: Training splits whose lowest accuracy is the training accuracy (``t_mem``).
         thresholds: The levels and ratios of the classification (see :class:`Thresholds`).

@@ -190,6 +190,7 @@ class TrajectoryCheckpoint(Callback):
         check_arguments("trajectory", type(self), locals())  # every argument in its range
         self.per_decade, self.min_step = per_decade, min_step
         self.every_n_steps, self.keep_last = every_n_steps, keep_last
+        self.saved_step: int | None = None  # with gradient accumulation a step ends several batches
 
     def is_log_step(self, step: int) -> bool:
         return step >= self.min_step and is_log_spaced(step, self.per_decade)
@@ -206,8 +207,9 @@ class TrajectoryCheckpoint(Callback):
     ) -> None:
         step = trainer.global_step
         log_step, periodic = self.is_log_step(step), self.is_periodic_step(step)
-        if not (log_step or periodic):
+        if not (log_step or periodic) or step == self.saved_step:
             return
+        self.saved_step = step
         directory = self.directory(trainer)
         trainer.save_checkpoint(directory / f"step={step:08d}.ckpt", weights_only=True)
         if periodic and trainer.is_global_zero:

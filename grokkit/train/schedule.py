@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.lightning_private import callback_state_key
 
@@ -63,7 +64,9 @@ class SwitchHyperparameters(Callback):
         return callback_state_key(self, monitor=self.monitor, threshold=self.threshold)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.fired_at_step is not None:
+        # a validation of a fit only: Trainer.validate (transfer's look at its start) has no optimizer to change
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+        if not fitting or self.fired_at_step is not None:
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None or float(value) < self.threshold:
