@@ -72,6 +72,25 @@ def test_under_16_mixed_hooks_and_clipping_see_the_true_gradients(tmp_path):
     assert all(n == pytest.approx(0.05, rel=1e-3) for n in after_step)
 
 
+@pytest.mark.parametrize("init_scale", [2.0**10, 2.0**60])
+def test_the_ema_stays_where_the_gradient_scaler_skips_a_step(tmp_path, init_scale):
+    """16-mixed with an EMA: a step the scaler skips (2^60 overflows every fp16 gradient of these four steps,
+    halving the scale each time) leaves the weights, and with them the EMA and its count, as they were."""
+    scaled = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=init_scale))
+    trainer = L.Trainer(
+        plugins=[scaled], max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        limit_val_batches=0,
+    )  # fmt: skip
+    tiny = ["--config", str(ROOT / "configs/tiny.yaml"), f"--data.data_dir={tmp_path / 'data'}"]
+    cli = build_cli([*tiny, "--model.ema_decay=0.9"], run=False, save_config=False)
+    initial = [p.detach().clone() for p in cli.model.net.parameters()]
+    trainer.fit(cli.model, datamodule=cli.datamodule)
+    moved = any(not torch.equal(p, q) for p, q in zip(cli.model.net.parameters(), initial, strict=True))
+    skipped = init_scale > 2.0**20
+    assert scaled.scaler.get_scale() == (init_scale / 16 if skipped else init_scale)
+    assert moved != skipped and int(cli.model.ema.n_averaged) == (0 if skipped else 4)
+
+
 @pytest.mark.slow
 def test_a_bf16_mixed_fit_with_gradient_clipping_trains_through_the_cli(tmp_path):
     """The paper configs' GPU setting (bf16-mixed, gradient_clip_val 1.0) through the CLI, on the CPU."""

@@ -26,7 +26,7 @@ from grokkit.train.dispatch import PlainAttributes
 from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_losses, items_correct
 from grokkit.train.nonfinite import NonFiniteWatch
-from grokkit.train.optim import DecayName, clip_gradients, fused_adamw, unscaling_closure
+from grokkit.train.optim import DecayName, clip_gradients, fused_adamw, skipped_by_scaler, unscaling_closure
 from grokkit.train.warm_start import load_initial_weights
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
@@ -173,11 +173,9 @@ class GrokModule(PlainAttributes, L.LightningModule):
         return list(self.net.parameters())
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Check the loss and gradients (before clipping) on the device; mask the update of a bad step.
-
-        Under ``16-mixed`` precision the gradient scaler owns gradient overflows (it skips those steps and
-        lowers its scale), so only the loss is checked, and the host reads the check every step.
-        """
+        """Check the loss and gradients (before clipping) on the device; mask the update of a bad step. Under
+        ``16-mixed`` the gradient scaler owns gradient overflows (it skips those steps and lowers its scale), so
+        only the loss is checked, and the host reads the check every step."""
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         loss = self._step_loss if self._step_loss is not None else torch.zeros((), device=self.device)
         step, watch = self.trainer.global_step, self.nonfinite_watch
@@ -206,9 +204,11 @@ class GrokModule(PlainAttributes, L.LightningModule):
     ) -> None:
         """The optimizer step, then the EMA update: both before any callback of this batch can checkpoint."""
         closure = unscaling_closure(optimizer_closure, self.trainer, optimizer)  # true gradients for hooks
+        skipped = skipped_by_scaler(self.trainer) if self.ema is not None else None
         super().optimizer_step(epoch, batch_idx, optimizer, closure)
-        if self.ema is not None:  # frozen on a masked step, like the weights
-            update_ema(self.ema, self.net, self.hparams.ema_decay, keep=1.0 - self.nonfinite_watch.mask)
+        if self.ema is not None:  # frozen on a masked step and on one the scaler skipped, like the weights
+            keep = (1.0 - self.nonfinite_watch.mask) * (not skipped())
+            update_ema(self.ema, self.net, self.hparams.ema_decay, keep=keep)
 
     def on_validation_start(self) -> None:
         self.nonfinite_watch.raise_if_bad(self.trainer)

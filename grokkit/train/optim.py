@@ -51,7 +51,7 @@ def unscaling_closure(
     unscaled: what Lightning does after the closure for an optimizer that does not unscale in its own step, and
     skips for a fused one. So the hooks before the step (Grokfast, the non-finite check) and the clipping read
     the true gradients; the scaler's step then takes them as unscaled."""
-    scaler = getattr(trainer.precision_plugin, "scaler", None)
+    scaler = loss_scaler(trainer)
     if scaler is None or closure is None:
         return closure
     raw = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
@@ -63,6 +63,21 @@ def unscaling_closure(
         return result
 
     return then_unscale
+
+
+def loss_scaler(trainer: L.Trainer) -> torch.amp.GradScaler | None:
+    """``16-mixed``'s gradient scaler (Lightning makes one on a GPU; a plugin can bring one), or ``None``."""
+    return getattr(trainer.precision_plugin, "scaler", None)
+
+
+def skipped_by_scaler(trainer: L.Trainer) -> Callable[[], bool]:
+    """Called before an optimizer step: the check, for after it, whether the gradient scaler skipped that step
+    (an overflow lowers its scale; one host read each side). Never, without a scaler."""
+    scaler = loss_scaler(trainer)
+    if scaler is None:
+        return lambda: False
+    before = scaler.get_scale()
+    return lambda: scaler.get_scale() < before
 
 
 def clip_gradients(
