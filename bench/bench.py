@@ -104,9 +104,10 @@ def main() -> None:
         g = measure_grokkit(settings, config, raw, Path(tmp), threads)  # every later part needs it: no guard
         timed = (settings, config, Path(tmp), threads, g["window_steps"])  # a timed fit's arguments
         fixed = attempt(console, "the fixed cost", measure_fixed_cost, *timed)
-        if "error" not in fixed:
-            lightning = ("Lightning's default Trainer, tiny network", measure_lightning_default)
-            fixed["lightning"] = attempt(console, *lightning, *timed, TINY_NETWORK)
+        lightning = ("Lightning's default Trainer, tiny network", measure_lightning_default)
+        fixed["lightning"] = attempt(
+            console, *lightning, *timed, TINY_NETWORK
+        )  # its row, even if grokkit's failed
         g["lightning"] = attempt(
             console, "Lightning's default Trainer", measure_lightning_default, *timed, []
         )

@@ -22,6 +22,12 @@ def set_step(trainer: L.Trainer, step: int) -> None:
     loop._batches_that_stepped = step  # the step Lightning logs metrics at
 
 
+def training_batches_drawn(trainer: L.Trainer) -> int:
+    """Training batches the fit loop has taken so far, as restored from a checkpoint: with gradient accumulation
+    several a step, and a step's first few if a run was stopped inside it (SIGTERM)."""
+    return trainer.fit_loop.epoch_loop.batch_progress.total.ready
+
+
 def validation_follows(trainer: L.Trainer) -> bool:
     """Whether Lightning validates right after the current training batch (asked in ``on_train_batch_end``)."""
     loop = trainer.fit_loop.epoch_loop

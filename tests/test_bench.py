@@ -305,7 +305,9 @@ def test_make_bench_measures_the_step_ratio_validation_probes_and_flop_rows(tmp_
     # A part that raised (bench.attempt records its error) leaves a "failed" row with the error, and the rest.
     failed = {"error": "RuntimeError: out of memory"}
     g["lightning"] = failed
-    rows = rows_from(g, failed, failed, failed, failed, {"grokfast": failed}, failed, failed)
+    rows = rows_from(
+        g, failed, failed, failed, failed, {"grokfast": failed}, {**failed, "lightning": failed}, failed
+    )
     assert len(rows) > 10 and rows[0].value is not None  # the step ratio stands
     lost = [row for row in rows if row.shown == "failed"]
     assert all(row.detail == failed["error"] and row.passed is None for row in lost)
@@ -313,4 +315,6 @@ def test_make_bench_measures_the_step_ratio_validation_probes_and_flop_rows(tmp_
         "training FLOP/s / matmul FLOP/s, 4 layers x 128, batch 512",
         "grokkit / original-style trainer, samples/s, 4 x 128, batch 512, paper-scale graph",
         "steps (wall) to grok, default config + grokfast",
+        "grokkit's own cost per step (Trainer - plain loop, 2 layers x 8 wide, batch 8)",
+        "Lightning's default Trainer, for comparison (a minimal LightningModule on a bare Trainer - plain loop)",
     }

@@ -72,11 +72,19 @@ def test_under_16_mixed_hooks_and_clipping_see_the_true_gradients(tmp_path):
     assert all(n == pytest.approx(0.05, rel=1e-3) for n in after_step)
 
 
-@pytest.mark.parametrize("init_scale", [2.0**10, 2.0**60])
-def test_the_ema_stays_where_the_gradient_scaler_skips_a_step(tmp_path, init_scale):
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("init_scale", "growth_interval", "final_scale"),
+    [(2.0**10, 2000, 2.0**10), (2.0**10, 1, 2.0**14), (2.0**60, 2000, 2.0**56)],
+)
+def test_the_ema_stays_where_the_gradient_scaler_skips_a_step(
+    tmp_path, init_scale, growth_interval, final_scale
+):
     """16-mixed with an EMA: a step the scaler skips (2^60 overflows every fp16 gradient of these four steps,
-    halving the scale each time) leaves the weights, and with them the EMA and its count, as they were."""
-    scaled = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=init_scale))
+    halving the scale each time) leaves the weights, and with them the EMA and its count, as they were; a step
+    it takes moves them, also when it then raises its scale (growth_interval 1 doubles it after each step)."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=init_scale, growth_interval=growth_interval)
+    scaled = MixedPrecision("16-mixed", "cpu", scaler)
     trainer = L.Trainer(
         plugins=[scaled], max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         limit_val_batches=0,
@@ -86,8 +94,8 @@ def test_the_ema_stays_where_the_gradient_scaler_skips_a_step(tmp_path, init_sca
     initial = [p.detach().clone() for p in cli.model.net.parameters()]
     trainer.fit(cli.model, datamodule=cli.datamodule)
     moved = any(not torch.equal(p, q) for p, q in zip(cli.model.net.parameters(), initial, strict=True))
-    skipped = init_scale > 2.0**20
-    assert scaled.scaler.get_scale() == (init_scale / 16 if skipped else init_scale)
+    skipped = final_scale < init_scale
+    assert scaler.get_scale() == final_scale
     assert moved != skipped and int(cli.model.ema.n_averaged) == (0 if skipped else 4)
 
 

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import matplotlib.image
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
@@ -22,6 +23,7 @@ from grokkit.probes import CausalTracing, CircuitDetector, LogitLens, ResultsBoa
 from grokkit.probes.causal_tracing import causal_strengths, counterfactuals
 from grokkit.probes.figures import POSITION_NAMES, heatmap, publish_heatmap
 from grokkit.probes.logit_lens import FOUND
+from grokkit.ranges import import_class
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -162,7 +164,17 @@ def test_counterfactuals_change_the_answer_with_id_tokens(data, answered_only):
             bridge = tail[(original[0], original[1])]
             assert (h in id_heads, (h, r1) in id_facts, (bridge, r2) in id_facts)[position]
             assert not answered_only or (position > 0 or (h, r1) in id_facts)
-    assert unanswered[2] == 0 and (unanswered[0] > 0 and unanswered[1] > 0) != answered_only, unanswered
+    assert unanswered == [0, 0, 0] if answered_only else unanswered[0] > 0 and unanswered[1] > 0, unanswered
+    assert unanswered[2] == 0  # an r2' is drawn among (b, r2') facts: its query always has an answer
+
+
+def test_the_shipped_probes_config_traces_with_answered_alternatives():
+    """``configs/probes/answered_alternatives.yaml`` (for ``grokkit analyze --probes-config``) builds."""
+    (callback,) = yaml.safe_load((ROOT / "configs/probes/answered_alternatives.yaml").read_text())["trainer"][
+        "callbacks"
+    ]
+    probe = import_class(callback["class_path"])(**callback["init_args"])
+    assert isinstance(probe, CausalTracing) and probe.answered_only and probe.every_n_steps == 1
 
 
 def test_patching_a_runs_own_states_changes_nothing(model, data):

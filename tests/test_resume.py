@@ -1,6 +1,7 @@
 """Crash safety: a run killed with SIGKILL and resumed with ``--ckpt_path last`` logs what an uninterrupted one
 logs, and a checkpoint killed mid-write leaves the previous one loadable."""
 
+import contextlib
 import json
 import os
 import signal
@@ -13,10 +14,11 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from test_cli import ROOT, scalars
 
 from grokkit.data import TwoHopDataModule
-from grokkit.train.checkpointing import TrajectoryCheckpoint
+from grokkit.train.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
 
 pytestmark = pytest.mark.slow
 
@@ -229,9 +231,20 @@ class BatchRecorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+class StopInsideStep(L.Callback):
+    """Sends this process a SIGTERM once 5 batches are trained, inside the third step of two batches: Lightning's
+    handler notes it, and the fit stops after that batch."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if len(pl_module.seen) == 5:
+            assert callable(signal.getsignal(signal.SIGTERM))  # Lightning's handler, not the default kill
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def test_a_run_resumed_under_gradient_accumulation_trains_on_an_uninterrupted_runs_batches(tmp_path):
-    """With trainer.accumulate_grad_batches=2 a step is two batches: the resumed run draws from batch 2 x step,
-    and a trajectory checkpoint is written once per step, not once per batch."""
+    """With trainer.accumulate_grad_batches=2 a step is two batches: a resumed run draws on from the batches
+    the stopped one took, whether it stopped between steps or inside one (SIGTERM, saved by grokkit's
+    checkpoint callback), and a trajectory checkpoint is written once per step, not once per batch."""
     small = {
         "n_entities": 30,
         "n_relations": 8,
@@ -241,12 +254,14 @@ def test_a_run_resumed_under_gradient_accumulation_trains_on_an_uninterrupted_ru
         "batch_size": 8,
     }
 
-    def fit(max_steps: int, ckpt_path: Path | None = None) -> tuple[BatchRecorder, L.Trainer, list[int]]:
+    def fit(
+        max_steps: int, ckpt_path: Path | None = None, *callbacks: L.Callback
+    ) -> tuple[BatchRecorder, L.Trainer, list]:
         trajectory = TrajectoryCheckpoint(per_decade=10, min_step=1)
         trainer = L.Trainer(
             max_steps=max_steps, accumulate_grad_batches=2, limit_val_batches=0, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            callbacks=[trajectory], default_root_dir=tmp_path,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=[trajectory, *callbacks],
+            default_root_dir=tmp_path, enable_checkpointing=bool(callbacks),
         )  # fmt: skip
         saves, save = [], trainer.save_checkpoint
         trainer.save_checkpoint = lambda path, *args, **kwargs: (
@@ -254,16 +269,21 @@ def test_a_run_resumed_under_gradient_accumulation_trains_on_an_uninterrupted_ru
             save(path, *args, **kwargs),
         )
         module = BatchRecorder()
-        trainer.fit(
-            module, datamodule=TwoHopDataModule(data_dir=str(tmp_path / "data"), **small), ckpt_path=ckpt_path
-        )
+        data = TwoHopDataModule(data_dir=str(tmp_path / "data"), **small)
+        with contextlib.suppress(SIGTERMException):
+            trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
         return module, trainer, saves
 
     uninterrupted, _, saves = fit(6)
+    assert len(uninterrupted.seen) == 12
     assert len(saves) == len(set(saves)) == 6  # steps 1-6 are all log-spaced from step 1 at 10 a decade
     first, trainer, _ = fit(3)
     trainer.save_checkpoint(tmp_path / "step3.ckpt")
     resumed, _, _ = fit(6, tmp_path / "step3.ckpt")
-    assert len(uninterrupted.seen) == 12 and len(first.seen) == len(resumed.seen) == 6
-    for expected, got in zip(uninterrupted.seen, first.seen + resumed.seen, strict=True):
-        assert torch.equal(expected, got)
+    stopped, _, _ = fit(
+        6, None, ResumableCheckpoint(dirpath=tmp_path / "sigterm", save_last=True), StopInsideStep()
+    )
+    resumed_inside, _, _ = fit(6, tmp_path / "sigterm" / "last.ckpt")
+    assert [len(first.seen), len(resumed.seen), len(stopped.seen), len(resumed_inside.seen)] == [6, 6, 5, 7]
+    for run in (first.seen + resumed.seen, stopped.seen + resumed_inside.seen):
+        assert all(torch.equal(a, b) for a, b in zip(uninterrupted.seen, run, strict=True))

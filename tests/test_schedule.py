@@ -51,19 +51,28 @@ def test_switch_changes_weight_decay_once_the_metric_reaches_the_threshold(tmp_p
     assert {tuple(group["betas"]) for group in state["optimizer_states"][0]["param_groups"]} == {(0.9, 0.98)}
 
 
+@pytest.mark.slow
 def test_a_validation_outside_fit_does_not_fire_the_switch(tmp_path):
     """``grokkit transfer`` validates its start before training: the switch waits for a validation of the fit,
     whose optimizer it changes (it would otherwise be spent on a trainer without one)."""
-    args = tiny_args(tmp_path, "--trainer.max_steps=20", "--trainer.callbacks+=grokkit.train.schedule.SwitchHyperparameters",
-                     "--trainer.callbacks.threshold=0.0", "--trainer.callbacks.weight_decay=0.7",
-                     "--trainer.inference_mode=false", "--trainer.logger=grokkit.experiments.analyze.AnalysisLogger",
-                     f"--trainer.logger.init_args.save_dir={tmp_path}")[1:]  # as transfer validates, then fits  # fmt: skip
+    switch = [
+        "--trainer.callbacks+=grokkit.train.schedule.SwitchHyperparameters",
+        "--trainer.callbacks.threshold=0.0",
+        "--trainer.callbacks.weight_decay=0.7",
+    ]
+    # as grokkit transfer validates its start, then fits: one events file, no inference tensors left behind
+    logger = [
+        "--trainer.logger=grokkit.experiments.analyze.AnalysisLogger",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.inference_mode=false",
+    ]
+    args = tiny_args(tmp_path, "--trainer.max_steps=20", *switch, *logger)[1:]  # [1:]: without "fit"
     cli = build_cli(args, run=False, save_config=False)
-    (switch,) = [c for c in cli.trainer.callbacks if isinstance(c, SwitchHyperparameters)]
+    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, SwitchHyperparameters)]
     cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
-    assert switch.fired_at_step is None
+    assert callback.fired_at_step is None
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert switch.fired_at_step == 20
+    assert callback.fired_at_step == 20
     decayed = [g for g in cli.trainer.optimizers[0].param_groups if g.get("name") == "decay"]
     assert decayed and all(group["weight_decay"] == 0.7 for group in decayed)
 

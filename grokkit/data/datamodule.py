@@ -2,8 +2,9 @@
 
 Batches are index tensors; ``on_after_batch_transfer`` gathers the token rows from tables that live on the
 training device, so a training step moves 4 KB of indices and runs no per-sample Python. The training order
-is a pure function of (seed, step): batch ``s`` is slice ``s mod E`` of the permutation of epoch ``s // E``.
-A resumed run therefore sees exactly the batches an uninterrupted one would.
+is a pure function of (seed, batch): the fit's batch ``s`` (one a step, or ``accumulate_grad_batches`` a step)
+is slice ``s mod E`` of the permutation of epoch ``s // E``. A resumed run therefore sees exactly the batches
+an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from grokkit.data.injection import INJECTION_SPLITS, Injection, graph_of, inject
 from grokkit.data.kg import KnowledgeGraph, generate_graph, graph_from_triples
 from grokkit.data.splits import EVAL_SPLITS, SplitSpec, build_splits
 from grokkit.errors import ConfigError
+from grokkit.lightning_private import training_batches_drawn
 from grokkit.ranges import check_arguments
 from grokkit.tokens import ITEM_LEN, N_SPECIAL
 
@@ -219,17 +221,13 @@ class TwoHopDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         n_train = self.check_batch_size()
-        step = (lambda: 0) if self.trainer is None else self.batches_drawn
+        trainer = self.trainer  # a resumed fit draws on from the batches the interrupted one took
+        step = (lambda: 0) if trainer is None else (lambda: training_batches_drawn(trainer))
         # Pinned on a GPU, so each step's index copy is asynchronous: a copy from pageable memory can wait
         # for the device to drain, a host sync every step.
         pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         batches = StepBatches(n_train, self.batch_size, self.seed, step)
         return DataLoader(batches, batch_size=None, pin_memory=pin)
-
-    def batches_drawn(self) -> int:
-        """Training batches a fit has drawn so far: one per optimizer step and accumulated batch (a resumed
-        run starts where an uninterrupted one would be)."""
-        return self.trainer.global_step * self.trainer.accumulate_grad_batches
 
     def val_dataloader(self) -> list[DataLoader]:
         return [

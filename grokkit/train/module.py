@@ -26,7 +26,8 @@ from grokkit.train.dispatch import PlainAttributes
 from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_losses, items_correct
 from grokkit.train.nonfinite import NonFiniteWatch
-from grokkit.train.optim import DecayName, clip_gradients, fused_adamw, skipped_by_scaler, unscaling_closure
+from grokkit.train.optim import DecayName, clip_gradients, fused_adamw, unscaling_closure
+from grokkit.train.scaler import loss_scaler, skipped_by_scaler
 from grokkit.train.warm_start import load_initial_weights
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
@@ -42,9 +43,8 @@ class GrokModule(PlainAttributes, L.LightningModule):
         item_len: Linked from ``data.item_len``.
         lr: Peak learning rate (after warm-up, constant).
         betas: AdamW betas ([W]: 0.9, 0.999; [H]: 0.9, 0.95).
-        eps: AdamW epsilon. A larger value (1e-6) damps the updates of parameters whose gradients have
-            become tiny, which is where Adam's loss spikes ("slingshots") start once the training loss is
-            ~1e-3.
+        eps: AdamW epsilon. A larger value (1e-6) damps the updates of parameters whose gradients have become
+            tiny, which is where Adam's loss spikes ("slingshots") start once the training loss is ~1e-3.
         weight_decay: AdamW decoupled weight decay.
         decay: ``matrices`` decays only parameters with 2+ dims (GPT-2 convention), ``all`` decays all ([H]),
             ``blocks`` the matrices except the embedding tables (minGPT convention). In a run of the default's
@@ -176,7 +176,7 @@ class GrokModule(PlainAttributes, L.LightningModule):
         """Check the loss and gradients (before clipping) on the device; mask the update of a bad step. Under
         ``16-mixed`` the gradient scaler owns gradient overflows (it skips those steps and lowers its scale), so
         only the loss is checked, and the host reads the check every step."""
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        scaler = loss_scaler(self.trainer)
         loss = self._step_loss if self._step_loss is not None else torch.zeros((), device=self.device)
         step, watch = self.trainer.global_step, self.nonfinite_watch
         watch.observe(step, loss, None if scaler is not None else self.trained_parameters)
@@ -213,8 +213,7 @@ class GrokModule(PlainAttributes, L.LightningModule):
     def on_validation_start(self) -> None:
         self.nonfinite_watch.raise_if_bad(self.trainer)
 
-    def on_train_end(self) -> None:
-        self.nonfinite_watch.raise_if_bad(self.trainer)
+    on_train_end = on_validation_start  # neither a validation nor the end of a fit passes an unread bad step
 
     def on_fit_start(self) -> None:
         refuse_accumulation(self.hparams.compile, self.trainer.accumulate_grad_batches)

@@ -13,6 +13,8 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import nn
 
+from grokkit.train.scaler import loss_scaler
+
 DecayName = Literal["matrices", "blocks", "all"]
 
 
@@ -63,21 +65,6 @@ def unscaling_closure(
         return result
 
     return then_unscale
-
-
-def loss_scaler(trainer: L.Trainer) -> torch.amp.GradScaler | None:
-    """``16-mixed``'s gradient scaler (Lightning makes one on a GPU; a plugin can bring one), or ``None``."""
-    return getattr(trainer.precision_plugin, "scaler", None)
-
-
-def skipped_by_scaler(trainer: L.Trainer) -> Callable[[], bool]:
-    """Called before an optimizer step: the check, for after it, whether the gradient scaler skipped that step
-    (an overflow lowers its scale; one host read each side). Never, without a scaler."""
-    scaler = loss_scaler(trainer)
-    if scaler is None:
-        return lambda: False
-    before = scaler.get_scale()
-    return lambda: scaler.get_scale() < before
 
 
 def clip_gradients(
