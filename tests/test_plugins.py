@@ -84,6 +84,13 @@ def test_analyze_adds_or_replaces_probes_from_a_probes_config(tiny_run, tmp_path
     summary = json.loads((tiny_run / "analysis" / "summary.json").read_text())
     assert set(summary["grokking"]["t_gen"]["test_inferred_ood"]) == {"0.01"}  # the run's onset, replaced
     assert {"weight_norm", "classification"} <= set(summary)
+    extra.write_text(
+        "trainer:\n  callbacks:\n    - class_path: CausalTracing\n      init_args: {sample_size: 0}\n"
+    )
+    with pytest.raises(SystemExit) as refused:  # a bad probes config is refused before the old analysis goes
+        main(["analyze", str(tiny_run), "--probes-config", str(extra)])
+    assert refused.value.code == 2
+    assert json.loads((tiny_run / "analysis" / "summary.json").read_text()) == summary
 
 
 @pytest.mark.slow

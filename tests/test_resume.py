@@ -144,7 +144,7 @@ def test_a_run_stopped_by_sigterm_saves_where_it_stopped_and_resumes_exactly(tmp
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before step 32"
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM  # not 0: the run did not finish
     saved = checkpoint_step(stopped / "checkpoints" / "last.ckpt")
     print(f"SIGTERM: last.ckpt at step {saved}")
     assert saved is not None and 32 <= saved < 100, saved

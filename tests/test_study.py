@@ -33,7 +33,13 @@ def study_dir(tmp_path_factory):
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "grokkit study: 5 runs in " in done.stdout
-    assert json.loads((out / "study.json").read_text())["minutes"] > 0
+    timing = (out / "study.json").read_text()
+    assert json.loads(timing)["minutes"] > 0
+    again = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True
+    )  # every trial done: no training
+    assert again.returncode == 0 and "grokkit study: 5 runs, " in again.stdout, again.stderr[-3000:]
+    assert (out / "study.json").read_text() == timing  # the wall time of the run that trained stays
     return out
 
 

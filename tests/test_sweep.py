@@ -4,6 +4,7 @@ trials, killed after the first has finished, then started again."""
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import matplotlib.image
 import pandas as pd
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_cli import ROOT
 
@@ -21,6 +23,7 @@ from grokkit.errors import ConfigError
 from grokkit.experiments import grid
 from grokkit.experiments.trial import Trial
 from grokkit.results import load_run, load_sweep
+from grokkit.results.compare import expand_runs, summary_figure
 
 FIRST, SECOND = "phi=3.0", "phi=4.0"
 
@@ -111,6 +114,41 @@ def test_load_run_and_load_sweep_read_the_trials(sweep_dir, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_sweep_refuses_a_trial_name_its_earlier_run_gave_other_values(sweep_dir, tmp_path, capsys):
+    out, _, _ = sweep_dir
+    copy = shutil.copytree(out, tmp_path / "sweep")
+    plan = json.loads((copy / "sweep.json").read_text())
+    plan["trials"][FIRST] = {"data.phi": 3.0, "seed_everything": 1}  # as a tied axis would have named it
+    (copy / "sweep.json").write_text(json.dumps(plan))
+    base = yaml.safe_load((copy / "base.yaml").read_text())
+    base["trainer"]["logger"]["init_args"]["save_dir"] = str(copy.resolve())  # the copy's own runs
+    (copy / "base.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    command = sweep_command(out.parent)[3:]  # the same base config (its data_dir too) and grid
+    command[command.index("--out") + 1] = str(copy)
+    with pytest.raises(SystemExit) as refused:
+        main([*command, "--dry-run"])
+    assert refused.value.code == 2
+    assert f"its trial {FIRST} ran with {{'data.phi': 3.0, 'seed_everything': 1}}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_labels_two_sweeps_apart_and_groups_list_values(sweep_dir, tmp_path):
+    """Two sweeps whose trials share names keep both (labelled by sweep); a run given twice is refused; a
+    list-valued grid key (e.g. model.betas) groups the summary figure's lines."""
+    out, _, _ = sweep_dir
+    first, second = shutil.copytree(out, tmp_path / "a"), shutil.copytree(out, tmp_path / "b")
+    assert sorted(expand_runs([first, second])) == sorted(f"{s}/{t}" for s in "ab" for t in (FIRST, SECOND))
+    assert sorted(expand_runs([first])) == [FIRST, SECOND]
+    with pytest.raises(ConfigError, match="has the label of another run"):
+        expand_runs([first / FIRST, first / FIRST])
+    plan = json.loads((second / "sweep.json").read_text())
+    plan["trials"] = {name: {**point, "model.betas": [0.9, 0.98]} for name, point in plan["trials"].items()}
+    (second / "sweep.json").write_text(json.dumps(plan))
+    figure = summary_figure([second], "data.phi", "val.test_inferred_iid/acc")
+    assert figure.axes[0].get_legend_handles_labels()[1] == ["model.betas=[0.9, 0.98]"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "how",
     [[], ["--panels"], ["--x", "data.phi", "--y", "val.test_inferred_iid/acc"]],
@@ -131,6 +169,7 @@ def test_compare_draws_a_png_and_writes_tensorboard(sweep_dir, tmp_path, how):
     [
         (["--grid", "data.phee=[1.0]"], "grid key data.phee is not a config key"),
         (["--grid", "data.phi=[9.0,abc]"], "grid data.phi=abc"),
+        (["--grid", "model.lr=[0.001,-0.1]"], "grid model.lr=-0.1: model.lr=-0.1 must lie in (0, 10]"),
         (["--grid", "data.phi=[]"], "--grid data.phi: the list of values is empty"),
         (["--grid", "data.phi=9.0"], "--grid data.phi: the values must be a list"),
         ([], "no grid"),

@@ -19,7 +19,7 @@ from grokkit.cli.checkpoints import check_checkpoint, load_checkpoint, resolve_c
 from grokkit.cli.commands import TRAINER_COMMANDS
 from grokkit.cli.parser import located
 from grokkit.cli.rundir import claim_run_directory
-from grokkit.cli.settings import check_settings
+from grokkit.cli.settings import check_settings, config_sections
 from grokkit.errors import ConfigError, GrokkitError
 from grokkit.lightning_private import ConfiguredModelCLI, set_step
 from grokkit.probes.base import check_probes
@@ -56,10 +56,8 @@ class GrokkitCLI(ConfiguredModelCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse, then refuse any number outside its range before anything (the seed included) is set."""
         super().parse_arguments(parser, args)
-        sections = {"model": self.model_class, "data": self.datamodule_class, "trainer": self.trainer_class}
-        sections |= {"": type(self), "checkpoint": ResumableCheckpoint, "trajectory": TrajectoryCheckpoint}
         try:
-            check_settings(self.config.get(self.config.get("subcommand"), self.config), sections)
+            check_settings(self.config.get(self.config.get("subcommand"), self.config), config_sections(self))
         except ConfigError as error:
             raise ConfigError(f"{error}{located(error.key or '')}", error.key) from None
 

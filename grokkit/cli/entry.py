@@ -2,7 +2,8 @@
 
 Bad input (a config value, a data file, a dataset directory, a checkpoint) is refused before anything is
 written, in one line ``grokkit: error: ...`` naming the field or file and the fix (exit code 2); a run that
-has to stop (a non-finite loss, a failing probe, a full disk) says so in one line too (exit code 1).
+has to stop (a non-finite loss, a failing probe, a full disk) says so in one line too (exit code 1), and a run
+stopped by SIGTERM exits with 143, as a process killed by it would.
 ``--debug`` (or ``GROKKIT_DEBUG=1``) shows the traceback instead.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ from importlib.metadata import version
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import ArgsType
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from grokkit.cli import invocation
 from grokkit.cli.commands import TOOLS, TRAINER_COMMANDS, overview
@@ -64,7 +67,13 @@ def run_command(args: ArgsType) -> None:
         if isinstance(argv, list) and argv[0] in TOOLS:  # imported when used: some need optional packages
             module, _, function = TOOLS[argv[0]][0].partition(":")
             return getattr(importlib.import_module(module), function)(argv[1:])
-        build_cli(None if args is None else argv)
+        try:
+            build_cli(None if args is None else argv)
+        except (
+            SIGTERMException
+        ):  # Lightning's is a SystemExit of status 0: a scheduler would see a finished run
+            print("grokkit: stopped by SIGTERM; resume with --ckpt_path last", file=sys.stderr)
+            sys.exit(128 + signal.SIGTERM)
 
 
 @contextmanager

@@ -70,8 +70,8 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"no checkpoints under {run_dir / 'checkpoints'}: nothing to analyze")
     # every checkpoint read (memory-mapped) before any work, so that a damaged one is refused first
     checkpoints = [read_checkpoint(path, str(path)) for path in paths]
+    cli = build_cli(config, prog="grokkit analyze", run=False, save_config=False)  # refuses bad probes first
     shutil.rmtree(run_dir / "analysis", ignore_errors=True)
-    cli = build_cli(config, prog="grokkit analyze", run=False, save_config=False)
     trainer, module = cli.trainer, cli.model
     steps: list[int] = []
     for checkpoint in checkpoints:

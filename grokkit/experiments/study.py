@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from grokkit.atomic import atomic_write
 from grokkit.cli.configfiles import read_config_file
 from grokkit.errors import ConfigError, TrainingError
+from grokkit.experiments.trial import is_done
 from grokkit.results.compare import Line, panels_figure
 from grokkit.results.runs import SWEEP_PLAN, TRIAL_MARKER, flatten, load_run, load_sweep
 
@@ -182,13 +183,14 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def study_command(argv: list[str]) -> None:
     options, sweep_args = parse_options(argv)
-    started = time.monotonic()
+    started, points = time.monotonic(), regime_points(options.seeds)
+    trains = not options.report_only and any(not is_done(options.out / name) for name in points)
     if not options.report_only:
         from grokkit.experiments.sweep import sweep  # imported here: Ray is needed only to train
 
         args = ["--config", str(BASES[options.scale]), *sweep_args, "--out", str(options.out)]
         try:
-            if sweep(args, trials=regime_points(options.seeds)) is None:  # --dry-run: the trials listed
+            if sweep(args, trials=points) is None:  # --dry-run: the trials listed
                 return
         except TrainingError:  # some trials failed: still the table and figure of the others, then the error
             report(options.out)
@@ -196,7 +198,7 @@ def study_command(argv: list[str]) -> None:
     table = report(options.out)
     agree = int(table["agrees"].sum())
     took = ""
-    if not options.report_only:  # the wall time of this invocation: trials finished earlier were skipped
+    if trains:  # the wall time of this invocation, if it trained (trials finished earlier are skipped)
         minutes = round((time.monotonic() - started) / 60, 1)
         timing = {"minutes": minutes, "args": argv}
         atomic_write(options.out / TIMING, lambda f: f.write(json.dumps(timing, indent=1).encode()))

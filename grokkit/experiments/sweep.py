@@ -34,7 +34,8 @@ from grokkit.experiments.sweep_plan import (
     check_axes,
     check_points,
     check_same_base,
-    config_parser,
+    check_same_points,
+    config_cli,
     read_configs,
     write_plan,
 )
@@ -145,7 +146,10 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--dry-run", action="store_true", help="check the config and grid, list the trials, stop"
     )
     options, rest = parser.parse_known_args(argv)
-    if (options.cpus_per_trial or 1) < 1 or options.gpus_per_trial < 0 or (options.max_concurrent or 1) < 1:
+    below_one = [
+        value for value in (options.cpus_per_trial, options.max_concurrent) if value is not None and value < 1
+    ]
+    if below_one or options.gpus_per_trial < 0:
         raise ConfigError(
             "--cpus-per-trial and --max-concurrent must be at least 1, --gpus-per-trial not negative"
         )
@@ -166,18 +170,20 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
             "no grid: give --grid KEY=[VALUE,...] or a sweep: {grid: {KEY: [...]}} section in a --config file"
         )
     sweep_dir = Path(options.out or Path("runs", "sweeps", Path(options.config[-1]).stem))
-    parser, config = config_parser([*config_args, *fit_flags])
+    cli = config_cli([*config_args, *fit_flags])
+    parser, config = cli.parser, cli.config
     options.cpus_per_trial = options.cpus_per_trial or config.get("threads") or 1
     if options.max_concurrent is None and not options.address:
         options.max_concurrent = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
     base = base_config(parser, config, sweep_dir, options.cpus_per_trial)
     check_same_base(sweep_dir, base)
     if trials is None:
-        check_axes(parser, config, base, axes)
+        check_axes(cli, config, base, axes)
         points = grid.trial_points(axes)
     else:
-        check_points(parser, config, base, trials)
+        check_points(cli, config, base, trials)
         points = trials
+    check_same_points(sweep_dir, points)
     if options.dry_run:
         print(f"grokkit sweep: {len(points)} trials -> {sweep_dir}", *points, sep="\n  ")
         return None

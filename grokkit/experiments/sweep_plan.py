@@ -19,6 +19,7 @@ from jsonargparse import ArgumentError, Namespace
 from grokkit.atomic import atomic_write
 from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.cli.parser import GrokkitParser
+from grokkit.cli.settings import check_settings, config_sections
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.experiments import grid
@@ -38,10 +39,9 @@ class ConfigOnlyCLI(GrokkitCLI):
         pass
 
 
-def config_parser(args: list[str]) -> tuple[GrokkitParser, Namespace]:
-    """``grokkit fit``'s parser and the config ``args`` give (a bad config: one line, exit 2)."""
-    cli = build_cli(args, prog="grokkit sweep", run=False, save_config=False, cli_class=ConfigOnlyCLI)
-    return cli.parser, cli.config
+def config_cli(args: list[str]) -> ConfigOnlyCLI:
+    """``grokkit fit``'s parser and checks, and the config ``args`` give (a bad config: one line, exit 2)."""
+    return build_cli(args, prog="grokkit sweep", run=False, save_config=False, cli_class=ConfigOnlyCLI)
 
 
 def read_configs(paths: list[str]) -> tuple[list[str], list[grid.Axis]]:
@@ -89,34 +89,35 @@ def check_keys(config: Namespace, keys: list[str], what: str) -> None:
             )
 
 
-def check_values(parser: GrokkitParser, base: dict[str, Any], points: dict[str, dict[str, Any]]) -> None:
-    """Refuse a value of the wrong type: each point (its description -> keys and values) parses on ``base``."""
-    parser.exit_on_error = False  # an error raises, so it can name the point
-    base_text = yaml.safe_dump(base, sort_keys=False)
+def check_values(cli: ConfigOnlyCLI, base: dict[str, Any], points: dict[str, dict[str, Any]]) -> None:
+    """Refuse a value of the wrong type or outside its range, as ``grokkit fit`` would: each point (its
+    description -> keys and values) parses on ``base`` through the CLI's own checks."""
+    cli.parser.exit_on_error = False  # an error raises, so it can name the point
+    base_text, sections = yaml.safe_dump(base, sort_keys=False), config_sections(cli)
     for where, point in points.items():
         try:
-            parser.parse_args(["--config", base_text, *config_flags(point)])
-        except ArgumentError as error:
+            check_settings(cli.parser.parse_args(["--config", base_text, *config_flags(point)]), sections)
+        except (ArgumentError, ConfigError) as error:
             raise ConfigError(f"{where}: {' '.join(str(error).split())}") from None
 
 
-def check_axes(parser: GrokkitParser, config: Namespace, base: dict[str, Any], axes: list[grid.Axis]) -> None:
-    """Refuse a key the config does not have, one the sweep sets itself, or a value of the wrong type."""
+def check_axes(cli: ConfigOnlyCLI, config: Namespace, base: dict[str, Any], axes: list[grid.Axis]) -> None:
+    """Refuse a key the config does not have, one the sweep sets itself, or a value it would refuse."""
     check_keys(config, [key for axis in axes for key in axis.keys], "grid")
     values = {
         f"grid {axis.text}={grid.format_value(value)}": dict.fromkeys(axis.keys, value)
         for axis in axes
         for value in axis.values
     }
-    check_values(parser, base, values)
+    check_values(cli, base, values)
 
 
 def check_points(
-    parser: GrokkitParser, config: Namespace, base: dict[str, Any], points: dict[str, dict[str, Any]]
+    cli: ConfigOnlyCLI, config: Namespace, base: dict[str, Any], points: dict[str, dict[str, Any]]
 ) -> None:
     """As :func:`check_axes`, for trials given as points (name -> config key -> value)."""
     check_keys(config, sorted({key for point in points.values() for key in point}), "trial")
-    check_values(parser, base, {f"trial {name}": point for name, point in points.items()})
+    check_values(cli, base, {f"trial {name}": point for name, point in points.items()})
 
 
 def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]]) -> int:
@@ -146,6 +147,20 @@ def check_same_base(sweep_dir: Path, base: dict[str, Any]) -> None:
             f"{sweep_dir} holds a sweep of another config (it differs in {', '.join(differing[:3])}); "
             "give the same --config files and flags to continue it, or another --out"
         )
+
+
+def check_same_points(sweep_dir: Path, points: dict[str, dict[str, Any]]) -> None:
+    """Refuse a trial whose name an earlier run of the sweep gave other values: its finished run would be kept
+    under values it did not train with (``data.seed=[0]`` and ``data.seed,seed_everything=[0]`` are both
+    ``seed=0``)."""
+    plan_path = sweep_dir / SWEEP_PLAN
+    earlier = json.loads(plan_path.read_text())["trials"] if plan_path.is_file() else {}
+    for name, point in points.items():
+        if earlier.get(name, point) != point:
+            raise ConfigError(
+                f"{sweep_dir}: its trial {name} ran with {earlier[name]}, not {point}; give the grid it ran "
+                "with, or another --out"
+            )
 
 
 def write_plan(sweep_dir: Path, base: dict[str, Any], points: dict[str, dict[str, Any]]) -> None:

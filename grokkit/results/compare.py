@@ -35,15 +35,23 @@ def is_sweep(path: Path) -> bool:
 
 
 def expand_runs(paths: list[Path]) -> dict[str, Path]:
-    """Label -> run directory: a sweep's trials under their names, other runs as ``parent/name``."""
-    runs = {}
+    """Label -> run directory: a sweep's trials under their names (``sweep/name`` when several paths are
+    compared, whose trials can share names), other runs as ``parent/name``."""
+    runs: dict[str, Path] = {}
+    prefix = len(paths) > 1
     for path in paths:
         if is_sweep(path):
-            runs |= {name: path / name for name in load_sweep(path)["trial"] if (path / name).is_dir()}
+            trials = [name for name in load_sweep(path)["trial"] if (path / name).is_dir()]
+            found = {f"{path.name}/{name}" if prefix else name: path / name for name in trials}
         elif path.is_dir():
-            runs[f"{path.parent.name}/{path.name}"] = path
+            found = {f"{path.parent.name}/{path.name}": path}
         else:
             raise ConfigError(f"{path}: no such run or sweep directory")
+        if same := sorted(found.keys() & runs.keys()):
+            raise ConfigError(
+                f"{path}: its {same[0]} has the label of another run given; compare them separately"
+            )
+        runs |= found
     if not runs:
         raise ConfigError("no run directories to compare (the sweeps have no trial started yet)")
     return runs
@@ -106,6 +114,7 @@ def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
             )
     first_summary_column = list(table.columns).index("status")
     groups = [key for key in table.columns[1:first_summary_column] if key != x]
+    table[groups] = table[groups].map(lambda v: str(v) if isinstance(v, list) else v)  # e.g. betas: hashable
     fig = Figure(figsize=(6, 4), dpi=120)
     ax = fig.add_subplot()
     for values, rows in table.groupby(groups, dropna=False) if groups else [((), table)]:
