@@ -15,7 +15,8 @@ from grokkit.data.injection import Injection, graph_of, inject
 from grokkit.data.kg import EOS, graph_from_triples, query_keys
 from grokkit.data.splits import SplitSpec, build_splits
 from grokkit.data.store import _to_tensors
-from grokkit.experiments.transfer_report import circuit_tag
+from grokkit.errors import ConfigError
+from grokkit.experiments.transfer_report import circuit_tag, write_report
 from grokkit.train.board import CHECKPOINT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +145,11 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path):
         })
     )  # fmt: skip
     out = tmp_path / "out"
+    stale = out / "scratch" / "events.out.tfevents.0.an-older-transfer"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
     main(["transfer", "--source", str(source_run), "--config", str(overlay), "--out", str(out)])
+    assert not stale.exists()  # a start trains afresh into its directory
     with open(out / "transfer.csv") as f:
         rows = {row["start"]: row for row in csv.DictReader(f)}
     assert list(rows) == ["grokked", "memorized", "scratch"]
@@ -166,6 +171,13 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path):
     config = yaml.safe_load((out / "memorized" / "config.yaml").read_text())
     assert config["model"]["init_from"].endswith("step=00000020.ckpt")
     assert yaml.safe_load((out / "scratch" / "config.yaml").read_text())["model"]["init_from"] is None
+    # a start of another source in the same OUT (an older command's) is refused, not mixed into the table
+    checkpoint = out / "scratch" / "checkpoints" / "last.ckpt"
+    state = torch.load(checkpoint, weights_only=False)
+    state[CHECKPOINT_KEY]["sections"]["transfer"]["source"] = "runs/another/version_0"
+    torch.save(state, checkpoint)
+    with pytest.raises(ConfigError, match="fine-tuned from different runs"):
+        write_report(out)
 
 
 def board(run: Path) -> dict:

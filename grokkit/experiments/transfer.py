@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,9 @@ def transfer(
     for start in starts:
         init_from, step = checkpoints.get(start, (None, None))
         cli = build_start(config, overlays, list(extra), init_from, out / start)
+        shutil.rmtree(
+            out / start, ignore_errors=True
+        )  # a start trains afresh: no events or checkpoints of an older one
         cli.datamodule.setup("fit")
         counts = {k: v for k, v in cli.datamodule.manifest["counts"].items() if k.startswith("eval_")}
         origin = {

@@ -151,6 +151,12 @@ def write_report(out: Path) -> list[dict[str, Any]]:
     curves = {start: curves_of(board) for start, board in runs.items()}
     traced = {start: (board.latest("causal_tracing") or {}).get("split") for start, board in runs.items()}
     origins = {start: board.latest("transfer") or {} for start, board in runs.items()}
+    sources = {origin.get("source") for origin in origins.values()}
+    if len(sources) > 1:
+        raise ConfigError(
+            f"{out} holds starts fine-tuned from different runs ({', '.join(sorted(map(str, sources)))}); rerun "
+            "every start from one --source, or give another --out"
+        )
     counts = next(iter(origins.values()))
     rows = [summarize(start, curves[start], traced[start], origins[start].get("init_step")) for start in runs]
     atomic_write(out / "transfer.md", lambda f: f.write(markdown(rows, counts).encode()))
