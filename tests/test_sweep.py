@@ -171,6 +171,7 @@ def test_compare_draws_a_png_and_writes_tensorboard(sweep_dir, tmp_path, how):
         (["--grid", "data.phi=[9.0,abc]"], "grid data.phi=abc"),
         (["--grid", "model.lr=[0.001,-0.1]"], "grid model.lr=-0.1: model.lr=-0.1 must lie in (0, 10]"),
         (["--grid", "data.phi=[3.0]", "--max-concurrent", "0"], "--max-concurrent must be at least 1"),
+        (["--grid", "data.phi=[9,9.0]"], "--grid data.phi: value 9 (as 9.0) is given twice"),
         (["--grid", "data.phi=[]"], "--grid data.phi: the list of values is empty"),
         (["--grid", "data.phi=9.0"], "--grid data.phi: the values must be a list"),
         ([], "no grid"),

@@ -48,9 +48,16 @@ def parse_axis(keys_text: str, values: Any, where: str) -> Axis:
     if not values:
         raise ConfigError(f"{where} {keys_text}: the list of values is empty; give at least one value")
     names = [format_value(value) for value in values]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ConfigError(f"{where} {keys_text}: value {repeated[0]} is given twice; give each value once")
+    # one trial directory for two values, or one config under two names (9 and 9.0)
+    twice = [
+        (i, j)
+        for i, j in itertools.combinations(range(len(values)), 2)
+        if names[i] == names[j] or values[i] == values[j]
+    ]
+    if twice:
+        i, j = twice[0]
+        shown = names[i] if names[i] == names[j] else f"{names[i]} (as {names[j]})"
+        raise ConfigError(f"{where} {keys_text}: value {shown} is given twice; give each value once")
     return Axis(keys, tuple(values))
 
 
