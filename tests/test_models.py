@@ -21,6 +21,9 @@ MODELS = {
         VOCAB, 5, d_model=32, H_cycles=2, L_cycles=2, token_mixing="attention"
     ),
     "recursive_prefix": lambda: Recursive(VOCAB, 5, d_model=32, H_cycles=1, L_cycles=3, n_prefix=4),
+    "recursive_trm": lambda: Recursive(
+        VOCAB, 5, d_model=32, H_cycles=1, L_cycles=2, n_prefix=4, original_trm=True
+    ),
 }
 
 
@@ -202,3 +205,27 @@ def test_the_per_element_probe_tells_how_pytorch_draws_a_dropout_mask():
     torch.manual_seed(0)
     drawn = torch.empty(10_000, dtype=torch.float64).uniform_() < 0.7  # one uniform double per element
     assert torch.equal(kept, drawn) == bernoulli_draws_per_element()
+
+
+def test_original_trm_builds_the_block_and_the_inputs_as_he_et_als_code():
+    """``original_trm``: the MLP mixing's sum normalized across positions (the TRM code's block, transcribed
+    here), one learned prefix slot and zero slots scaled with the embeddings, and 256-multiple widths."""
+    torch.manual_seed(0)
+    model = Recursive(vocab_size=30, item_len=5, d_model=64, n_prefix=16, original_trm=True)
+    block = model.level[0]
+    assert block.token_mixer.mlp.down.in_features == 256 and block.channel_mlp.down.in_features == 256
+    assert model.prefix.shape == (1, 64)
+    x = torch.randn(3, 21, 64)
+    h = x.transpose(1, 2)  # trm.py: the mixer and its norm run on (B, D, L)
+    h = F.rms_norm(h + block.token_mixer.mlp(h), (21,), eps=1e-5).transpose(1, 2)
+    expected = F.rms_norm(h + block.channel_mlp(h), (64,), eps=1e-5)
+    assert torch.allclose(block(x), expected, atol=1e-6)
+    with torch.no_grad():
+        model.prefix.fill_(1.0)
+    inputs = torch.randint(3, 30, (2, 5))
+    embedded = model.input_embedding(inputs)
+    assert embedded.shape == (2, 21, 64) and torch.all(embedded[:, 0] == 8.0)  # sqrt(64) x the learned slot
+    assert torch.all(embedded[:, 1:16] == 0) and torch.equal(embedded[:, 16:], 8.0 * model.embed(inputs))
+    plain = Recursive(vocab_size=30, item_len=5, d_model=64, n_prefix=16)  # grokkit's layout
+    assert plain.prefix.shape == (16, 64) and plain.level[0].token_mixer.mlp.down.in_features == 84
+    assert not plain.level[0].sequence_norm and plain.level[0].channel_mlp.down.in_features == 176

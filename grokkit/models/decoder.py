@@ -136,9 +136,11 @@ class Decoder(TwoHopModel):
         )
         self.ln_f = nn.LayerNorm(d_model)
         self.apply(self._init_weights)
-        for name, param in self.named_parameters():  # GPT-2: scale residual projections by depth
+        # GPT-2: scale residual projections by the depth of its config, which for Wang et al.'s shared model
+        # (HF GPT-2 with n_layer 4, looped twice) counts the distinct blocks
+        for name, param in self.named_parameters():
             if name.endswith("proj.weight"):
-                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * n_unique_layers))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

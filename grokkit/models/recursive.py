@@ -10,8 +10,10 @@ One "level" is ``n_blocks`` distinct post-norm blocks. It is applied recursively
 
 Stage 0 is the input embedding ``x``; there are ``1 + H_cycles * (L_cycles + 1)`` stages (15 at 2 x 6).
 Token mixing is an MLP across the sequence (no attention, no positions) or bidirectional attention with
-learned positions. ``n_prefix`` learned scratch positions (the paper's 16 puzzle-embedding slots) may be
-prepended; they are hidden from states and patches.
+learned positions. ``n_prefix`` scratch positions (the paper's 16 puzzle-embedding slots) may be prepended;
+they are hidden from states and patches. ``original_trm`` builds three details as He et al.'s code does
+(``TRM_model/models/recursive_reasoning/trm.py`` and ``layers.py`` of their repository), which grokkit's
+own layout, the one its documented CPU runs used, does differently.
 """
 
 from __future__ import annotations
@@ -44,12 +46,17 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
+def trm_width(width: int, expansion: float) -> int:
+    """The inner width of the TRM code's SwiGLU: 2/3 of ``expansion`` x ``width``, up to a multiple of 256."""
+    return 256 * math.ceil(round(expansion * width * 2 / 3) / 256)
+
+
 class SequenceMixer(nn.Module):
     """MLP-Mixer token mixing: a SwiGLU across positions, one per channel (position-specific weights)."""
 
-    def __init__(self, seq_len: int, expansion: float) -> None:
+    def __init__(self, seq_len: int, inner: int) -> None:
         super().__init__()
-        self.mlp = SwiGLU(seq_len, max(8, round(expansion * seq_len)))
+        self.mlp = SwiGLU(seq_len, inner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x.transpose(1, 2)).transpose(1, 2)  # mix over T for each of the d channels
@@ -76,13 +83,17 @@ class SelfAttention(nn.Module):
 
 
 class PostNormBlock(nn.Module):
-    def __init__(self, token_mixer: nn.Module, d_model: int, expansion: float) -> None:
+    """Token mixing, then a channel SwiGLU, each added and RMS-normalized; ``sequence_norm`` normalizes the
+    mixing's sum across positions, channel by channel (the TRM code's MLP mixing), instead of per token."""
+
+    def __init__(self, token_mixer: nn.Module, channel_inner: int, d_model: int, sequence_norm: bool) -> None:
         super().__init__()
-        self.token_mixer = token_mixer
-        self.channel_mlp = SwiGLU(d_model, 8 * math.ceil(expansion * d_model * 2 / 3 / 8))
+        self.token_mixer, self.sequence_norm = token_mixer, sequence_norm
+        self.channel_mlp = SwiGLU(d_model, channel_inner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = rms_norm(x + self.token_mixer(x))
+        mixed = x + self.token_mixer(x)
+        x = rms_norm(mixed.transpose(1, 2)).transpose(1, 2) if self.sequence_norm else rms_norm(mixed)
         return rms_norm(x + self.channel_mlp(x))
 
 
@@ -99,7 +110,13 @@ class Recursive(TwoHopModel):
         token_mixing: ``mlp`` (paper) or ``attention``.
         n_heads: Heads, for ``token_mixing: attention``.
         expansion: Width factor of the channel SwiGLU (and of the sequence MLP).
-        n_prefix: Learned scratch positions prepended to the sequence (paper: 16).
+        n_prefix: Scratch positions prepended to the sequence (paper: 16).
+        original_trm: Three details as in He et al.'s code (``configs/he2026`` sets it): the MLP mixing's sum
+            RMS-normalized across positions rather than per token; one learned prefix slot followed by
+            ``n_prefix - 1`` zero slots, scaled with the token embeddings by sqrt(d_model), rather than
+            ``n_prefix`` learned unscaled slots; and both SwiGLUs' inner widths 2/3 x ``expansion`` x width
+            rounded up to a multiple of 256 (256 across 21 positions, 4096 at d_model 1536), rather than
+            ``expansion`` x positions and a multiple of 8.
     """
 
     # He et al.'s Bridge Found: the model writes every slot at once, so the bridge appearing in any slot but
@@ -118,6 +135,7 @@ class Recursive(TwoHopModel):
         n_heads: int = 4,
         expansion: float = 4.0,
         n_prefix: int = 0,
+        original_trm: bool = False,
     ) -> None:
         super().__init__()
         sizes = dict(
@@ -133,20 +151,25 @@ class Recursive(TwoHopModel):
                 f"model.network.init_args.n_heads={n_heads}"
             )
         self.d_model, self.H_cycles, self.L_cycles, self.n_prefix = d_model, H_cycles, L_cycles, n_prefix
-        self.n_stages = 1 + H_cycles * (L_cycles + 1)
-        seq_len = n_prefix + item_len
+        self.n_stages, self.original_trm = 1 + H_cycles * (L_cycles + 1), original_trm
+        seq_len, mlp_mixing = n_prefix + item_len, token_mixing == "mlp"
+        if original_trm:
+            sequence_inner, channel_inner = trm_width(seq_len, expansion), trm_width(d_model, expansion)
+        else:
+            sequence_inner = max(8, round(expansion * seq_len))
+            channel_inner = 8 * math.ceil(expansion * d_model * 2 / 3 / 8)
 
-        def mixer() -> nn.Module:
-            return (
-                SequenceMixer(seq_len, expansion)
-                if token_mixing == "mlp"
-                else SelfAttention(d_model, n_heads)
-            )
+        def block() -> PostNormBlock:
+            mixer = SequenceMixer(seq_len, sequence_inner) if mlp_mixing else SelfAttention(d_model, n_heads)
+            return PostNormBlock(mixer, channel_inner, d_model, sequence_norm=original_trm and mlp_mixing)
 
         self.embed = nn.Embedding(vocab_size, d_model)
         self.positions = nn.Parameter(torch.zeros(seq_len, d_model)) if token_mixing == "attention" else None
-        self.prefix = nn.Parameter(torch.zeros(n_prefix, d_model))
-        self.level = nn.ModuleList(PostNormBlock(mixer(), d_model, expansion) for _ in range(n_blocks))
+        learned = (
+            min(n_prefix, 1) if original_trm else n_prefix
+        )  # the TRM code: one puzzle embedding, zero-padded
+        self.prefix = nn.Parameter(torch.zeros(learned, d_model))
+        self.level = nn.ModuleList(block() for _ in range(n_blocks))
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         self.register_buffer("z_H_init", nn.init.trunc_normal_(torch.empty(d_model), std=1.0))
         self.register_buffer("z_L_init", nn.init.trunc_normal_(torch.empty(d_model), std=1.0))
@@ -166,6 +189,16 @@ class Recursive(TwoHopModel):
     def unembed(self, state: torch.Tensor) -> torch.Tensor:
         return self.lm_head(state)  # post-norm: every stage is already normalized
 
+    def input_embedding(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Prefix slots and scaled token embeddings (B, n_prefix + T, d); the TRM code scales the prefix too,
+        after adding the positions (each term then by 1/sqrt(2))."""
+        B, scale = inputs.size(0), math.sqrt(self.d_model)
+        if not self.original_trm:
+            return torch.cat([self.prefix.expand(B, -1, -1), scale * self.embed(inputs)], dim=1)
+        zeros = self.prefix.new_zeros(self.n_prefix - len(self.prefix), self.d_model)
+        x = torch.cat([torch.cat([self.prefix, zeros]).expand(B, -1, -1), self.embed(inputs)], dim=1)
+        return scale * (x if self.positions is None else 0.707106781 * (x + self.positions))
+
     def apply_level(self, z: torch.Tensor) -> torch.Tensor:
         for block in self.level:
             z = block(z)
@@ -174,10 +207,8 @@ class Recursive(TwoHopModel):
     def run(
         self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None
     ) -> torch.Tensor:
-        B = inputs.size(0)
-        x = math.sqrt(self.d_model) * self.embed(inputs)  # (B, T, d)
-        x = torch.cat([self.prefix.expand(B, -1, -1), x], dim=1)
-        if self.positions is not None:
+        x = self.input_embedding(inputs)
+        if self.positions is not None and not self.original_trm:
             x = x + self.positions
         x = self.visit(0, x, patch, states)
         z_H, z_L = self.z_H_init.expand_as(x), self.z_L_init.expand_as(x)
