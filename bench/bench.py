@@ -104,10 +104,9 @@ def main() -> None:
         g = measure_grokkit(settings, config, raw, Path(tmp), threads)  # every later part needs it: no guard
         timed = (settings, config, Path(tmp), threads, g["window_steps"])  # a timed fit's arguments
         fixed = attempt(console, "the fixed cost", measure_fixed_cost, *timed)
+        # Lightning's row on the tiny network stands even if grokkit's failed
         lightning = ("Lightning's default Trainer, tiny network", measure_lightning_default)
-        fixed["lightning"] = attempt(
-            console, *lightning, *timed, TINY_NETWORK
-        )  # its row, even if grokkit's failed
+        fixed["lightning"] = attempt(console, *lightning, *timed, TINY_NETWORK)
         g["lightning"] = attempt(
             console, "Lightning's default Trainer", measure_lightning_default, *timed, []
         )

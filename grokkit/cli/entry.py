@@ -69,9 +69,8 @@ def run_command(args: ArgsType) -> None:
             return getattr(importlib.import_module(module), function)(argv[1:])
         try:
             build_cli(None if args is None else argv)
-        except (
-            SIGTERMException
-        ):  # Lightning's is a SystemExit of status 0: a scheduler would see a finished run
+        # Lightning's SIGTERMException is a SystemExit of status 0: a scheduler would see a finished run
+        except SIGTERMException:
             print("grokkit: stopped by SIGTERM; resume with --ckpt_path last", file=sys.stderr)
             sys.exit(128 + signal.SIGTERM)
 

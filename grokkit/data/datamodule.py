@@ -225,7 +225,7 @@ class TwoHopDataModule(L.LightningDataModule):
         step = (lambda: 0) if trainer is None else (lambda: training_batches_drawn(trainer))
         # Pinned on a GPU, so each step's index copy is asynchronous: a copy from pageable memory can wait
         # for the device to drain, a host sync every step.
-        pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        pin = trainer is not None and trainer.strategy.root_device.type == "cuda"
         batches = StepBatches(n_train, self.batch_size, self.seed, step)
         return DataLoader(batches, batch_size=None, pin_memory=pin)
 

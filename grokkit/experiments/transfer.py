@@ -119,9 +119,8 @@ def transfer(
     for start in starts:
         init_from, step = checkpoints.get(start, (None, None))
         cli = build_start(config, overlays, list(extra), init_from, out / start)
-        shutil.rmtree(
-            out / start, ignore_errors=True
-        )  # a start trains afresh: no events or checkpoints of an older one
+        # a start trains afresh: no events or checkpoints of an older one stay beside it
+        shutil.rmtree(out / start, ignore_errors=True)
         cli.datamodule.setup("fit")
         counts = {k: v for k, v in cli.datamodule.manifest["counts"].items() if k.startswith("eval_")}
         origin = {

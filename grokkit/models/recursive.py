@@ -165,9 +165,8 @@ class Recursive(TwoHopModel):
 
         self.embed = nn.Embedding(vocab_size, d_model)
         self.positions = nn.Parameter(torch.zeros(seq_len, d_model)) if token_mixing == "attention" else None
-        learned = (
-            min(n_prefix, 1) if original_trm else n_prefix
-        )  # the TRM code: one puzzle embedding, zero-padded
+        # the TRM code learns one puzzle embedding and pads it with zero slots
+        learned = min(n_prefix, 1) if original_trm else n_prefix
         self.prefix = nn.Parameter(torch.zeros(learned, d_model))
         self.level = nn.ModuleList(block() for _ in range(n_blocks))
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
@@ -190,11 +189,12 @@ class Recursive(TwoHopModel):
         return self.lm_head(state)  # post-norm: every stage is already normalized
 
     def input_embedding(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Prefix slots and scaled token embeddings (B, n_prefix + T, d); the TRM code scales the prefix too,
-        after adding the positions (each term then by 1/sqrt(2))."""
+        """Prefix slots, scaled token embeddings and positions (B, n_prefix + T, d); the TRM code scales the
+        prefix too, after adding the positions (each term then by 1/sqrt(2))."""
         B, scale = inputs.size(0), math.sqrt(self.d_model)
         if not self.original_trm:
-            return torch.cat([self.prefix.expand(B, -1, -1), scale * self.embed(inputs)], dim=1)
+            x = torch.cat([self.prefix.expand(B, -1, -1), scale * self.embed(inputs)], dim=1)
+            return x if self.positions is None else x + self.positions
         zeros = self.prefix.new_zeros(self.n_prefix - len(self.prefix), self.d_model)
         x = torch.cat([torch.cat([self.prefix, zeros]).expand(B, -1, -1), self.embed(inputs)], dim=1)
         return scale * (x if self.positions is None else 0.707106781 * (x + self.positions))
@@ -207,10 +207,7 @@ class Recursive(TwoHopModel):
     def run(
         self, inputs: torch.Tensor, patch: Patch | None, states: list[torch.Tensor] | None
     ) -> torch.Tensor:
-        x = self.input_embedding(inputs)
-        if self.positions is not None and not self.original_trm:
-            x = x + self.positions
-        x = self.visit(0, x, patch, states)
+        x = self.visit(0, self.input_embedding(inputs), patch, states)
         z_H, z_L = self.z_H_init.expand_as(x), self.z_L_init.expand_as(x)
         stage = 0
         for h in range(self.H_cycles):

@@ -207,8 +207,8 @@ class GrokModule(PlainAttributes, L.LightningModule):
         skipped = skipped_by_scaler(self.trainer) if self.ema is not None else None
         super().optimizer_step(epoch, batch_idx, optimizer, closure)
         if self.ema is not None:  # frozen on a masked step and on one the scaler skipped, like the weights
-            keep = (1.0 - self.nonfinite_watch.mask) * (not skipped())
-            update_ema(self.ema, self.net, self.hparams.ema_decay, keep=keep)
+            keep = 1.0 - self.nonfinite_watch.mask
+            update_ema(self.ema, self.net, self.hparams.ema_decay, keep=keep * 0.0 if skipped() else keep)
 
     def on_validation_start(self) -> None:
         self.nonfinite_watch.raise_if_bad(self.trainer)
