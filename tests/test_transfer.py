@@ -16,7 +16,7 @@ from grokkit.data.kg import EOS, graph_from_triples, query_keys
 from grokkit.data.splits import SplitSpec, build_splits
 from grokkit.data.store import _to_tensors
 from grokkit.errors import ConfigError
-from grokkit.experiments.transfer_report import circuit_tag, write_report
+from grokkit.experiments.transfer_report import FINISHED, circuit_tag, write_report
 from grokkit.train.board import CHECKPOINT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +132,7 @@ def test_checkpoint_of_another_vocabulary_or_shape_is_refused(source_run, tmp_pa
 
 
 @pytest.mark.slow
-def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path):
+def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, capsys):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(
         yaml.safe_dump({
@@ -171,6 +171,25 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path):
     config = yaml.safe_load((out / "memorized" / "config.yaml").read_text())
     assert config["model"]["init_from"].endswith("step=00000020.ckpt")
     assert yaml.safe_load((out / "scratch" / "config.yaml").read_text())["model"]["init_from"] is None
+    # a start whose fit never returned (killed midway: a periodic last.ckpt, no marker) is left out, by name
+    (out / "memorized" / FINISHED).unlink()
+    capsys.readouterr()
+    main(
+        [
+            "transfer",
+            "--source",
+            str(source_run),
+            "--config",
+            str(overlay),
+            "--out",
+            str(out),
+            "--starts",
+            "scratch",
+        ]
+    )
+    assert f"{out / 'memorized'} left out: its fit did not finish" in capsys.readouterr().out
+    with open(out / "transfer.csv") as f:
+        assert [row["start"] for row in csv.DictReader(f)] == ["grokked", "scratch"]
     # a start of another source in the same OUT (an older command's) is refused, not mixed into the table
     checkpoint = out / "scratch" / "checkpoints" / "last.ckpt"
     state = torch.load(checkpoint, weights_only=False)

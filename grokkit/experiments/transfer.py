@@ -24,11 +24,12 @@ from typing import Any
 
 import yaml
 
+from grokkit.atomic import atomic_write
 from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.cli.configfiles import read_config_file
 from grokkit.cli.finished_run import run_config
 from grokkit.errors import ConfigError
-from grokkit.experiments.transfer_report import STARTS, write_report
+from grokkit.experiments.transfer_report import FINISHED, STARTS, unfinished_starts, write_report
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.checkpointing import STEP_FILE
@@ -133,6 +134,8 @@ def transfer(
             cli.model, datamodule=cli.datamodule, verbose=False
         )  # the start itself, at step 0
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        finished = json.dumps({"global_step": cli.trainer.global_step}).encode()
+        atomic_write(out / start / FINISHED, lambda f, text=finished: f.write(text))
     return write_report(out)
 
 
@@ -160,14 +163,10 @@ def transfer_command(argv: list[str]) -> None:
     starts = tuple(args.starts.split(","))
     if not starts or set(starts) - set(STARTS):
         raise ConfigError(f"--starts {args.starts}: choose among {','.join(STARTS)}")
-    rows = transfer(
-        args.source,
-        args.out or args.source / "transfer",
-        args.config or [DEFAULT_OVERLAY],
-        starts,
-        args.split,
-        extra,
-    )
-    print(
-        f"grokkit transfer: {len(rows)} starts -> {args.out or args.source / 'transfer'}/transfer.md, .csv, .png"
-    )
+    out = args.out or args.source / "transfer"
+    rows = transfer(args.source, out, args.config or [DEFAULT_OVERLAY], starts, args.split, extra)
+    for start in unfinished_starts(out):
+        print(
+            f"grokkit transfer: {out / start} left out: its fit did not finish; rerun it with --starts {start}"
+        )
+    print(f"grokkit transfer: {len(rows)} starts -> {out}/transfer.md, .csv, .png")

@@ -23,6 +23,7 @@ from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
 
 STARTS = ("grokked", "memorized", "scratch")
+FINISHED = "finished.json"  # in OUT/<start>/, written once the start's fit has returned
 CATEGORIES = {
     "new_old": "new + old (new fact as hop 1)",
     "old_new": "old + new (as hop 2)",
@@ -137,16 +138,27 @@ def figure(
     atomic_write(out, lambda f: fig.savefig(f, format="png"))
 
 
+def last_checkpoint(out: Path, start: str) -> Path:
+    return out / start / "checkpoints" / "last.ckpt"
+
+
+def unfinished_starts(out: Path) -> list[str]:
+    """Starts under ``out`` whose fit began but never returned (killed, or stopped by an error): their
+    ``last.ckpt`` is a periodic one from midway, and the report leaves them out."""
+    return [s for s in STARTS if last_checkpoint(out, s).is_file() and not (out / s / FINISHED).is_file()]
+
+
 def write_report(out: Path) -> list[dict[str, Any]]:
-    """``out/transfer.md``, ``.csv`` and ``.png`` from every start run under ``out``; returns the table's rows."""
+    """``out/transfer.md``, ``.csv`` and ``.png`` from every finished start under ``out``; returns the table's
+    rows."""
     runs = {}
     for start in STARTS:
-        path = out / start / "checkpoints" / "last.ckpt"
-        if path.is_file():
+        path = last_checkpoint(out, start)
+        if path.is_file() and (out / start / FINISHED).is_file():
             runs[start] = ResultsBoard().restore(read_checkpoint(path, str(path)))
     if not runs:
         raise ConfigError(
-            f"no finished start under {out} (OUT/<start>/checkpoints/last.ckpt): nothing to report"
+            f"no finished start under {out} (OUT/<start>/checkpoints/last.ckpt and {FINISHED}): nothing to report"
         )
     curves = {start: curves_of(board) for start, board in runs.items()}
     traced = {start: (board.latest("causal_tracing") or {}).get("split") for start, board in runs.items()}
