@@ -378,68 +378,65 @@ def batch512_rows(b: dict[str, Any], g: dict[str, Any]) -> list[Row]:
     if "error" in b:
         shapes = [(flop_row_name(shape), f">= {target}") for shape, target in FLOP_TARGETS.items()]
         return [failed_row(name, b, target) for name, target in [*shapes, (CEILING_ROW, "")]]
-    rows: list[Row] = []
     peak = b["matmul_flops"] / median(b["step_s"]["matmul"])
-    for shape, target in FLOP_TARGETS.items():
-        step = median(b["step_s"][f"{shape}/manual"])
-        achieved = b["flops_per_step"][shape] / step
-        # Each round's step window against the matmul window of the same round, as for the step ratio.
-        rounds = [
-            b["flops_per_step"][shape] / model_s / (b["matmul_flops"] / matmul_s)
-            for model_s, matmul_s in zip(b["step_s"][f"{shape}/manual"], b["step_s"]["matmul"], strict=False)
-        ]
-        fraction = median(rounds)
-        rows.append(
-            Row(
-                flop_row_name(shape),
-                fraction,
-                f"{fraction:.3f}",
-                f">= {target}",
-                check(fraction, target, False),
-                f"median of {len(rounds)} rounds ({interval_text(rounds, 3)}); medians "
-                f"{achieved / 1e9:.0f} of {peak / 1e9:.0f} GFLOP/s ({b['flops_per_step'][shape] / 1e9:.1f} GFLOP/step, "
-                f"{step * 1e3:.0f} ms/step, manual attention = grokkit's CPU default, the default config's "
-                f"{g['activation']} activation)",
-            )
-        )
+    rows = [flop_fraction_row(b, g, shape, target, peak) for shape, target in FLOP_TARGETS.items()]
     for shape in ("4x128", "8x256"):
-        manual, sdpa = median(b["step_s"][f"{shape}/manual"]), median(b["step_s"][f"{shape}/sdpa"])
-        rows.append(
-            Row(
-                f"attention sdpa / manual step time, {shape}, batch 512",
-                sdpa / manual,
-                f"{sdpa / manual:.3f}",
-                "",
-                None,
-                f"sdpa {sdpa * 1e3:.0f} vs manual {manual * 1e3:.0f} ms/step: "
-                + ("manual is faster" if manual < sdpa else "sdpa is faster"),
-            )
-        )
-        if f"{shape}/compiled" in b["step_s"]:
-            compiled = median(b["step_s"][f"{shape}/compiled"])
-            share = b["flops_per_step"][shape] / compiled / peak
-            rows.append(
-                Row(
-                    f"torch.compile / eager step time, {shape}, batch 512",
-                    compiled / manual,
-                    f"{compiled / manual:.3f}",
-                    "",
-                    None,
-                    f"compiled {compiled * 1e3:.0f} ms/step ({share:.2f} of matmul FLOP/s) after a "
-                    f"{b['compile_s'][shape]:.0f} s compile",
-                )
-            )
-
+        rows += kernel_choice_rows(b, shape, peak)
     if "dropout/grokkit" in b["step_s"]:
         rows.append(dropout_row(b))
-    rows.append(
+    detail = f"{b['matmul_n']}^2 x {b['matmul_n']}^2, {g['threads']} threads, median of {len(b['step_s']['matmul'])} windows"
+    return [*rows, Row(CEILING_ROW, peak, f"{peak / 1e9:.0f} G", "", None, detail)]
+
+
+def flop_fraction_row(b: dict[str, Any], g: dict[str, Any], shape: str, target: float, peak: float) -> Row:
+    """Training FLOP/s of one shape against the matmul ceiling: each round's step window against the matmul
+    window of the same round, as for the step ratio."""
+    step = median(b["step_s"][f"{shape}/manual"])
+    achieved = b["flops_per_step"][shape] / step
+    rounds = [
+        b["flops_per_step"][shape] / model_s / (b["matmul_flops"] / matmul_s)
+        for model_s, matmul_s in zip(b["step_s"][f"{shape}/manual"], b["step_s"]["matmul"], strict=False)
+    ]
+    fraction = median(rounds)
+    return Row(
+        flop_row_name(shape),
+        fraction,
+        f"{fraction:.3f}",
+        f">= {target}",
+        check(fraction, target, False),
+        f"median of {len(rounds)} rounds ({interval_text(rounds, 3)}); medians "
+        f"{achieved / 1e9:.0f} of {peak / 1e9:.0f} GFLOP/s ({b['flops_per_step'][shape] / 1e9:.1f} GFLOP/step, "
+        f"{step * 1e3:.0f} ms/step, manual attention = grokkit's CPU default, the default config's "
+        f"{g['activation']} activation)",
+    )
+
+
+def kernel_choice_rows(b: dict[str, Any], shape: str, peak: float) -> list[Row]:
+    """SDPA against the manual attention, and torch.compile against eager (where timed), at one shape."""
+    manual, sdpa = median(b["step_s"][f"{shape}/manual"]), median(b["step_s"][f"{shape}/sdpa"])
+    faster = "manual is faster" if manual < sdpa else "sdpa is faster"
+    rows = [
         Row(
-            CEILING_ROW,
-            peak,
-            f"{peak / 1e9:.0f} G",
+            f"attention sdpa / manual step time, {shape}, batch 512",
+            sdpa / manual,
+            f"{sdpa / manual:.3f}",
             "",
             None,
-            f"{b['matmul_n']}^2 x {b['matmul_n']}^2, {g['threads']} threads, median of {len(b['step_s']['matmul'])} windows",
+            f"sdpa {sdpa * 1e3:.0f} vs manual {manual * 1e3:.0f} ms/step: {faster}",
         )
-    )
+    ]
+    if f"{shape}/compiled" in b["step_s"]:
+        compiled = median(b["step_s"][f"{shape}/compiled"])
+        share = b["flops_per_step"][shape] / compiled / peak
+        rows.append(
+            Row(
+                f"torch.compile / eager step time, {shape}, batch 512",
+                compiled / manual,
+                f"{compiled / manual:.3f}",
+                "",
+                None,
+                f"compiled {compiled * 1e3:.0f} ms/step ({share:.2f} of matmul FLOP/s) after a "
+                f"{b['compile_s'][shape]:.0f} s compile",
+            )
+        )
     return rows

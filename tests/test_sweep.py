@@ -129,6 +129,15 @@ def test_a_sweep_refuses_a_trial_name_its_earlier_run_gave_other_values(sweep_di
         main([*command, "--dry-run"])
     assert refused.value.code == 2
     assert f"its trial {FIRST} ran with {{'data.phi': 3.0, 'seed_everything': 1}}" in capsys.readouterr().err
+    plan["trials"] = {"phi=3": {"data.phi": 3}, SECOND: {"data.phi": 4.0}}  # an earlier `--grid data.phi=[3]`
+    (copy / "sweep.json").write_text(json.dumps(plan))
+    with pytest.raises(SystemExit):
+        main([*command, "--dry-run"])
+    assert f"trial {FIRST} has the values of its trial phi=3" in capsys.readouterr().err
+    (copy / "sweep.json").write_text('{"trials": {')  # cut short (by hand: grokkit writes it atomically)
+    with pytest.raises(SystemExit):
+        main([*command, "--dry-run"])
+    assert "sweep.json is not the sweep.json `grokkit sweep` writes" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ from grokkit.experiments.sweep_plan import (
     check_same_base,
     check_same_points,
     config_cli,
+    earlier_trials,
     read_configs,
     write_plan,
 )
@@ -183,12 +184,13 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
     else:
         check_points(cli, config, base, trials)
         points = trials
-    check_same_points(sweep_dir, points)
+    earlier = earlier_trials(sweep_dir)
+    check_same_points(sweep_dir, earlier, points)
     if options.dry_run:
         print(f"grokkit sweep: {len(points)} trials -> {sweep_dir}", *points, sep="\n  ")
         return None
     n_datasets = build_datasets(base, points)
-    write_plan(sweep_dir, base, points)
+    write_plan(sweep_dir, base, {**earlier, **points})
     root = sweep_dir.resolve()  # a Ray worker runs in a directory of its own: trials need absolute paths
     trials = [
         Trial(name, point, root, root / BASE, options.cpus_per_trial, os.getcwd())

@@ -149,24 +149,42 @@ def check_same_base(sweep_dir: Path, base: dict[str, Any]) -> None:
         )
 
 
-def check_same_points(sweep_dir: Path, points: dict[str, dict[str, Any]]) -> None:
+def earlier_trials(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every trial's point that earlier runs of the sweep planned (``sweep.json``; none in a new sweep)."""
+    path = sweep_dir / SWEEP_PLAN
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())["trials"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ConfigError(
+            f"{path} is not the sweep.json `grokkit sweep` writes (no trials object); move it away, or give another --out"
+        ) from None
+
+
+def check_same_points(
+    sweep_dir: Path, earlier: dict[str, dict[str, Any]], points: dict[str, dict[str, Any]]
+) -> None:
     """Refuse a trial whose name an earlier run of the sweep gave other values: its finished run would be kept
     under values it did not train with (``data.seed=[0]`` and ``data.seed,seed_everything=[0]`` are both
-    ``seed=0``)."""
-    plan_path = sweep_dir / SWEEP_PLAN
-    earlier = json.loads(plan_path.read_text())["trials"] if plan_path.is_file() else {}
+    ``seed=0``); and a trial whose values an earlier one trained under another name (``phi=9`` after
+    ``phi=9.0``)."""
     for name, point in points.items():
         if earlier.get(name, point) != point:
             raise ConfigError(
                 f"{sweep_dir}: its trial {name} ran with {earlier[name]}, not {point}; give the grid it ran "
                 "with, or another --out"
             )
+        twin = next((other for other, values in earlier.items() if values == point and other != name), None)
+        if twin is not None:  # 9 and 9.0: one config, which would train twice under two names
+            raise ConfigError(
+                f"{sweep_dir}: trial {name} has the values of its trial {twin} ({point}); write the grid's values "
+                f"as they were written then ({twin}), or give another --out"
+            )
 
 
-def write_plan(sweep_dir: Path, base: dict[str, Any], points: dict[str, dict[str, Any]]) -> None:
-    """``base.yaml`` and ``sweep.json``: every trial's point, the trials of earlier runs kept."""
-    plan_path = sweep_dir / SWEEP_PLAN
-    trials = json.loads(plan_path.read_text())["trials"] if plan_path.is_file() else {}
-    plan = {"base": BASE, "trials": {**trials, **points}}
+def write_plan(sweep_dir: Path, base: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None:
+    """``base.yaml`` and ``sweep.json``: every trial's point, the earlier runs' included."""
+    plan = {"base": BASE, "trials": trials}
     atomic_write(sweep_dir / BASE, lambda f: f.write(yaml.safe_dump(base, sort_keys=False).encode()))
-    atomic_write(plan_path, lambda f: f.write(json.dumps(plan, indent=1).encode()))
+    atomic_write(sweep_dir / SWEEP_PLAN, lambda f: f.write(json.dumps(plan, indent=1).encode()))
