@@ -71,6 +71,7 @@ STACKS = [
         ["study/base_cpu.yaml", f"study/{name}.yaml"]
         for name in ("natural", "both_hop_full", "both_hop_half", "first_hop_full", "second_hop_full")
     ),
+    ["study/base_cpu.yaml", "study/second_hop_full.yaml", "study/lead_cpu.yaml"],
 ]
 SECTIONS = {"model": GrokModule, "data": TwoHopDataModule, "trainer": "lightning.pytorch.Trainer"}
 SECTIONS |= {"checkpoint": "grokkit.train.checkpointing.ResumableCheckpoint"}
