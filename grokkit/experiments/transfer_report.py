@@ -142,10 +142,15 @@ def last_checkpoint(out: Path, start: str) -> Path:
     return out / start / "checkpoints" / "last.ckpt"
 
 
+def finished(out: Path, start: str) -> bool:
+    """Whether ``start``'s fit under ``out`` returned: its marker is written only then."""
+    return (out / start / FINISHED).is_file()
+
+
 def unfinished_starts(out: Path) -> list[str]:
     """Starts under ``out`` whose fit began but never returned (killed, or stopped by an error): their
     ``last.ckpt`` is a periodic one from midway, and the report leaves them out."""
-    return [s for s in STARTS if last_checkpoint(out, s).is_file() and not (out / s / FINISHED).is_file()]
+    return [s for s in STARTS if last_checkpoint(out, s).is_file() and not finished(out, s)]
 
 
 def write_report(out: Path) -> list[dict[str, Any]]:
@@ -154,7 +159,7 @@ def write_report(out: Path) -> list[dict[str, Any]]:
     runs = {}
     for start in STARTS:
         path = last_checkpoint(out, start)
-        if path.is_file() and (out / start / FINISHED).is_file():
+        if path.is_file() and finished(out, start):
             runs[start] = ResultsBoard().restore(read_checkpoint(path, str(path)))
     if not runs:
         raise ConfigError(
