@@ -82,6 +82,11 @@ def corrupt(path: Path) -> None:
         f.write(b"garbage")
 
 
+def written(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def cut_in_half(source: Path, target: Path) -> Path:
     data = source.read_bytes()
     target.write_bytes(data[: len(data) // 2])
@@ -146,9 +151,15 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ),
     ("phi beyond the inferred facts", new("--data.phi=500"), "data.phi=500.0 asks for"),
     ("negative phi", new("--data.phi=-1"), "data.phi=-1.0 must lie in [0, 10000]"),
+    ("every fact OOD", new("--data.ood_fraction=1"), "data.ood_fraction=1.0 makes all"),
+    ("no ID test", new("--data.test_iid_probability=0"), "test_inferred_iid, the ID test, would be empty"),
     ("ratio above 1", new("--data.hop1_ratio=1.5"), "data.hop1_ratio=1.5 must lie in [0, 1]"),
     ("ratio below 0", new("--data.ood_fraction=-0.1"), "data.ood_fraction=-0.1 must lie in [0, 1]"),
-    ("heads do not divide d_model", new("--model.network.init_args.n_heads=3"), "divisible by n_heads (3)"),
+    (
+        "heads do not divide d_model",
+        new("--model.network.init_args.n_heads=3"),
+        "model.network.init_args: d_model (32) must be divisible by n_heads (3)",
+    ),
     (
         "zero d_model",
         new("--model.network.init_args.d_model=0"),
@@ -157,7 +168,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     (
         "layers not a multiple of shared ones",
         new("--model.network.init_args.n_layers=3", "--model.network.init_args.n_unique_layers=2"),
-        "model.n_layers=3 must be a multiple of model.n_unique_layers=2",
+        "model.network.init_args: n_layers (3) must be a multiple of n_unique_layers (2)",
     ),
     ("unknown nonfinite mode", new("--model.nonfinite=maybe"), 'Parser key "model.nonfinite"'),
     ("unknown model class", new("--model.network.class_path=grokkit.models.NoSuchModel"), "NoSuchModel"),
@@ -184,6 +195,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "my.yaml, line 2, column 1: invalid YAML (expected ',' or ']'",
     ),
     ("empty config file", config_file("# nothing yet\n"), "my.yaml is empty (or only comments)"),
+    (
+        "a section given twice",
+        config_file("model:\n  lr: 0.01\nmodel:\n  weight_decay: 0.5\n"),
+        "my.yaml, line 3: key 'model' repeats line 1, and YAML would keep only the second; merge the two",
+    ),
     ("config file holding a list", config_file("- 1\n- 2\n"), "my.yaml holds a list at the top"),
     ("config without a model", config_file("data:\n  phi: 3.0\n"), "the config lacks model.network"),
     (
@@ -283,6 +299,13 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ),
     ("checkpoint missing", lambda w: rerun(w, f"--ckpt_path={w / 'nope.ckpt'}"), "nope.ckpt: no such file"),
     (
+        "a finished run's config fitted again into its directory",
+        lambda w: rerun(w),
+        ("runs/tiny/version_0 already holds a run; add --ckpt_path last", "version=null"),
+    ),
+    ("resume a new run", new("--ckpt_path=last"), "version_1 holds no last.ckpt to resume"),
+    ("validate without a checkpoint", lambda w: rerun(w, command="validate"), "validate needs --ckpt_path"),
+    (
         "checkpoint missing, the dataset not built yet",
         lambda w: rerun(w, f"--ckpt_path={w / 'nope.ckpt'}", f"--data.data_dir={w / 'fresh'}"),
         "nope.ckpt: no such file",
@@ -339,6 +362,71 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "export a run whose config.yaml is not a config",
         lambda w: ["export", str(w / RUN)] if (w / RUN / "config.yaml").write_text("[1, 2]") else [],
         "config.yaml holds a list at the top",
+    ),
+    (
+        "export over a directory",
+        lambda w: ["export", str(w / RUN), f"--out={w / 'data'}"],
+        "data: is a directory; give a file name inside it",
+    ),
+    (
+        "plot to a text file",
+        lambda w: ["plot", str(w / RUN), f"--out={w / 'acc.txt'}"],
+        "acc.txt: no figure format 'txt'; end the name in .png",
+    ),
+    (
+        "compare below a file",
+        lambda w: ["compare", str(w / RUN), f"--out={w / RUN / 'config.yaml' / 'c.png'}"],
+        ("c.png: ", "config.yaml is a file; give a directory"),
+    ),
+    (
+        "sweep into a file",
+        lambda w: [
+            "sweep",
+            "--config",
+            str(w / RUN / "config.yaml"),
+            "--grid=data.phi=[3,4]",
+            "--dry-run",
+            f"--out={w / RUN / 'config.yaml'}",
+        ],
+        "config.yaml: a file is in the way; give a directory",
+    ),  # fmt: skip
+    (
+        "one grid key in two --grid flags",
+        lambda w: [
+            "sweep",
+            "--config",
+            str(w / RUN / "config.yaml"),
+            "--grid=data.phi,seed_everything=[3,4]",
+            "--grid=data.phi=[5]",
+            "--dry-run",
+            f"--out={w / 'sweep'}",
+        ],
+        "--grid data.phi: data.phi is also in --grid data.phi,seed_everything; give each key one list",
+    ),  # fmt: skip
+    (
+        "transfer into a file",
+        lambda w: ["transfer", "--source", str(w / RUN), f"--out={w / RUN / 'config.yaml'}"],
+        "config.yaml: a file is in the way",
+    ),
+    (
+        "study into a file",
+        lambda w: ["study", "--dry-run", f"--out={w / RUN / 'config.yaml'}"],
+        "config.yaml: a file is in the way",
+    ),
+    (
+        "compare a directory that is not a run",
+        lambda w: ["compare", str(w / RUN), str(w / "data"), f"--out={w / 'c.png'}"],
+        "data: not a run or sweep directory (no TensorBoard events)",
+    ),
+    (
+        "analyze with a probes config holding no probes",
+        lambda w: ["analyze", str(w / RUN), f"--probes-config={written(w / 'p.yaml', 'model: {lr: 0.1}')}"],
+        "p.yaml lists no trainer.callbacks, the only section read from it",
+    ),
+    (
+        "transfer on a split that does not exist",
+        lambda w: ["transfer", "--source", str(w / RUN), "--split=nosplit", f"--out={w / 'transfer'}"],
+        "--split nosplit: no such split; choose one of id_atomic,",
     ),
     (
         "analyze a directory that is not a run",

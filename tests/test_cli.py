@@ -77,7 +77,7 @@ def test_same_seed_gives_the_same_numbers(tmp_path):
         (["--data.out_degree=50"], "data.out_degree=50 is larger than data.n_relations=10"),
         (["--data.phi=500"], "data.phi=500.0 asks for"),
         (["--data.n_entities=0"], "data.n_entities=0 must lie in [1, 1000000]"),
-        (["--model.network.init_args.n_heads=3"], "divisible by n_heads (3)"),
+        (["--model.network.init_args.n_heads=3"], "d_model (32) must be divisible by n_heads (3)"),
     ],
 )
 def test_bad_config_is_refused_in_one_line(tmp_path, capsys, extra, message):

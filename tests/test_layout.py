@@ -18,6 +18,7 @@ LAYERS = {
         (
             "grokkit.errors",
             "grokkit.atomic",
+            "grokkit.outputs",
             "grokkit.ranges",
             "grokkit.tokens",
             "grokkit.lightning_private",

@@ -15,10 +15,10 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.cli.callbacks import quiet_batch_hooks, trainer_callbacks, trainer_plugins, trainer_profiler
-from grokkit.cli.checkpoints import check_checkpoint, load_checkpoint, resolve_ckpt_path
+from grokkit.cli.checkpoints import check_checkpoint, load_checkpoint, refuse_no_checkpoint, resolve_ckpt_path
 from grokkit.cli.commands import TRAINER_COMMANDS
 from grokkit.cli.parser import located
-from grokkit.cli.rundir import claim_run_directory
+from grokkit.cli.rundir import claim_run_directory, refuse_finished_run
 from grokkit.cli.settings import check_settings, config_sections
 from grokkit.errors import ConfigError, GrokkitError
 from grokkit.lightning_private import ConfiguredModelCLI, set_step
@@ -92,6 +92,7 @@ class GrokkitCLI(ConfiguredModelCLI):
         return quiet_batch_hooks(trainer)
 
     def before_fit(self) -> None:
+        refuse_finished_run(self.trainer, self.new_version, self.config.fit.get("ckpt_path"))
         self.check_inputs()
         if self.new_version:
             claim_run_directory(self.trainer, self.config.fit.trainer.logger.init_args)
@@ -111,6 +112,7 @@ class GrokkitCLI(ConfiguredModelCLI):
         given = self.config[self.subcommand].get("ckpt_path")
         path = resolve_ckpt_path(self.trainer, str(given)) if given else None
         checkpoint = None
+        refuse_no_checkpoint(str(self.subcommand), given, path, self.trainer.log_dir)
         if path is not None:
             checkpoint = load_checkpoint(path, self.config[self.subcommand].get("weights_only"))
             check_checkpoint(checkpoint, path, self.model, resume=self.subcommand == "fit")

@@ -28,11 +28,28 @@ def resolve_ckpt_path(trainer: L.Trainer, given: str) -> str | None:
     return given
 
 
+def refuse_no_checkpoint(subcommand: str, given: str | None, path: str | None, run_dir: str | None) -> None:
+    """``validate`` and ``test`` without a checkpoint would score an untrained model; ``last`` with nothing
+    to resume would train from the start under a resume's name."""
+    if given is None and subcommand != "fit":
+        raise ConfigError(
+            f"{subcommand} needs --ckpt_path (RUN/checkpoints/last.ckpt or a trajectory checkpoint): "
+            "without one it would score an untrained model"
+        )
+    if given == "last" and path is None:
+        raise ConfigError(
+            f"--ckpt_path last: {run_dir} holds no last.ckpt to resume (a new run directory, or one stopped "
+            "before its first checkpoint); give the run's own --config RUN/config.yaml, or leave --ckpt_path "
+            "out to train from the start"
+        )
+
+
 def load_checkpoint(path: str, weights_only: bool | None) -> dict:
     """The checkpoint at ``path`` (memory-mapped where it can be), or a one-line error saying why not."""
     if not os.path.isfile(path):
+        what = "a directory" if os.path.isdir(path) else "no such file"
         raise ConfigError(
-            f"--ckpt_path {path}: no such file; give a checkpoint written by `grokkit fit` "
+            f"--ckpt_path {path}: {what}; give a checkpoint written by `grokkit fit` "
             "(RUN/checkpoints/last.ckpt), or `last` to resume the run of --config RUN/config.yaml"
         )
     return read_checkpoint(path, f"--ckpt_path {path}", weights_only)

@@ -49,6 +49,13 @@ def read_config_file(path: Path) -> dict:
         ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path}: invalid YAML ({' '.join(str(error).split())})") from None
+    repeated = _repeated_key(yaml.compose(text), set())
+    if repeated is not None:
+        key, first, line = repeated
+        raise ConfigError(
+            f"config file {path}, line {line}: key {key!r} repeats line {first}, and YAML would keep only the "
+            "second; merge the two"
+        )
     if content is None:
         raise ConfigError(f"config file {path} is empty (or only comments); a config is {EXAMPLE}")
     if not isinstance(content, dict):
@@ -73,6 +80,23 @@ def where_set(key: str, paths: list[Path]) -> str | None:
         else:
             return f"{path}, line {node.start_mark.line + 1}"
     return None
+
+
+def _repeated_key(node: yaml.Node | None, seen: set[int]) -> tuple[str, int, int] | None:
+    """The first key a mapping in ``node`` gives twice, with both lines (``seen``: nodes walked; aliases share)."""
+    if node is None or id(node) in seen:
+        return None
+    seen.add(id(node))
+    children = node.value if isinstance(node, yaml.SequenceNode) else []
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for name, value in node.value:
+            if isinstance(name, yaml.ScalarNode) and name.value != "<<":
+                if name.value in lines:
+                    return name.value, lines[name.value], name.start_mark.line + 1
+                lines[name.value] = name.start_mark.line + 1
+            children.append(value)
+    return next(filter(None, (_repeated_key(child, seen) for child in children)), None)
 
 
 def _child(node: yaml.Node | None, part: str) -> yaml.Node | None:

@@ -1,4 +1,5 @@
-"""A new run's directory, claimed once every input is checked: two runs never write into the same one."""
+"""A run's directory: a new one claimed once every input is checked, so that two runs never write into the
+same one, and an existing one entered only to resume it."""
 
 from __future__ import annotations
 
@@ -28,3 +29,17 @@ def claim_run_directory(trainer: L.Trainer, init: Namespace) -> None:
                 f"trainer.logger.init_args.save_dir={init.save_dir}: cannot create the run directory "
                 f"{logger.log_dir} ({error.strerror}); choose a writable directory"
             ) from None
+
+
+def refuse_finished_run(trainer: L.Trainer, new_version: bool, ckpt_path: str | None) -> None:
+    """A fit with its version pinned (``--config RUN/config.yaml``) and no ``ckpt_path`` to resume would train
+    a second run into the first one's directory, over its summary, checkpoints and config: refuse it."""
+    logger = trainer.logger
+    if new_version or ckpt_path or not isinstance(logger, TensorBoardLogger):
+        return
+    run_dir = logger.log_dir
+    if any(os.path.exists(os.path.join(run_dir, name)) for name in ("config.yaml", "checkpoints")):
+        raise ConfigError(
+            f"{run_dir} already holds a run; add --ckpt_path last to resume it, or "
+            "--trainer.logger.init_args.version=null to train the config again as a new run"
+        )

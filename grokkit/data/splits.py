@@ -82,6 +82,11 @@ def build_splits(kg: KnowledgeGraph, spec: SplitSpec, rng: np.random.Generator) 
     fact_is_ood = np.zeros(kg.n_facts, dtype=bool)
     fact_is_ood[rng.choice(kg.n_facts, size=n_ood, replace=False)] = True
     id_facts, ood_facts = np.flatnonzero(~fact_is_ood), np.flatnonzero(fact_is_ood)
+    if not len(id_facts):
+        raise ConfigError(
+            f"data.ood_fraction={spec.ood_fraction} makes all {kg.n_facts} atomic facts OOD: nothing is left "
+            "to train or test in distribution; use a value below 1"
+        )
 
     two_hop = enumerate_two_hop(kg)
     first_ood, second_ood = fact_is_ood[two_hop.first], fact_is_ood[two_hop.second]
@@ -89,13 +94,19 @@ def build_splits(kg: KnowledgeGraph, spec: SplitSpec, rng: np.random.Generator) 
     both_ood = np.flatnonzero(first_ood & second_ood)
     to_test = rng.random(len(both_id)) < spec.test_iid_probability
     test_iid, pool = both_id[to_test], both_id[~to_test]
+    if not len(test_iid):
+        raise ConfigError(
+            f"data.test_iid_probability={spec.test_iid_probability} holds out none of the {len(both_id)} ID "
+            "two-hop facts: test_inferred_iid, the ID test, would be empty; raise it"
+        )
 
     n_train_inferred = round(spec.phi * len(id_facts))
     if n_train_inferred > len(pool):
         raise ConfigError(
             f"data.phi={spec.phi} asks for {n_train_inferred} training two-hop facts but only {len(pool)} "
-            f"ID two-hop facts exist (max phi {len(pool) / max(len(id_facts), 1):.2f}); lower data.phi or "
-            "raise data.out_degree"
+            f"ID two-hop facts are left for training (max phi {len(pool) / len(id_facts):.2f}; "
+            f"data.test_iid_probability={spec.test_iid_probability} held out {len(test_iid)} for the ID test); "
+            "lower data.phi or data.test_iid_probability, or raise data.out_degree"
         )
     train_inferred = rng.choice(pool, size=n_train_inferred, replace=False)
 

@@ -43,6 +43,11 @@ def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
         raise ConfigError(f"--probes-config {probes_config} not found")
     extra = read_config_file(probes_config) if probes_config is not None else {}
     added = as_list((extra.get("trainer") or {}).get("callbacks"))
+    if probes_config is not None and not added:
+        raise ConfigError(
+            f"--probes-config {probes_config} lists no trainer.callbacks, the only section read from it; "
+            "e.g. trainer: {callbacks: [{class_path: grokkit.probes.LogitLens}]}"
+        )
     trainer = config.setdefault("trainer", {})
     replaced = {class_name(callback) for callback in added}
     kept = [
@@ -67,7 +72,10 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
     paths = sorted((run_dir / "checkpoints" / "trajectory").glob("step=*.ckpt"))  # zero-padded: step order
     paths += [path for path in [run_dir / "checkpoints" / "last.ckpt"] if path.is_file()]
     if not paths:
-        raise ConfigError(f"no checkpoints under {run_dir / 'checkpoints'}: nothing to analyze")
+        raise ConfigError(
+            f"no checkpoints under {run_dir / 'checkpoints'}: nothing to analyze; give a run that reached its "
+            "first trajectory checkpoint (trajectory.min_step)"
+        )
     # every checkpoint read (memory-mapped) before any work, so that a damaged one is refused first
     checkpoints = [read_checkpoint(path, str(path)) for path in paths]
     cli = build_cli(config, prog="grokkit analyze", run=False, save_config=False)  # refuses bad probes first

@@ -80,7 +80,21 @@ def parse_section(section: Any, where: str) -> list[Axis]:
     grid = section.get("grid") or {}
     if not isinstance(grid, dict):
         raise ConfigError(f"{where}: sweep.grid must map config keys to lists of values")
-    return [parse_axis(keys, values, f"{where}: sweep.grid") for keys, values in grid.items()]
+    axes = [parse_axis(keys, values, f"{where}: sweep.grid") for keys, values in grid.items()]
+    return distinct_keys(axes, f"{where}: sweep.grid ")
+
+
+def distinct_keys(axes: list[Axis], where: str = "") -> list[Axis]:
+    """``axes`` of one source, refused if two share a key: :func:`merge` would drop the earlier one unseen."""
+    seen: dict[str, Axis] = {}
+    for axis in axes:
+        for key in axis.keys:
+            if key in seen:
+                raise ConfigError(
+                    f"{where}{axis.text}: {key} is also in {where}{seen[key].text}; give each key one list"
+                )
+            seen[key] = axis
+    return axes
 
 
 def merge(axes: list[Axis]) -> list[Axis]:

@@ -25,6 +25,7 @@ from grokkit.atomic import atomic_write
 from grokkit.cli.configfiles import read_config_file
 from grokkit.errors import ConfigError, TrainingError
 from grokkit.experiments.trial import is_done
+from grokkit.outputs import check_directory
 from grokkit.results.compare import Line, panels_figure
 from grokkit.results.runs import SWEEP_PLAN, TRIAL_MARKER, flatten, load_run, load_sweep
 
@@ -177,7 +178,7 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         raise ConfigError(
             f"--seeds {' '.join(map(str, options.seeds))}: a seed is given twice; give each once"
         )
-    options.out = options.out or Path("runs", f"study-{options.scale}")
+    options.out = check_directory(options.out or Path("runs", f"study-{options.scale}"), "--out")
     return options, rest
 
 

@@ -41,6 +41,7 @@ from grokkit.experiments.sweep_plan import (
     write_plan,
 )
 from grokkit.experiments.trial import Trial, is_done, run_trial
+from grokkit.outputs import check_directory
 
 
 class TrialLines(tune.Callback):
@@ -163,14 +164,16 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
     (name -> point), when given, are the sweep's trials instead of a grid (``grokkit study``'s regimes)."""
     options, fit_flags = parse_options(argv)
     config_args, axes = read_configs(options.config)
-    axes = grid.merge(axes + [grid.parse_flag(text) for text in options.grid])
+    axes = grid.merge(axes + grid.distinct_keys([grid.parse_flag(text) for text in options.grid], "--grid "))
     if trials is not None and axes:
         raise ConfigError(f"{axes[0].text}: a grid does not combine with given trials; leave the grid out")
     if not axes and trials is None:
         raise ConfigError(
             "no grid: give --grid KEY=[VALUE,...] or a sweep: {grid: {KEY: [...]}} section in a --config file"
         )
-    sweep_dir = Path(options.out or Path("runs", "sweeps", Path(options.config[-1]).stem))
+    sweep_dir = check_directory(
+        Path(options.out or Path("runs", "sweeps", Path(options.config[-1]).stem)), "--out"
+    )
     cli = config_cli([*config_args, *fit_flags])
     parser, config = cli.parser, cli.config
     options.cpus_per_trial = options.cpus_per_trial or config.get("threads") or 1

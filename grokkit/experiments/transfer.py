@@ -28,8 +28,10 @@ from grokkit.atomic import atomic_write
 from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.cli.configfiles import read_config_file
 from grokkit.cli.finished_run import run_config
+from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.experiments.transfer_report import FINISHED, STARTS, unfinished_starts, write_report
+from grokkit.outputs import check_directory
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.checkpointing import STEP_FILE
@@ -163,7 +165,9 @@ def transfer_command(argv: list[str]) -> None:
     starts = tuple(args.starts.split(","))
     if not starts or set(starts) - set(STARTS):
         raise ConfigError(f"--starts {args.starts}: choose among {','.join(STARTS)}")
-    out = args.out or args.source / "transfer"
+    if args.split not in EVAL_SPLITS:
+        raise ConfigError(f"--split {args.split}: no such split; choose one of {', '.join(EVAL_SPLITS)}")
+    out = check_directory(args.out or args.source / "transfer", "--out")
     rows = transfer(args.source, out, args.config or [DEFAULT_OVERLAY], starts, args.split, extra)
     for start in unfinished_starts(out):
         print(

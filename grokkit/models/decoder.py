@@ -120,11 +120,13 @@ class Decoder(TwoHopModel):
         n_unique_layers = n_unique_layers or n_layers
         if min(d_model, n_heads, n_layers, n_unique_layers) < 1 or d_model % n_heads:
             raise ConfigError(
-                f"model: need positive sizes and d_model ({d_model}) divisible by n_heads ({n_heads})"
+                f"model.network.init_args: d_model ({d_model}) must be divisible by n_heads ({n_heads}), and "
+                "every size positive"
             )
         if n_layers % n_unique_layers:
             raise ConfigError(
-                f"model.n_layers={n_layers} must be a multiple of model.n_unique_layers={n_unique_layers}"
+                f"model.network.init_args: n_layers ({n_layers}) must be a multiple of n_unique_layers "
+                f"({n_unique_layers})"
             )
         self.d_model, self.n_layers, self.n_stages = d_model, n_layers, n_layers + 1
         self.wte = nn.Embedding(vocab_size, d_model)

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
-from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError
+from grokkit.outputs import figure_format
 from grokkit.results.runs import SWEEP_PLAN, load_run, load_sweep
 
 CURVE_TAGS = ("val/train/acc", "val/test_inferred_iid/acc", "val/test_inferred_ood/acc")
@@ -43,10 +43,15 @@ def expand_runs(paths: list[Path]) -> dict[str, Path]:
         if is_sweep(path):
             trials = [name for name in load_sweep(path)["trial"] if (path / name).is_dir()]
             found = {f"{path.name}/{name}" if prefix else name: path / name for name in trials}
-        elif path.is_dir():
+        elif any(path.glob("events.out.tfevents.*")):
             found = {f"{path.parent.name}/{path.name}": path}
         else:
-            raise ConfigError(f"{path}: no such run or sweep directory")
+            what = (
+                "not a run or sweep directory (no TensorBoard events)"
+                if path.is_dir()
+                else "no such directory"
+            )
+            raise ConfigError(f"{path}: {what}; give a directory that grokkit fit or grokkit sweep wrote")
         if same := sorted(found.keys() & runs.keys()):
             raise ConfigError(
                 f"{path}: its {same[0]} has the label of another run given; compare them separately"
@@ -148,9 +153,7 @@ def compare_command(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if (args.x is None) != (args.y is None):
         raise ConfigError("--x and --y go together: a summary field (--y) against a grid key (--x)")
-    kind = args.out.suffix.removeprefix(".").lower()  # the format, as matplotlib reads it from the name
-    if kind not in FigureCanvasBase.get_supported_filetypes():
-        raise ConfigError(f"--out {args.out}: no figure format {kind!r}; end the name in .png, .pdf or .svg")
+    kind = figure_format(args.out, "--out")
     if args.x is not None:
         fig = summary_figure(args.dirs, args.x, args.y)
     else:

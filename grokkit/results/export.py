@@ -20,6 +20,7 @@ from grokkit.cli.finished_run import run_config, run_dir_parser
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.models import Decoder
+from grokkit.outputs import check_file
 from grokkit.probes.causal_tracing import TWO_HOP_SPLITS
 from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.checkpointing import atomic_torch_save
@@ -102,7 +103,7 @@ def run_decoder(run_dir: Path, checkpoint: Path) -> tuple[Decoder, TwoHopDataMod
 def export(run_dir: Path, checkpoint: Path | None = None, out: Path | None = None) -> Path:
     """Write the run's decoder as a TransformerLens file (config, weights, vocabulary); returns its path."""
     checkpoint = checkpoint or run_dir / "checkpoints" / "last.ckpt"
-    out = out or run_dir / "hooked_transformer.pt"
+    out = check_file(out or run_dir / "hooked_transformer.pt", "--out")
     decoder, data = run_decoder(run_dir, checkpoint)
     vocab = data.manifest["vocab"]
     atomic_torch_save(

@@ -16,6 +16,7 @@ from grokkit.cli.finished_run import run_dir_parser
 from grokkit.data.injection import INJECTION_SPLITS
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
+from grokkit.outputs import figure_format
 from grokkit.probes.figures import new_figure, png_bytes, save_png
 from grokkit.probes.onset import GrokkingOnset
 from grokkit.results.runs import load_run
@@ -41,7 +42,10 @@ def plot(run_dir: Path, out: Path) -> list[str]:
     """Draw the figure into ``out``; return the legend's labels (what was drawn)."""
     curves = read_scalars(run_dir)
     if not any(tag.startswith("val/") for tag in curves):
-        raise ConfigError(f"{run_dir}: no validation curves in its TensorBoard events; give a run directory")
+        raise ConfigError(
+            f"{run_dir}: no validation curves in its TensorBoard events (a run draws its first at "
+            "trainer.val_check_interval); plot a run after its first validation"
+        )
     fig, ax = new_figure(figsize=(8, 4.2), dpi=120)
     for split in ("train", *EVAL_SPLITS, *INJECTION_SPLITS):  # the splits a run does not have are skipped
         points = curves.get(f"val/{split}/acc", [])
@@ -80,5 +84,6 @@ def plot_command(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, help="the PNG to write (default: RUN_DIR/figures/accuracy.png)")
     args = parser.parse_args(argv)
     out = args.out or args.run_dir / "figures" / "accuracy.png"
+    figure_format(out, "--out", formats=("png",))
     plot(args.run_dir, out)
     print(f"grokkit plot: {out}")
