@@ -1,6 +1,7 @@
 """End to end through the CLI: a real (tiny) training run, read back from its TensorBoard events."""
 
 import gc
+import json
 import subprocess
 import sys
 import warnings
@@ -163,3 +164,16 @@ def test_a_fit_calls_only_the_batch_hooks_a_callback_defines_with_the_heap_froze
 def test_a_configured_profiler_is_kept(tmp_path):
     cli = build_cli(tiny_args(tmp_path, "--trainer.profiler=simple")[1:], run=False, save_config=False)
     assert isinstance(cli.trainer.profiler, SimpleProfiler)
+
+
+def test_summary_json_is_strict_json_when_a_split_is_empty(tmp_path):
+    """No OOD facts: the OOD splits have no items, their accuracy is no number, and summary.json says null."""
+    main(tiny_args(tmp_path, "--data.ood_fraction=0", "--trainer.max_steps=20"))
+    text = (tmp_path / "runs" / "tiny" / "version_0" / "summary.json").read_text()
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"summary.json holds {constant}, which JSON lacks")
+
+    val = json.loads(text, parse_constant=refuse)["val"]
+    assert val["test_inferred_ood/acc"] is None and val["ood_atomic/acc"] is None
+    assert 0.0 <= val["test_inferred_iid/acc"] <= 1.0

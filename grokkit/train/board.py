@@ -10,6 +10,7 @@ what others published here. After every validation the board publishes the modul
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ from grokkit.errors import ConfigError, StorageError
 CHECKPOINT_KEY = (
     "results_board"  # the checkpoint entry holding the board (read by reports, without Lightning)
 )
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` as JSON can hold it: a number JSON lacks (NaN, the accuracy of an empty split; infinity)
+    becomes ``null``, tensors and numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 class ResultsBoard(Callback):
@@ -69,7 +83,7 @@ class ResultsBoard(Callback):
         """Atomic rewrite of summary.json: readers, and a run resumed after a crash, see old or new, never half."""
         if self.path is None:
             return
-        text = json.dumps(self.summary(), indent=1, default=float)
+        text = json.dumps(strict_json(self.summary()), indent=1, allow_nan=False)
         try:
             atomic_write(self.path, lambda f: f.write(text.encode()))
         except OSError as error:  # a full disk: stop in one line, the previous summary.json is intact
