@@ -195,6 +195,19 @@ def test_bad_grids_are_refused_before_any_trial(tmp_path, capsys, bad, expected)
     assert not (tmp_path / "sweep").exists()
 
 
+def test_a_dry_run_refuses_a_dataset_that_cannot_be_built_and_writes_nothing(tmp_path, capsys):
+    sweep = ["sweep", "--config", str(ROOT / "configs/tiny.yaml"), "--dry-run", f"--out={tmp_path / 'sweep'}"]
+    data = f"--data.data_dir={tmp_path / 'data'}"
+    main([*sweep, "--grid", "data.phi=[3,4]", data])
+    assert "2 trials" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main([*sweep, "--grid", "data.phi=[3,5000]", data])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("grokkit: error: trial phi=5000: data.phi=5000 asks for 950000 training two-hop")
+    assert list(tmp_path.iterdir()) == []  # no dataset, no sweep directory
+
+
 def test_compare_refuses_a_figure_name_of_no_format_before_reading_runs(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(tmp_path / "no-run"), "--out", str(tmp_path / "fig.txt")])

@@ -25,7 +25,7 @@ from grokkit.data.batches import StepBatches
 from grokkit.data.files import read_triples
 from grokkit.data.injection import INJECTION_SPLITS, Injection, graph_of, inject
 from grokkit.data.kg import KnowledgeGraph, generate_graph, graph_from_triples
-from grokkit.data.splits import EVAL_SPLITS, SplitSpec, build_splits
+from grokkit.data.splits import EVAL_SPLITS, Splits, SplitSpec, build_splits
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import training_batches_drawn
 from grokkit.ranges import check_arguments
@@ -112,8 +112,7 @@ class TwoHopDataModule(L.LightningDataModule):
     def _user_graph(self) -> KnowledgeGraph | None:
         if self.facts_file is None:
             return None
-        path = Path(self.facts_file)
-        return graph_from_triples(read_triples(path), source=str(path))
+        return graph_from_triples(read_triples(Path(self.facts_file)), source=str(Path(self.facts_file)))
 
     @property
     def vocab_size(self) -> int:
@@ -161,8 +160,7 @@ class TwoHopDataModule(L.LightningDataModule):
 
     # ----- Lightning hooks -----
     def prepare_data(self) -> None:
-        """Build the dataset directory (with ``injection``, the source one first) once, even when several runs
-        need it at once; then verify it."""
+        """Build the dataset directory once (the source one first), however many runs ask at once; verify it."""
         steps = [(self.source_dir, self.source_params, self.build)]
         if self.injection is not None:
             steps.append((self.dataset_dir, self.params, self.build_injection))
@@ -173,13 +171,17 @@ class TwoHopDataModule(L.LightningDataModule):
                         build()
             store.read_manifest(directory, params)
 
-    def build(self) -> None:
-        """Generate (or read) the graph, draw the splits and write the (source) dataset directory (holding the lock)."""
-        store.remove_leftovers(self.source_dir)
-        rank_zero_info(f"grokkit: building dataset {self.source_dir}")
+    def draw(self) -> tuple[KnowledgeGraph, Splits]:
+        """The graph and splits :meth:`build` writes, in memory only (a dry run's check that they can be drawn)."""
         rng = np.random.default_rng(self.seed)
         graph = self._user_graph or generate_graph(*self.graph_size, rng)
-        splits = build_splits(graph, self.spec, rng)
+        return graph, build_splits(graph, self.spec, rng)
+
+    def build(self) -> None:
+        """Draw the graph and splits and write the (source) dataset directory (holding the lock)."""
+        store.remove_leftovers(self.source_dir)
+        rank_zero_info(f"grokkit: building dataset {self.source_dir}")
+        graph, splits = self.draw()
         names = {"entities": graph.entity_names, "relations": graph.relation_names}
         store.write_dataset(self.source_dir, splits, self.source_params, names)
 

@@ -190,6 +190,7 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
     earlier = earlier_trials(sweep_dir)
     check_same_points(sweep_dir, earlier, points)
     if options.dry_run:
+        build_datasets(base, points, write=False)
         print(f"grokkit sweep: {len(points)} trials -> {sweep_dir}", *points, sep="\n  ")
         return None
     n_datasets = build_datasets(base, points)

@@ -120,18 +120,23 @@ def check_points(
     check_values(cli, base, {f"trial {name}": point for name, point in points.items()})
 
 
-def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]]) -> int:
-    """Build every dataset the trials need, once, before they run in parallel; returns how many differ."""
+def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]], write: bool = True) -> int:
+    """Build every dataset the trials need, once, before they run in parallel; returns how many differ.
+    ``write`` false (a dry run) draws each one not built yet in memory only: an impossible one is refused."""
     built = set()
     for name, point in points.items():
         data = {**base["data"], **{key[5:]: v for key, v in point.items() if key.startswith("data.")}}
         try:
             datamodule = TwoHopDataModule(**data)
+            if datamodule.dataset_dir in built:
+                continue
+            if write:
+                datamodule.prepare_data()
+            elif not datamodule.source_dir.exists():
+                datamodule.draw()
         except ConfigError as error:
             raise ConfigError(f"trial {name}: {error}") from None
-        if datamodule.dataset_dir not in built:
-            datamodule.prepare_data()
-            built.add(datamodule.dataset_dir)
+        built.add(datamodule.dataset_dir)
     return len(built)
 
 
