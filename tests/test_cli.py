@@ -177,3 +177,9 @@ def test_summary_json_is_strict_json_when_a_split_is_empty(tmp_path):
     val = json.loads(text, parse_constant=refuse)["val"]
     assert val["test_inferred_ood/acc"] is None and val["ood_atomic/acc"] is None
     assert 0.0 <= val["test_inferred_iid/acc"] <= 1.0
+
+
+def test_a_fit_that_ends_before_its_first_validation_warns(tmp_path):
+    with pytest.warns(UserWarning, match=r"trainer.max_steps=2 ends the run before its first validation"):
+        main(tiny_args(tmp_path, "--trainer.max_steps=2"))  # tiny.yaml validates every 20 steps
+    assert not (tmp_path / "runs" / "tiny" / "version_0" / "summary.json").exists()

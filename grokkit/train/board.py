@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 
 from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError, StorageError
@@ -96,6 +97,14 @@ class ResultsBoard(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.log_dir is not None:
             self.path = Path(trainer.log_dir) / "summary.json"
+        every, steps = trainer.val_check_interval, trainer.max_steps
+        if (
+            stage == "fit" and isinstance(every, int) and 0 < steps < every
+        ):  # a smoke or timing run may mean it
+            rank_zero_warn(
+                f"trainer.max_steps={steps} ends the run before its first validation (trainer.val_check_interval"
+                f"={every}): no accuracy curves, summary.json or probe results; lower val_check_interval for them"
+            )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Section ``val``: this validation's accuracies, as the module logged them (``val/<split>/acc``)."""
