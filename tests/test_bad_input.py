@@ -303,7 +303,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         lambda w: rerun(w),
         ("runs/tiny/version_0 already holds a run; add --ckpt_path last", "version=null"),
     ),
-    ("resume a new run", new("--ckpt_path=last"), "version_1 holds no last.ckpt to resume"),
+    ("resume a new run", new("--ckpt_path=last"), "--ckpt_path last: no run to resume in "),
     ("validate without a checkpoint", lambda w: rerun(w, command="validate"), "validate needs --ckpt_path"),
     (
         "checkpoint missing, the dataset not built yet",

@@ -287,3 +287,26 @@ def test_a_run_resumed_under_gradient_accumulation_trains_on_an_uninterrupted_ru
     assert [len(first.seen), len(resumed.seen), len(stopped.seen), len(resumed_inside.seen)] == [6, 6, 5, 7]
     for run in (first.seen + resumed.seen, stopped.seen + resumed_inside.seen):
         assert all(torch.equal(a, b) for a, b in zip(uninterrupted.seen, run, strict=True))
+
+
+def test_a_run_killed_before_its_first_checkpoint_trains_again_from_step_0_in_its_directory(tmp_path):
+    """What such a run leaves (config.yaml, events, summary.json, trajectory checkpoints) holds nothing to resume:
+    ``--ckpt_path last`` clears it and trains the config from step 0 there, logging what the first attempt did."""
+    from test_cli import tiny_args
+
+    from grokkit.cli import main
+
+    main(tiny_args(tmp_path, "--trainer.max_steps=40", "--trajectory.every_n_steps=20"))
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    first = scalars(run)
+    first_acc = json.loads((run / "summary.json").read_text())["val"]["test_inferred_iid/acc"]
+    (run / "checkpoints" / "last.ckpt").unlink()  # as if killed before step 1000, the first periodic save
+    rerun = [*tiny_args(tmp_path), "--config", str(run / "config.yaml"), "--ckpt_path", "last"]
+    main(rerun)
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1  # the first attempt's events were cleared
+    assert scalars(run) == first and (run / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "runs" / "tiny" / "version_1").exists()
+    # validate scores the configured weights (model.init_from) without a --ckpt_path
+    main(["validate", *tiny_args(tmp_path)[1:], f"--model.init_from={run / 'checkpoints' / 'last.ckpt'}"])
+    (validated,) = (tmp_path / "runs" / "tiny").glob("version_*/validate/summary.json")
+    assert json.loads(validated.read_text())["val"]["test_inferred_iid/acc"] == first_acc

@@ -208,6 +208,21 @@ def test_a_dry_run_refuses_a_dataset_that_cannot_be_built_and_writes_nothing(tmp
     assert list(tmp_path.iterdir()) == []  # no dataset, no sweep directory
 
 
+def test_a_grid_over_an_injection_key_sets_it_inside_the_injection(tmp_path, capsys):
+    sweep = ["sweep", "--config", str(ROOT / "configs/tiny.yaml"), f"--out={tmp_path / 'sweep'}"]
+    sweep += [
+        "--grid=data.injection.n_new=[10,20]",
+        "--data.injection={n_new: 10, replay_size: 50, eval_size: 10}",
+    ]
+    main([*sweep, "--dry-run", f"--data.data_dir={tmp_path / 'data'}"])
+    assert "2 trials" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the tiny graph has no room for new facts: refused before any trial
+        main([*sweep, f"--data.data_dir={tmp_path / 'data'}"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("grokkit: error: trial n_new=10: data.injection.n_new=10 needs 5 free relation")
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_compare_refuses_a_figure_name_of_no_format_before_reading_runs(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(tmp_path / "no-run"), "--out", str(tmp_path / "fig.txt")])

@@ -15,7 +15,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.cli.callbacks import quiet_batch_hooks, trainer_callbacks, trainer_plugins, trainer_profiler
-from grokkit.cli.checkpoints import check_checkpoint, load_checkpoint, refuse_no_checkpoint, resolve_ckpt_path
+from grokkit.cli.checkpoints import check_checkpoint, checked_ckpt_path, load_checkpoint
 from grokkit.cli.commands import TRAINER_COMMANDS
 from grokkit.cli.parser import located
 from grokkit.cli.rundir import claim_run_directory, refuse_finished_run
@@ -109,10 +109,8 @@ class GrokkitCLI(ConfiguredModelCLI):
     def check_inputs(self) -> dict | None:
         """Check the probes and ``--ckpt_path``, then build or verify the dataset; returns the checkpoint."""
         check_probes(self.trainer.callbacks, self.model)
-        given = self.config[self.subcommand].get("ckpt_path")
-        path = resolve_ckpt_path(self.trainer, str(given)) if given else None
+        path = checked_ckpt_path(self, pinned=not self.new_version)
         checkpoint = None
-        refuse_no_checkpoint(str(self.subcommand), given, path, self.trainer.log_dir)
         if path is not None:
             checkpoint = load_checkpoint(path, self.config[self.subcommand].get("weights_only"))
             check_checkpoint(checkpoint, path, self.model, resume=self.subcommand == "fit")

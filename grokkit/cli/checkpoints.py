@@ -7,7 +7,9 @@ import os
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
 
+from grokkit.cli.rundir import restart_in_place
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import last_checkpoints
 from grokkit.train.checkpoint_file import read_checkpoint
@@ -28,20 +30,36 @@ def resolve_ckpt_path(trainer: L.Trainer, given: str) -> str | None:
     return given
 
 
-def refuse_no_checkpoint(subcommand: str, given: str | None, path: str | None, run_dir: str | None) -> None:
-    """``validate`` and ``test`` without a checkpoint would score an untrained model; ``last`` with nothing
-    to resume would train from the start under a resume's name."""
-    if given is None and subcommand != "fit":
+def checked_ckpt_path(cli: LightningCLI, pinned: bool) -> str | None:
+    """The checkpoint file ``--ckpt_path`` names, or ``None``: Lightning decides (``best``, ``hpc``), or the
+    weights configured are used. Refused: ``validate``/``test`` with neither a checkpoint nor
+    ``model.init_from`` (they would score an untrained model), and ``last`` with nothing to load, except for a
+    ``pinned`` run (its own config.yaml) that stopped before its first ``last.ckpt``: that fit starts again
+    from step 0 in its directory (:func:`~grokkit.cli.rundir.restart_in_place`)."""
+    subcommand, config = str(cli.subcommand), cli.config[cli.subcommand]
+    given = config.get("ckpt_path")
+    if given is None:
+        if subcommand != "fit" and not config.model.get("init_from"):
+            raise ConfigError(
+                f"{subcommand} needs --ckpt_path (RUN/checkpoints/last.ckpt or a trajectory checkpoint) or "
+                "model.init_from: without one it would score an untrained model"
+            )
+        return None
+    path = resolve_ckpt_path(cli.trainer, str(given))
+    if given != "last" or path is not None:
+        return path
+    if subcommand == "fit" and pinned and restart_in_place(cli.trainer):
+        cli.config_init[subcommand].ckpt_path = None  # nothing left for Lightning to look for
+        return None
+    if subcommand == "fit":
         raise ConfigError(
-            f"{subcommand} needs --ckpt_path (RUN/checkpoints/last.ckpt or a trajectory checkpoint): "
-            "without one it would score an untrained model"
+            f"--ckpt_path last: no run to resume in {cli.trainer.log_dir} (a new run directory); give the run's "
+            "own --config RUN/config.yaml, or leave --ckpt_path out to train from the start"
         )
-    if given == "last" and path is None:
-        raise ConfigError(
-            f"--ckpt_path last: {run_dir} holds no last.ckpt to resume (a new run directory, or one stopped "
-            "before its first checkpoint); give the run's own --config RUN/config.yaml, or leave --ckpt_path "
-            "out to train from the start"
-        )
+    raise ConfigError(
+        f"--ckpt_path last: the run has no last.ckpt to {subcommand}; give a checkpoint file, e.g. "
+        "RUN/checkpoints/trajectory/step=00001000.ckpt"
+    )
 
 
 def load_checkpoint(path: str, weights_only: bool | None) -> dict:

@@ -4,10 +4,13 @@ same one, and an existing one entered only to resume it."""
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 from grokkit.errors import ConfigError
 
@@ -43,3 +46,22 @@ def refuse_finished_run(trainer: L.Trainer, new_version: bool, ckpt_path: str | 
             f"{run_dir} already holds a run; add --ckpt_path last to resume it, or "
             "--trainer.logger.init_args.version=null to train the config again as a new run"
         )
+
+
+def restart_in_place(trainer: L.Trainer) -> bool:
+    """For ``--ckpt_path last`` into a run that stopped before its first ``last.ckpt``: clear what it left (its
+    events, summary.json and trajectory checkpoints, which a fit from step 0 writes again) so that it trains
+    again from step 0 in its own directory. ``False`` where the directory holds no run."""
+    logger = trainer.logger
+    if not isinstance(logger, TensorBoardLogger) or not os.path.isfile(
+        os.path.join(logger.log_dir, "config.yaml")
+    ):
+        return False
+    run_dir = Path(logger.log_dir)
+    for stale in [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json"]:
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    rank_zero_info(
+        f"grokkit: {run_dir} stopped before its first checkpoint (no last.ckpt); training it from step 0"
+    )
+    return True

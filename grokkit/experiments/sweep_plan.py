@@ -9,6 +9,8 @@ the plan, and a sweep directory refuses trials of another base config.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.cli.parser import GrokkitParser
 from grokkit.cli.settings import check_settings, config_sections
 from grokkit.data import TwoHopDataModule
+from grokkit.data.injection import Injection
 from grokkit.errors import ConfigError
 from grokkit.experiments import grid
 from grokkit.experiments.trial import config_flags
@@ -120,14 +123,28 @@ def check_points(
     check_values(cli, base, {f"trial {name}": point for name, point in points.items()})
 
 
+def data_arguments(data: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    """The data module's arguments at a grid point: the base config's, with the point's ``data.`` keys set
+    (``data.injection.n_new`` inside ``injection``)."""
+    data = copy.deepcopy(data)
+    for key, value in point.items():
+        if key.startswith("data."):
+            *parents, last = key.removeprefix("data.").split(".")
+            section = functools.reduce(lambda inner, part: inner.setdefault(part, {}), parents, data)
+            section[last] = value
+    if isinstance(data.get("injection"), dict):
+        data["injection"] = Injection(**data["injection"])
+    return data
+
+
 def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]], write: bool = True) -> int:
     """Build every dataset the trials need, once, before they run in parallel; returns how many differ.
-    ``write`` false (a dry run) draws each one not built yet in memory only: an impossible one is refused."""
+    ``write`` false (a dry run) draws each source graph and splits not built yet in memory only, so that an
+    impossible one is refused (an injection is drawn only by a real sweep: it reads its source from disk)."""
     built = set()
     for name, point in points.items():
-        data = {**base["data"], **{key[5:]: v for key, v in point.items() if key.startswith("data.")}}
         try:
-            datamodule = TwoHopDataModule(**data)
+            datamodule = TwoHopDataModule(**data_arguments(base["data"], point))
             if datamodule.dataset_dir in built:
                 continue
             if write:
