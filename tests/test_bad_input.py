@@ -304,6 +304,13 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         ("runs/tiny/version_0 already holds a run; add --ckpt_path last", "version=null"),
     ),
     ("resume a new run", new("--ckpt_path=last"), "--ckpt_path last: no run to resume in "),
+    (
+        "resume a run whose last.ckpt was moved away",
+        lambda w: (
+            [] if (w / LAST).unlink() else rerun(w, "--ckpt_path=last", "--checkpoint.every_n_train_steps=1")
+        ),
+        "version_0 got to step 1 but holds no last.ckpt (moved or deleted?); put it back, or delete the directory",
+    ),
     ("validate without a checkpoint", lambda w: rerun(w, command="validate"), "validate needs --ckpt_path"),
     (
         "checkpoint missing, the dataset not built yet",

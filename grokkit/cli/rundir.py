@@ -3,6 +3,7 @@ same one, and an existing one entered only to resume it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from grokkit.errors import ConfigError
+from grokkit.train.checkpointing import STEP_FILE, ResumableCheckpoint
 
 
 def claim_run_directory(trainer: L.Trainer, init: Namespace) -> None:
@@ -51,13 +53,21 @@ def refuse_finished_run(trainer: L.Trainer, new_version: bool, ckpt_path: str | 
 def restart_in_place(trainer: L.Trainer) -> bool:
     """For ``--ckpt_path last`` into a run that stopped before its first ``last.ckpt``: clear what it left (its
     events, summary.json and trajectory checkpoints, which a fit from step 0 writes again) so that it trains
-    again from step 0 in its own directory. ``False`` where the directory holds no run."""
+    again from step 0 in its own directory. ``False`` where the directory holds no run; refused where the run
+    got past its first periodic ``last.ckpt`` (someone moved it: clearing would lose the run)."""
     logger = trainer.logger
-    if not isinstance(logger, TensorBoardLogger) or not os.path.isfile(
-        os.path.join(logger.log_dir, "config.yaml")
-    ):
+    if not isinstance(logger, TensorBoardLogger) or not (Path(logger.log_dir) / "config.yaml").is_file():
         return False
     run_dir = Path(logger.log_dir)
+    reached = furthest_step(run_dir)
+    periodic = [
+        c.every_n_train_steps for c in trainer.checkpoint_callbacks if isinstance(c, ResumableCheckpoint)
+    ]
+    if reached >= min([every for every in periodic if every] or [1]):
+        raise ConfigError(
+            f"--ckpt_path last: {run_dir} got to step {reached} but holds no last.ckpt (moved or deleted?); put "
+            "it back, or delete the directory to train the run again from step 0; nothing was changed"
+        )
     for stale in [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json"]:
         stale.unlink(missing_ok=True)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
@@ -65,3 +75,14 @@ def restart_in_place(trainer: L.Trainer) -> bool:
         f"grokkit: {run_dir} stopped before its first checkpoint (no last.ckpt); training it from step 0"
     )
     return True
+
+
+def furthest_step(run_dir: Path) -> int:
+    """The last step a run left a trace of: its newest trajectory checkpoint or validation (0: none)."""
+    trajectory = run_dir / "checkpoints" / "trajectory"
+    steps = [int(m.group(1)) for p in trajectory.glob("step=*.ckpt") if (m := STEP_FILE.match(p.name))]
+    try:
+        steps.append(int(json.loads((run_dir / "summary.json").read_text())["val"]["step"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no summary yet, or one without a validation
+    return max(steps, default=0)
