@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from grokkit.errors import ConfigError
-from grokkit.train.checkpointing import STEP_FILE, ResumableCheckpoint
+from grokkit.train.checkpointing import ResumableCheckpoint, trajectory_files
 
 
 def claim_run_directory(trainer: L.Trainer, init: Namespace) -> None:
@@ -36,14 +36,20 @@ def claim_run_directory(trainer: L.Trainer, init: Namespace) -> None:
             ) from None
 
 
+def existing_run(trainer: L.Trainer) -> Path | None:
+    """The directory the trainer logs to, if a run is already there (its config.yaml or checkpoints)."""
+    logger = trainer.logger
+    if not isinstance(logger, TensorBoardLogger):
+        return None
+    run_dir = Path(logger.log_dir)
+    return run_dir if any((run_dir / name).exists() for name in ("config.yaml", "checkpoints")) else None
+
+
 def refuse_finished_run(trainer: L.Trainer, new_version: bool, ckpt_path: str | None) -> None:
     """A fit with its version pinned (``--config RUN/config.yaml``) and no ``ckpt_path`` to resume would train
     a second run into the first one's directory, over its summary, checkpoints and config: refuse it."""
-    logger = trainer.logger
-    if new_version or ckpt_path or not isinstance(logger, TensorBoardLogger):
-        return
-    run_dir = logger.log_dir
-    if any(os.path.exists(os.path.join(run_dir, name)) for name in ("config.yaml", "checkpoints")):
+    run_dir = None if new_version or ckpt_path else existing_run(trainer)
+    if run_dir is not None:
         raise ConfigError(
             f"{run_dir} already holds a run; add --ckpt_path last to resume it, or "
             "--trainer.logger.init_args.version=null to train the config again as a new run"
@@ -55,10 +61,9 @@ def restart_in_place(trainer: L.Trainer) -> bool:
     events, summary.json and trajectory checkpoints, which a fit from step 0 writes again) so that it trains
     again from step 0 in its own directory. ``False`` where the directory holds no run; refused where the run
     got past its first periodic ``last.ckpt`` (someone moved it: clearing would lose the run)."""
-    logger = trainer.logger
-    if not isinstance(logger, TensorBoardLogger) or not (Path(logger.log_dir) / "config.yaml").is_file():
+    run_dir = existing_run(trainer)
+    if run_dir is None:
         return False
-    run_dir = Path(logger.log_dir)
     reached = furthest_step(run_dir)
     periodic = [
         c.every_n_train_steps for c in trainer.checkpoint_callbacks if isinstance(c, ResumableCheckpoint)
@@ -79,8 +84,7 @@ def restart_in_place(trainer: L.Trainer) -> bool:
 
 def furthest_step(run_dir: Path) -> int:
     """The last step a run left a trace of: its newest trajectory checkpoint or validation (0: none)."""
-    trajectory = run_dir / "checkpoints" / "trajectory"
-    steps = [int(m.group(1)) for p in trajectory.glob("step=*.ckpt") if (m := STEP_FILE.match(p.name))]
+    steps = list(trajectory_files(run_dir))
     try:
         steps.append(int(json.loads((run_dir / "summary.json").read_text())["val"]["step"]))
     except (OSError, ValueError, KeyError, TypeError):

@@ -34,7 +34,7 @@ from grokkit.experiments.transfer_report import FINISHED, STARTS, unfinished_sta
 from grokkit.outputs import check_directory
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
-from grokkit.train.checkpointing import STEP_FILE
+from grokkit.train.checkpointing import trajectory_files
 
 DEFAULT_OVERLAY = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "cpu.yaml"
 
@@ -71,17 +71,14 @@ def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dic
             )
         found["grokked"] = (last, step)
     if "memorized" in starts:
-        trajectory = sorted(
-            (int(match.group(1)), path)
-            for path in (run_dir / "checkpoints" / "trajectory").glob("step=*.ckpt")
-            if (match := STEP_FILE.match(path.name)) and t_mem <= int(match.group(1)) < min(t_gen)
-        )
-        if not trajectory:
+        files = trajectory_files(run_dir)
+        steps = sorted(step for step in files if t_mem <= step < min(t_gen))
+        if not steps:
             raise ConfigError(
                 f"{run_dir}: no trajectory checkpoint between t_mem {t_mem} and t_gen {min(t_gen)} ({split}): no "
                 "memorized-but-not-generalized state to start from; train with a higher trajectory.per_decade"
             )
-        path, step = trajectory[0][1], trajectory[0][0]
+        path, step = files[steps[0]], steps[0]
         read_checkpoint(path, str(path))  # before any start trains: the start is read only when it is built
         found["memorized"] = (path, step)
     return found

@@ -98,10 +98,10 @@ class ResultsBoard(Callback):
         if trainer.log_dir is not None:
             self.path = Path(trainer.log_dir) / "summary.json"
         # a warning, as a smoke or timing run may mean it; val_check_interval counts batches, max_steps updates
-        every, batches = trainer.val_check_interval, trainer.max_steps * trainer.accumulate_grad_batches
-        if stage == "fit" and isinstance(every, int) and 0 < batches < every:
+        every, steps = trainer.val_check_interval, trainer.max_steps
+        if stage == "fit" and isinstance(every, int) and 0 < steps * trainer.accumulate_grad_batches < every:
             rank_zero_warn(
-                f"trainer.max_steps={trainer.max_steps} ends the run before its first validation (trainer.val_check_interval"
+                f"trainer.max_steps={steps} ends the run before its first validation (trainer.val_check_interval"
                 f"={every}): no accuracy curves, summary.json or probe results; lower val_check_interval for them"
             )
 

@@ -169,6 +169,14 @@ class ResumableCheckpoint(SaveOnDemandCheckpoint):
 STEP_FILE = re.compile(r"^step=(\d+)\.ckpt$")
 
 
+def trajectory_files(run_dir: Path) -> dict[int, Path]:
+    """A run's trajectory checkpoints (``RUN/checkpoints/trajectory/step=N.ckpt``) by step."""
+    directory = run_dir / "checkpoints" / "trajectory"
+    return {
+        int(m.group(1)): path for path in directory.glob("step=*.ckpt") if (m := STEP_FILE.match(path.name))
+    }
+
+
 class TrajectoryCheckpoint(Callback):
     """Weights-only checkpoints for offline probes (``grokkit analyze``): log-spaced, plus the newest periodic ones.
 
