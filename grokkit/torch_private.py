@@ -13,19 +13,19 @@ import functools
 import torch
 
 
-def any_non_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """A 0-dim float tensor, without a host sync: 1.0 where some entry of some tensor (all on one device) is
-    NaN or infinite, else 0.0 (the ``found_inf`` of the gradient scaler, which masks a fused AdamW step).
+def flag_non_finite_(tensors: list[torch.Tensor], found: torch.Tensor, one: torch.Tensor) -> None:
+    """Set ``found`` (a one-element float tensor on the tensors' device) to 1.0 where some entry of some tensor
+    is NaN or infinite, else leave it as it is; ``one`` is a 0-dim 1.0 on that device. No host sync.
 
-    One fused kernel: the gradient scaler's own check, with a scale of 1 (the values are unchanged); where
-    torch lacks it, the max |x| of each tensor (NaN propagates through amax).
+    One fused kernel: the gradient scaler's own check with a scale of ``one`` (the values are unchanged), which
+    sets ``found`` and never clears it; where torch lacks it, the max |x| of each tensor (NaN propagates
+    through amax).
     """
     try:
-        found = torch.zeros((), device=tensors[0].device)
-        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones((), device=found.device))
-        return found
+        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, one)
     except (AttributeError, NotImplementedError, RuntimeError):
-        return (~torch.isfinite(torch.stack([t.abs().amax().float() for t in tensors])).all()).float()
+        bad = ~torch.isfinite(torch.stack([t.detach().abs().amax().float() for t in tensors])).all()
+        found.copy_(torch.maximum(found, bad.float()))
 
 
 def lerp_all_(targets: list[torch.Tensor], sources: list[torch.Tensor], weight: torch.Tensor) -> None:
@@ -34,9 +34,10 @@ def lerp_all_(targets: list[torch.Tensor], sources: list[torch.Tensor], weight: 
     torch._foreach_lerp_(targets, sources, [weight] * len(targets))
 
 
-def mask_next_update(optimizer: torch.optim.Optimizer, mask: torch.Tensor) -> None:
+def mask_next_update(optimizer: torch.optim.Optimizer, mask: torch.Tensor | None) -> None:
     """Make the next step of a fused Adam/AdamW leave every tensor alone where ``mask`` (a 0-dim float tensor)
-    is 1: the ``found_inf`` input through which the gradient scaler skips a step, read from the optimizer."""
+    is 1: the ``found_inf`` input through which the gradient scaler skips a step, read from the optimizer.
+    ``None``: no mask (the kernel then skips the check and the step counts' correction)."""
     optimizer.found_inf = mask
 
 

@@ -180,10 +180,11 @@ class GrokModule(PlainAttributes, L.LightningModule):
         loss = self._step_loss if self._step_loss is not None else torch.zeros((), device=self.device)
         step, watch = self.trainer.global_step, self.nonfinite_watch
         watch.observe(step, loss, None if scaler is not None else self.trained_parameters)
-        if scaler is None:
-            mask_next_update(optimizer, watch.mask)
-        if scaler is not None or watch.read_due(step, self.device, self.trainer.log_every_n_steps):
+        read = scaler is not None or watch.read_due(step, self.device, self.trainer.log_every_n_steps)
+        if read:
             watch.raise_if_bad(self.trainer)
+        if scaler is None:  # a step read as good here needs no mask (~40 us of fused AdamW's on a CPU)
+            mask_next_update(optimizer, None if read and watch.mode == "stop" else watch.mask)
         if self.hparams.nonfinite == "skip" and self.is_logging_step:
             self.log("train/skipped_steps", watch.skipped_total().float())
 
