@@ -12,7 +12,9 @@ from lightning.pytorch.callbacks import Callback
 from test_cli import scalars, tiny_args
 
 from grokkit.cli import main
+from grokkit.errors import NonFiniteError
 from grokkit.probes import Probe
+from grokkit.train.nonfinite import NonFiniteWatch
 
 pytestmark = pytest.mark.slow
 
@@ -239,3 +241,25 @@ def test_a_failing_probe_names_itself_saves_the_state_and_the_run_resumes(tmp_pa
     for tag, points in straight.items():
         if tag.startswith(("val/", "train/")):
             assert dict(resumed[tag]) == dict(points), tag
+
+
+@pytest.mark.parametrize(
+    ("losses", "poisoned", "message"),
+    [
+        ([1.0, 1.0, 1.0, float("nan"), 1.0], set(), "non-finite loss at step 3"),
+        ([1.0, 1.0, 1.0, 1.0, float("nan")], {3}, "non-finite gradient at step 3"),  # a later bad loss too
+        ([1.0, float("inf"), 1.0, 1.0, 1.0], {1, 2}, "non-finite loss at step 1"),
+    ],
+)
+def test_the_check_read_late_names_the_first_bad_step_and_its_cause(tmp_path, losses, poisoned, message):
+    """Between host reads the verdict is two counters on the device; read five steps late, they still name
+    the first bad step and whether its loss was the cause, whatever the steps after it did."""
+    watch = NonFiniteWatch("stop", every=50)
+    parameter = torch.nn.Parameter(torch.zeros(3))
+    for step, loss in enumerate(losses):
+        parameter.grad = torch.full((3,), float("nan") if step in poisoned else 0.5)
+        watch.observe(step, torch.tensor(loss), [parameter])
+        assert watch.mask.item() == (step >= int(message.split()[-1]))  # every update from the first bad one
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    with pytest.raises(NonFiniteError, match=f"^{message}; the run stopped"):
+        watch.raise_if_bad(trainer)
