@@ -82,6 +82,9 @@ def corrupt(path: Path) -> None:
         f.write(b"garbage")
 
 
+ONSET_PROBE = "trainer:\n  callbacks:\n    - class_path: GrokkingOnset\n      init_args: {%s}\n"
+
+
 def written(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -429,6 +432,28 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "analyze with a probes config holding no probes",
         lambda w: ["analyze", str(w / RUN), f"--probes-config={written(w / 'p.yaml', 'model: {lr: 0.1}')}"],
         "p.yaml lists no trainer.callbacks, the only section read from it",
+    ),
+    (
+        "analyze with a probe value out of range in the probes config",
+        lambda w: [
+            "analyze",
+            str(w / RUN),
+            "--probes-config",
+            str(written(w / "p.yaml", ONSET_PROBE % "stop_threshold: 2")),
+        ],
+        [
+            "trainer.callbacks[0].init_args.stop_threshold=2.0 (GrokkingOnset) must lie in (0, 1]",
+            "p.yaml, line 4)",
+        ],
+    ),
+    (
+        "analyze with a probe argument misspelt in the probes config",
+        lambda w: [
+            "analyze",
+            str(w / RUN),
+            f"--probes-config={written(w / 'p.yaml', ONSET_PROBE % 'stop_thresh: 0.5')}",
+        ],
+        ["GrokkingOnset': Option 'stop_thresh' is not accepted", "p.yaml, line 3)"],
     ),
     (
         "transfer on a split that does not exist",

@@ -1,7 +1,7 @@
 """Config files, read before the parser sees them: every problem names the file, and the line where YAML knows it.
 
 jsonargparse reports a syntax error without the file's name and an empty file as "Unexpected config"; here
-each ``--config`` file is read first (missing, unreadable, not YAML, empty, not a mapping of sections), and
+each ``--config`` (or ``--probes-config``) file is read first (missing, unreadable, not YAML, empty, not a mapping of sections), and
 :func:`where_set` finds the file and line that set a key, for errors about its value.
 """
 
@@ -14,12 +14,13 @@ import yaml
 from grokkit.errors import ConfigError
 
 EXAMPLE = "a mapping of sections (model, data, trainer, ...), e.g. configs/tiny.yaml"
+CONFIG_FLAGS = ("--config", "--probes-config")  # analyze's probes config is a config file too
 
 
 def config_paths(argv: list[str]) -> list[Path]:
-    """The files given with ``--config FILE`` or ``--config=FILE`` (an inline YAML string is not a file)."""
-    values = [b for a, b in zip(argv, argv[1:], strict=False) if a == "--config"]
-    values += [arg.removeprefix("--config=") for arg in argv if arg.startswith("--config=")]
+    """The files of ``--config`` and ``--probes-config`` (``FLAG FILE``, ``FLAG=FILE``; inline YAML is none)."""
+    values = [b for a, b in zip(argv, argv[1:], strict=False) if a in CONFIG_FLAGS]
+    values += [arg.partition("=")[2] for arg in argv if arg.startswith(tuple(f"{f}=" for f in CONFIG_FLAGS))]
     return [Path(v) for v in values if not any(mark in v for mark in ("\n", ": ", "{"))]
 
 
@@ -49,8 +50,7 @@ def read_config_file(path: Path) -> dict:
         ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path}: invalid YAML ({' '.join(str(error).split())})") from None
-    repeated = _repeated_key(yaml.compose(text), set())
-    if repeated is not None:
+    if (repeated := _repeated_key(yaml.compose(text), set())) is not None:
         key, first, line = repeated
         raise ConfigError(
             f"config file {path}, line {line}: key {key!r} repeats line {first}, and YAML would keep only the "

@@ -39,8 +39,6 @@ class AnalysisLogger(TensorBoardLogger):
 def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
     """The run's config logging to ``RUN_DIR/analysis``, with the extra probes (replacing any of the same class)."""
     config = run_config(run_dir)
-    if probes_config is not None and not probes_config.is_file():
-        raise ConfigError(f"--probes-config {probes_config} not found")
     extra = read_config_file(probes_config) if probes_config is not None else {}
     added = as_list((extra.get("trainer") or {}).get("callbacks"))
     if probes_config is not None and not added:
@@ -53,7 +51,9 @@ def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
     kept = [
         callback for callback in as_list(trainer.get("callbacks")) if class_name(callback) not in replaced
     ]
-    trainer["callbacks"] = kept + added
+    # the added first, so that an error names a probe by its index in the probes config (and its line there);
+    # the CLI orders probes by stage, measurements before the detectors reading them
+    trainer["callbacks"] = added + kept
     trainer["logger"] = {
         "class_path": "grokkit.experiments.analyze.AnalysisLogger",
         "init_args": {
