@@ -1,8 +1,8 @@
 """Config files, read before the parser sees them: every problem names the file, and the line where YAML knows it.
 
 jsonargparse reports a syntax error without the file's name and an empty file as "Unexpected config"; here
-each ``--config`` (or ``--probes-config``) file is read first (missing, unreadable, not YAML, empty, not a mapping of sections), and
-:func:`where_set` finds the file and line that set a key, for errors about its value.
+each ``--config`` (and ``--probes-config``) file is read first (missing, unreadable, not YAML, empty, not a
+mapping of sections), and :func:`where_set` finds the file and line that set a key, for errors about its value.
 """
 
 from __future__ import annotations

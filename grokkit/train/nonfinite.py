@@ -66,11 +66,11 @@ class NonFiniteWatch:
         """In ``stop`` mode, stop the run if a step was bad, naming the first one (one host read)."""
         if self.mode != "stop" or self.counts is None:
             return
-        bad, loss_bad = self.counts.tolist()
+        bad, loss_bad = self.counts.tolist()  # steps bad since the first one, steps with a bad loss since
         if bad:
-            kind = "loss" if loss_bad == bad else "gradient"
+            kind, first = "loss" if loss_bad == bad else "gradient", self.last_step - int(bad) + 1
             raise NonFiniteError(
-                f"non-finite {kind} at step {self.last_step - int(bad) + 1}; the run stopped before updating the weights, "
+                f"non-finite {kind} at step {first}; the run stopped before updating the weights, "
                 f"last good checkpoint: {last_good_checkpoint(trainer)}; fix: lower model.lr, set "
                 "trainer.gradient_clip_val (e.g. 1.0) or set model.nonfinite=skip, then resume with --ckpt_path last"
             )
