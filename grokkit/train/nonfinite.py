@@ -44,11 +44,9 @@ class NonFiniteWatch:
 
     def observe(self, step: int, loss: torch.Tensor, parameters: Sequence[torch.nn.Parameter] | None) -> None:
         """Record this step's verdict; ``parameters`` ``None`` checks the loss only."""
-        if self.flags is None:
-            self.flags, self.counts = torch.zeros(2, device=loss.device), torch.zeros(2, device=loss.device)
-            self.mask, self.loss_bad = self.flags[0], self.flags[1]  # views, made once (~1 us each)
-            self.one = torch.ones((), device=loss.device)
-        elif self.mode == "skip":
+        if self.flags is None or self.flags.device != loss.device:  # the first step, or a fit elsewhere
+            self.place(loss.device)
+        if self.mode == "skip":
             self.flags.zero_()
         # a gradient is a leaf outside autograd: no detach (~1 us a tensor)
         grads = [p.grad for p in parameters if p.grad is not None] if parameters is not None else []
@@ -56,6 +54,13 @@ class NonFiniteWatch:
         flag_non_finite_([loss, *grads], self.mask, self.one)
         self.counts.add_(self.flags)
         self.last_step = step
+
+    def place(self, device: torch.device) -> None:
+        """Flags and counters on ``device``, with what was counted so far (zeros on the first step)."""
+        self.flags = torch.zeros(2, device=device) if self.flags is None else self.flags.to(device)
+        self.counts = torch.zeros(2, device=device) if self.counts is None else self.counts.to(device)
+        self.mask, self.loss_bad = self.flags[0], self.flags[1]  # views, made once (~1 us each)
+        self.one = torch.ones((), device=device)
 
     def read_due(self, step: int, device: torch.device, log_every: int) -> bool:
         """Whether the host reads the verdict after ``step``: a read stalls a GPU until its queue drains."""
