@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ def build_grokkit(config: Path, overrides: list[str]) -> GrokkitCLI:
     """Model, data and trainer exactly as ``grokkit fit --config`` builds them, without running."""
     load_entry_point_probes()  # plugin probes registered as entry points, as `grokkit` loads them
     quiet_known_noise()  # and without the lines `grokkit` silences
+    # the host-read and anchor fits stop before their first validation on purpose
+    warnings.filterwarnings(
+        "ignore", message=r"trainer\.max_steps=\d+ ends the run before its first validation"
+    )
     return build_cli(["--config", str(config), *overrides], run=False, save_config=False)
 
 
