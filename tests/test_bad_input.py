@@ -15,6 +15,7 @@ import torch
 from test_cli import tiny_args as fit
 
 from grokkit.cli import main
+from grokkit.cli.configfiles import read_config_file
 from grokkit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -500,6 +501,15 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(base, tmp_path, cap
 
 def test_the_table_is_broad():
     assert len(CASES) >= 25
+
+
+def test_a_number_and_a_string_of_the_same_text_are_two_keys(tmp_path):
+    """YAML keeps both ``1:`` and ``'1':``; only a key given twice as the same type is refused."""
+    both = written(tmp_path / "both.yaml", "model:\n  lr: 0.1\nextra:\n  1: a\n  '1': b\n")
+    assert read_config_file(both)["extra"] == {1: "a", "1": "b"}
+    twice = written(tmp_path / "twice.yaml", "extra:\n  '1': a\n  '1': b\n")
+    with pytest.raises(ConfigError, match="line 3: key '1' repeats line 2"):
+        read_config_file(twice)
 
 
 def test_debug_shows_the_exception(base, tmp_path):

@@ -89,12 +89,12 @@ def _repeated_key(node: yaml.Node | None, seen: set[int]) -> tuple[str, int, int
     seen.add(id(node))
     children = node.value if isinstance(node, yaml.SequenceNode) else []
     if isinstance(node, yaml.MappingNode):
-        lines: dict[str, int] = {}
+        lines: dict[tuple[str, str], int] = {}  # by type and text: 1 and '1' are two keys
         for name, value in node.value:
             if isinstance(name, yaml.ScalarNode) and name.value != "<<":
-                if name.value in lines:
-                    return name.value, lines[name.value], name.start_mark.line + 1
-                lines[name.value] = name.start_mark.line + 1
+                if (name.tag, name.value) in lines:
+                    return name.value, lines[name.tag, name.value], name.start_mark.line + 1
+                lines[name.tag, name.value] = name.start_mark.line + 1
             children.append(value)
     return next(filter(None, (_repeated_key(child, seen) for child in children)), None)
 
