@@ -112,7 +112,7 @@ class TwoHopDataModule(L.LightningDataModule):
     def _user_graph(self) -> KnowledgeGraph | None:
         if self.facts_file is None:
             return None
-        return graph_from_triples(read_triples(Path(self.facts_file)), source=str(Path(self.facts_file)))
+        return graph_from_triples(read_triples(path := Path(self.facts_file)), source=str(path))
 
     @property
     def vocab_size(self) -> int:

@@ -25,6 +25,7 @@ from grokkit.errors import ConfigError
 from grokkit.lightning_private import set_step
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
+from grokkit.train.checkpointing import trajectory_files
 
 
 class AnalysisLogger(TensorBoardLogger):
@@ -69,7 +70,7 @@ def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
 def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
     """Run the probes over every checkpoint of the run; returns the summary written to analysis/summary.json."""
     config = offline_config(run_dir, probes_config)
-    paths = sorted((run_dir / "checkpoints" / "trajectory").glob("step=*.ckpt"))  # zero-padded: step order
+    paths = [path for _, path in sorted(trajectory_files(run_dir).items())]  # in step order
     paths += [path for path in [run_dir / "checkpoints" / "last.ckpt"] if path.is_file()]
     if not paths:
         raise ConfigError(
