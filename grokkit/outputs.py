@@ -42,6 +42,7 @@ def figure_format(path: Path, flag: str, formats: tuple[str, ...] | None = None)
     if kind not in (formats or FigureCanvasBase.get_supported_filetypes()):
         *others, last = [f".{name}" for name in (formats or ("png", "pdf", "svg"))]
         names = f"{', '.join(others)} or {last}" if others else last
+        names += " (or another format matplotlib writes)" if formats is None else ""
         raise ConfigError(f"{flag} {path}: no figure format {kind!r}; end the name in {names}")
     check_file(path, flag)
     return kind

@@ -79,6 +79,9 @@ RANGES: dict[str, dict[str, Range]] = {
         "ood_atomic_repeats": Range(1, 10**4),
         "batch_size": BATCH,
         "eval_batch_size": BATCH,
+        "injection.n_new": Range(2, 10**6),  # and even: Injection checks that
+        "injection.replay_size": Range(1, 10**7),
+        "injection.eval_size": Range(1, 10**7),
     },
     "grokkit.train.module.GrokModule": {
         "lr": Range(0, 10, low_open=True),
@@ -143,6 +146,7 @@ RANGES: dict[str, dict[str, Range]] = {
     "grokkit.probes.causal_tracing.CausalTracing": {
         "mid_stage": Range(1, 10**4, null="5/8 of the depth"),
     },
+    "grokkit.cli.console.GrokProgressBar": {"update_seconds": Range(0, 10**6)},
     "grokkit.train.checkpointing.TrajectoryCheckpoint": {
         "per_decade": Range(1, 1000),
         "min_step": Range(0, TRILLION),

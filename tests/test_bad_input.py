@@ -154,6 +154,34 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "data.out_degree=50 is larger than data.n_relations=10",
     ),
     ("phi beyond the inferred facts", new("--data.phi=500"), "data.phi=500.0 asks for"),
+    (  # the data directory made to hold the dataset goes again
+        "phi beyond the inferred facts, into a new data directory",
+        lambda w: fit(w, "--data.phi=500", f"--data.data_dir={w / 'new' / 'data'}"),
+        "data.phi=500.0 asks for",
+    ),
+    (
+        "a data error located in the config file that set it",
+        overlay("data:\n  out_degree: 50\n"),
+        ["data.out_degree=50 is larger than data.n_relations=10", "over.yaml, line 2)"],
+    ),
+    (
+        "injection of no new facts",
+        new("--data.injection.n_new=0"),
+        "data.injection.n_new=0 must lie in [2, 1000000]",
+    ),
+    (
+        "best checkpoints with no metric to rank them",
+        new("--checkpoint.save_top_k=5"),
+        "checkpoint.save_top_k=5 keeps the best 5 checkpoints by checkpoint.monitor, which is null",
+    ),
+    (
+        "progress bar updated at negative intervals",
+        new(
+            "--trainer.callbacks+=grokkit.cli.console.GrokProgressBar",
+            "--trainer.callbacks.update_seconds=-1",
+        ),
+        "trainer.callbacks[0].init_args.update_seconds=-1.0 (GrokProgressBar) must lie in [0, 1000000]",
+    ),
     ("negative phi", new("--data.phi=-1"), "data.phi=-1.0 must lie in [0, 10000]"),
     ("every fact OOD", new("--data.ood_fraction=1"), "data.ood_fraction=1.0 makes all"),
     ("no ID test", new("--data.test_iid_probability=0"), "test_inferred_iid, the ID test, would be empty"),
@@ -251,6 +279,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "missing facts file",
         lambda w: fit(w, f"--data.facts_file={w / 'nope.tsv'}"),
         "nope.tsv does not exist",
+    ),
+    (
+        "facts file that is a directory",
+        lambda w: fit(w, f"--data.facts_file={w / 'data'}"),
+        "cannot be read (Is a directory); give a .jsonl or .tsv file",
     ),
     ("TSV line with two columns", facts("f.tsv", TSV + "carol\tmother\n"), "f.tsv:3: malformed fact"),
     ("empty name", facts("f.tsv", TSV + "carol\t\tdora\n"), "f.tsv:3: malformed fact"),
@@ -462,6 +495,20 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "--split nosplit: no such split; choose one of id_atomic,",
     ),
     (
+        "transfer without its source run",
+        lambda w: ["transfer", "--split=nosplit"],
+        "the following arguments are required: --source (see `grokkit transfer --help`)",
+    ),
+    (  # checked before the dataset (a new data directory here) is built
+        "run directory through a file",
+        lambda w: fit(
+            w,
+            f"--trainer.logger.init_args.save_dir={written(w / 'afile', 'x')}",
+            f"--data.data_dir={w / 'new'}",
+        ),
+        "cannot create the run directory",
+    ),
+    (
         "analyze a directory that is not a run",
         lambda w: ["analyze", str(w / "data")],
         "config.yaml not found: give a run directory written by `grokkit fit`",
@@ -501,6 +548,7 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(base, tmp_path, cap
 
 def test_the_table_is_broad():
     assert len(CASES) >= 25
+    assert f"`tests/test_bad_input.py` holds {len(CASES)} such cases" in (ROOT / "README.md").read_text()
 
 
 def test_a_number_and_a_string_of_the_same_text_are_two_keys(tmp_path):

@@ -284,6 +284,8 @@ def test_every_shipped_config_is_mutated(all_mutations):
     kinds = {m.kind for m in all_mutations}
     assert kinds == {"drop", "wrong type", "zero", "negative", "NaN", "huge", "empty list", "unknown key"}
     assert len(all_mutations) > 10000
+    readme = (ROOT / "README.md").read_text()  # the README's description of this test says how many
+    assert f"({len(STACKS)} stacks)" in readme and f"derives {len(all_mutations):,} mutations" in readme
 
 
 @settings(

@@ -17,8 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from grokkit.cli.callbacks import quiet_batch_hooks, trainer_callbacks, trainer_plugins, trainer_profiler
 from grokkit.cli.checkpoints import check_checkpoint, checked_ckpt_path, load_checkpoint
 from grokkit.cli.commands import TRAINER_COMMANDS
-from grokkit.cli.parser import located
-from grokkit.cli.rundir import claim_run_directory, refuse_finished_run
+from grokkit.cli.rundir import check_run_directory, claim_run_directory, refuse_finished_run
 from grokkit.cli.settings import check_settings, config_sections
 from grokkit.errors import ConfigError, GrokkitError
 from grokkit.lightning_private import ConfiguredModelCLI, set_step
@@ -56,10 +55,7 @@ class GrokkitCLI(ConfiguredModelCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse, then refuse any number outside its range before anything (the seed included) is set."""
         super().parse_arguments(parser, args)
-        try:
-            check_settings(self.config.get(self.config.get("subcommand"), self.config), config_sections(self))
-        except ConfigError as error:
-            raise ConfigError(f"{error}{located(error.key or '')}", error.key) from None
+        check_settings(self.config.get(self.config.get("subcommand"), self.config), config_sections(self))
 
     def before_instantiate_classes(self) -> None:
         """Pin the run's version, so its config.yaml resumes into the same directory (claimed in :meth:`before_fit`);
@@ -93,6 +89,8 @@ class GrokkitCLI(ConfiguredModelCLI):
 
     def before_fit(self) -> None:
         refuse_finished_run(self.trainer, self.new_version, self.config.fit.get("ckpt_path"))
+        if self.new_version:
+            check_run_directory(self.trainer, self.config.fit.trainer.logger.init_args)
         self.check_inputs()
         if self.new_version:
             claim_run_directory(self.trainer, self.config.fit.trainer.logger.init_args)

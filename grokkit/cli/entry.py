@@ -26,7 +26,8 @@ from grokkit.cli.commands import TOOLS, TRAINER_COMMANDS, overview
 from grokkit.cli.configfiles import config_paths, read_config_file
 from grokkit.cli.console import quiet_known_noise
 from grokkit.cli.factory import build_cli
-from grokkit.errors import GrokkitError
+from grokkit.cli.parser import located
+from grokkit.errors import ConfigError, GrokkitError
 from grokkit.probes.registry import load_entry_point_probes
 
 
@@ -78,7 +79,8 @@ def run_command(args: ArgsType) -> None:
 @contextmanager
 def errors_in_one_line() -> Iterator[None]:
     """A grokkit error (possibly wrapped by jsonargparse while instantiating a class) or Lightning's
-    misconfiguration error becomes one line on stderr and its exit code; anything else keeps its traceback."""
+    misconfiguration error becomes one line on stderr and its exit code, a config error with the file and
+    line that set its key; anything else keeps its traceback."""
     try:
         yield
     except Exception as error:
@@ -86,6 +88,8 @@ def errors_in_one_line() -> Iterator[None]:
         if cause is None or invocation.debug:
             raise
         message = " ".join(str(cause).split())
+        if isinstance(cause, ConfigError) and cause.key:  # the config file and line that set it, if one did
+            message += located(cause.key)
         if isinstance(cause, MisconfigurationException):
             message = f"{message} (a Lightning setting: see the trainer and checkpoint sections)"
         print(f"grokkit: error: {message}", file=sys.stderr)

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from grokkit.cli.configfiles import read_config_file
+from grokkit.cli.parser import ToolParser
 from grokkit.errors import ConfigError
 
 
 def run_dir_parser(command: str, description: str) -> argparse.ArgumentParser:
     """The command line of a tool that reads one finished run: ``grokkit COMMAND RUN_DIR [options]``."""
-    parser = argparse.ArgumentParser(prog=f"grokkit {command}", description=description)
+    parser = ToolParser(prog=f"grokkit {command}", description=description)
     parser.add_argument(
         "run_dir", type=Path, help="a run directory written by `grokkit fit` (holds config.yaml)"
     )

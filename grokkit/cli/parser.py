@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
+from typing import NoReturn
 
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -25,6 +27,10 @@ class GrokkitParser(LightningArgumentParser):
         if not self.exit_on_error or invocation.debug:  # jsonargparse probing alternatives, or --debug
             return super().error(message, ex)
         command = self.prog.replace(" [options]", "")
+        if (
+            command == "grokkit" and invocation.argv[:1] and not invocation.argv[0].startswith("-")
+        ):  # an error the top parser found in a subcommand's config
+            command = f"grokkit {invocation.argv[0]}"
         message = explain_class_path_error(message) or " ".join(message.split())
         missing = re.match(r"the following arguments are required: (?:\w+\.)?([\w.]+)", message)
         if missing:
@@ -46,6 +52,15 @@ class GrokkitParser(LightningArgumentParser):
         if key:
             message += located(key)
         sys.stderr.write(f"grokkit: error: {message} (see `{command} --help`)\n")
+        sys.exit(2)
+
+
+class ToolParser(argparse.ArgumentParser):
+    """The command line of a grokkit tool (``sweep``, ``compare``, ``analyze``, ...): a usage error is one
+    line too, not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"grokkit: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
         sys.exit(2)
 
 

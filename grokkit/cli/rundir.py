@@ -3,6 +3,7 @@ same one, and an existing one entered only to resume it."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -15,6 +16,28 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from grokkit.errors import ConfigError
 from grokkit.train.checkpointing import ResumableCheckpoint, trajectory_files
+
+
+def check_run_directory(trainer: L.Trainer, init: Namespace) -> None:
+    """Refuse, before the dataset is built, a run directory that cannot be created: a file on its path, or a
+    directory without write permission (:func:`claim_run_directory` creates it once every input is checked)."""
+    logger = trainer.logger
+    if not isinstance(logger, TensorBoardLogger):
+        return
+    path = Path(logger.log_dir)
+    nearest = next(parent for parent in (path, *path.parents) if parent.exists())
+    if not nearest.is_dir():
+        raise unwritable(init, logger.log_dir, os.strerror(errno.ENOTDIR))
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise unwritable(init, logger.log_dir, os.strerror(errno.EACCES))
+
+
+def unwritable(init: Namespace, log_dir: str, reason: str) -> ConfigError:
+    return ConfigError(
+        f"trainer.logger.init_args.save_dir={init.save_dir}: cannot create the run directory {log_dir} ({reason}); "
+        "choose a writable directory",
+        "trainer.logger.init_args.save_dir",
+    )
 
 
 def claim_run_directory(trainer: L.Trainer, init: Namespace) -> None:
@@ -30,10 +53,7 @@ def claim_run_directory(trainer: L.Trainer, init: Namespace) -> None:
             init.version += 1
             logger = trainer.logger = type(logger)(**init.as_dict())
         except OSError as error:
-            raise ConfigError(
-                f"trainer.logger.init_args.save_dir={init.save_dir}: cannot create the run directory "
-                f"{logger.log_dir} ({error.strerror}); choose a writable directory"
-            ) from None
+            raise unwritable(init, logger.log_dir, error.strerror) from None
 
 
 def existing_run(trainer: L.Trainer) -> Path | None:

@@ -9,7 +9,7 @@ an uninterrupted one would.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -84,25 +84,17 @@ class TwoHopDataModule(L.LightningDataModule):
         injection: Injection | None = None,
     ) -> None:
         super().__init__()
-        check_arguments("data", type(self), locals())  # every argument in its range
+        arguments = locals()
+        check_arguments("data", type(self), arguments)  # every argument in its range
         if facts_file is None and out_degree > n_relations:
             raise ConfigError(
                 f"data.out_degree={out_degree} is larger than data.n_relations={n_relations}: an entity cannot have "
-                "more distinct relations than exist; lower out_degree or raise n_relations"
+                "more distinct relations than exist; lower out_degree or raise n_relations",
+                "data.out_degree",
             )
         self.data_dir, self.seed, self.facts_file = Path(data_dir), seed, facts_file
         self.graph_size = (n_entities, n_relations, out_degree)
-        self.spec = SplitSpec(
-            ood_fraction,
-            phi,
-            test_iid_probability,
-            hop1_ratio,
-            hop1_k,
-            hop2_ratio,
-            hop2_k,
-            eval_size,
-            ood_atomic_repeats,
-        )
+        self.spec = SplitSpec(**{field.name: arguments[field.name] for field in fields(SplitSpec)})
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.injection = injection
         self.tables: dict[str, torch.Tensor] = {}
@@ -210,7 +202,8 @@ class TwoHopDataModule(L.LightningDataModule):
         n_train = len(self.tables["train"])
         if n_train < self.batch_size:
             raise ConfigError(
-                f"data.batch_size={self.batch_size} exceeds the {n_train} training items; lower it"
+                f"data.batch_size={self.batch_size} exceeds the {n_train} training items; lower it",
+                "data.batch_size",
             )
         return n_train
 

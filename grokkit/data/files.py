@@ -11,15 +11,19 @@ RESERVED = ("<pad>", "</a>")  # the names of the special tokens PAD and EOS
 
 
 def read_triples(path: Path) -> list[tuple[str, str, str]]:
-    """Every line one fact; blank lines are skipped. A malformed line is an error that names it."""
-    if not path.is_file():
-        raise ConfigError(f"data.facts_file {path} does not exist; give the path of a .jsonl or .tsv file")
+    """Every line one fact (a ``.jsonl`` file's as JSON, any other's as TSV); blank lines are skipped. A
+    malformed line is an error that names it."""
+    key, give = "data.facts_file", "give a .jsonl or .tsv file"
+    if not path.exists():
+        raise ConfigError(f"{key} {path} does not exist; {give}", key)
     parse = _parse_jsonl if path.suffix == ".jsonl" else _parse_tsv
     triples = []
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"data.facts_file {path} is not UTF-8 text; give a .jsonl or .tsv file") from None
+        raise ConfigError(f"{key} {path} is not UTF-8 text; {give}", key) from None
+    except OSError as error:  # a directory, no permission
+        raise ConfigError(f"{key} {path} cannot be read ({error.strerror}); {give}", key) from None
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -40,7 +44,7 @@ def read_triples(path: Path) -> list[tuple[str, str, str]]:
                 )
         triples.append(triple)
     if not triples:
-        raise ConfigError(f"data.facts_file {path} holds no facts")
+        raise ConfigError(f"{key} {path} holds no facts", key)
     return triples
 
 

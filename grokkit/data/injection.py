@@ -47,11 +47,13 @@ class Injection:
     def __post_init__(self) -> None:
         if self.n_new < 2 or self.n_new % 2:
             raise ConfigError(
-                f"data.injection.n_new={self.n_new} must be even and at least 2 (chained pairs)"
+                f"data.injection.n_new={self.n_new} must be even and at least 2 (chained pairs)",
+                "data.injection.n_new",
             )
         for name in ("replay_size", "eval_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"data.injection.{name}={getattr(self, name)} must be at least 1")
+                key = f"data.injection.{name}"
+                raise ConfigError(f"{key}={getattr(self, name)} must be at least 1", key)
 
 
 def graph_of(facts: torch.Tensor, names: dict[str, list[str]]) -> KnowledgeGraph:
@@ -91,7 +93,10 @@ def replay(
     cost = 1 + np.bincount(joins_at[joins_at < len(order)], minlength=len(order))
     n_kept = int(np.searchsorted(np.cumsum(cost), size, side="right"))
     if n_kept == 0:
-        raise ConfigError(f"data.injection.replay_size={size} is smaller than one fact with its compositions")
+        raise ConfigError(
+            f"data.injection.replay_size={size} is smaller than one fact with its compositions",
+            "data.injection.replay_size",
+        )
     kept = np.zeros(kg.n_facts, dtype=bool)
     kept[order[:n_kept]] = True
     return kept, joins_at < n_kept
@@ -109,14 +114,16 @@ def new_facts(
     if len(bridge_slots) < n_pairs:
         raise ConfigError(
             f"data.injection.n_new={n_new} needs {n_pairs} free relation slots on bridge entities, the source graph "
-            f"has {len(bridge_slots)}; lower n_new or raise replay_size"
+            f"has {len(bridge_slots)}; lower n_new or raise replay_size",
+            "data.injection.n_new",
         )
     second = rng.choice(bridge_slots, n_pairs, replace=False)
     head_slots = np.setdiff1d(np.flatnonzero(np.isin(free_h, kept_tails)), second)
     if len(head_slots) < n_pairs:
         raise ConfigError(
             f"data.injection.n_new={n_new} needs {n_pairs} more free relation slots, the source graph has "
-            f"{len(head_slots)}; lower n_new"
+            f"{len(head_slots)}; lower n_new",
+            "data.injection.n_new",
         )
     first = rng.choice(head_slots, n_pairs, replace=False)
     tails = np.concatenate([free_h[second], rng.choice(kept_heads, n_pairs)])

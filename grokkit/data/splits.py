@@ -85,7 +85,8 @@ def build_splits(kg: KnowledgeGraph, spec: SplitSpec, rng: np.random.Generator) 
     if not len(id_facts):
         raise ConfigError(
             f"data.ood_fraction={spec.ood_fraction} makes all {kg.n_facts} atomic facts OOD: nothing is left "
-            "to train or test in distribution; use a value below 1"
+            "to train or test in distribution; use a value below 1",
+            "data.ood_fraction",
         )
 
     two_hop = enumerate_two_hop(kg)
@@ -97,7 +98,8 @@ def build_splits(kg: KnowledgeGraph, spec: SplitSpec, rng: np.random.Generator) 
     if not len(test_iid):
         raise ConfigError(
             f"data.test_iid_probability={spec.test_iid_probability} holds out none of the {len(both_id)} ID "
-            "two-hop facts: test_inferred_iid, the ID test, would be empty; raise it"
+            "two-hop facts: test_inferred_iid, the ID test, would be empty; raise it",
+            "data.test_iid_probability",
         )
 
     n_train_inferred = round(spec.phi * len(id_facts))
@@ -106,7 +108,8 @@ def build_splits(kg: KnowledgeGraph, spec: SplitSpec, rng: np.random.Generator) 
             f"data.phi={spec.phi} asks for {n_train_inferred} training two-hop facts but only {len(pool)} "
             f"ID two-hop facts are left for training (max phi {len(pool) / len(id_facts):.2f}; "
             f"data.test_iid_probability={spec.test_iid_probability} held out {len(test_iid)} for the ID test); "
-            "lower data.phi or data.test_iid_probability, or raise data.out_degree"
+            "lower data.phi or data.test_iid_probability, or raise data.out_degree",
+            "data.phi",
         )
     train_inferred = rng.choice(pool, size=n_train_inferred, replace=False)
 

@@ -9,8 +9,10 @@ directory, which no run reads and the next builder deletes.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -63,14 +65,18 @@ def _to_tensors(splits: Splits) -> dict[str, torch.Tensor]:
 
 @contextmanager
 def build_lock(directory: Path) -> Iterator[None]:
-    """Hold the exclusive build lock of ``directory``'s data directory (released when the process ends)."""
+    """Hold the exclusive build lock of ``directory``'s data directory (released when the process ends). The
+    directories it creates for that are removed again if the build fails and leaves them empty (bad parameters
+    write nothing)."""
+    created = list(itertools.takewhile(lambda path: not path.exists(), directory.parents))
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(directory.parent, os.O_RDONLY)
     except OSError as error:
         raise ConfigError(
             f"data.data_dir {directory.parent} cannot be created or opened ({error.strerror}); "
-            "choose a writable directory"
+            "choose a writable directory",
+            "data.data_dir",
         ) from None
     try:
         if fcntl is not None:
@@ -82,6 +88,11 @@ def build_lock(directory: Path) -> Iterator[None]:
                 )
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
+    except Exception:
+        for path in created:  # deepest first; one that holds anything stays
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
     finally:
         os.close(descriptor)
 
@@ -100,7 +111,8 @@ def write_dataset(
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     except OSError as error:
         raise ConfigError(
-            f"data.data_dir {directory.parent} is not writable ({error.strerror}); choose a writable directory"
+            f"data.data_dir {directory.parent} is not writable ({error.strerror}); choose a writable directory",
+            "data.data_dir",
         ) from None
     try:
         torch.save(_to_tensors(splits), staging / TENSORS)

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from grokkit.atomic import atomic_write
 from grokkit.cli.configfiles import read_config_file
+from grokkit.cli.parser import ToolParser
 from grokkit.errors import ConfigError, TrainingError
 from grokkit.experiments.trial import is_done
 from grokkit.outputs import check_directory
@@ -159,7 +160,7 @@ def report(study_dir: Path) -> pd.DataFrame:
 
 def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """The study's own options; the rest (``--config`` overlays, ``--max-concurrent``, ...) go to the sweep."""
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="grokkit study",
         description="Train He et al.'s five data regimes x seeds as one `grokkit sweep`, then write "
         "STUDY/table.md, STUDY/table.csv and STUDY/study.png. Other flags (--config overlays on the base, "

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from grokkit.cli.parser import ToolParser
 from grokkit.errors import ConfigError, TrainingError
 
 try:
@@ -117,7 +118,7 @@ def run_on_ray(trials: list[Trial], options: argparse.Namespace, sweep_dir: Path
 
 def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """The sweep's own options; every other ``--key value`` goes to the config, as for ``grokkit fit``."""
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="grokkit sweep",
         description="Run a grid of `grokkit fit` runs on Ray Tune; each trial is a run directory in --out. "
         "Other --key=value flags set the config as for `grokkit fit`.",

@@ -16,7 +16,6 @@ re-runs it with ``grokkit fit``); it is validated once at step 0, then trained. 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -28,6 +27,7 @@ from grokkit.atomic import atomic_write
 from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.cli.configfiles import read_config_file
 from grokkit.cli.finished_run import run_config
+from grokkit.cli.parser import ToolParser
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.experiments.transfer_report import FINISHED, STARTS, unfinished_starts, write_report
@@ -139,7 +139,7 @@ def transfer(
 
 
 def transfer_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="grokkit transfer",
         description="Fine-tune a finished run's grokked and memorized checkpoints, and a from-scratch control, on "
         "new facts; write OUT/transfer.md, .csv and .png. Other --key=value arguments go to every fit.",

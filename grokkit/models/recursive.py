@@ -144,11 +144,13 @@ class Recursive(TwoHopModel):
         for name, value in {**sizes, "n_prefix": n_prefix}.items():
             least = 0 if name == "n_prefix" else 1
             if value < least:
-                raise ConfigError(f"model.network.init_args.{name}={value} must be at least {least}")
+                key = f"model.network.init_args.{name}"
+                raise ConfigError(f"{key}={value} must be at least {least}", key)
         if token_mixing == "attention" and d_model % n_heads:
             raise ConfigError(
                 f"model.network.init_args.d_model={d_model} must be divisible by "
-                f"model.network.init_args.n_heads={n_heads}"
+                f"model.network.init_args.n_heads={n_heads}",
+                "model.network.init_args.n_heads",
             )
         self.d_model, self.H_cycles, self.L_cycles, self.n_prefix = d_model, H_cycles, L_cycles, n_prefix
         self.n_stages, self.original_trm = 1 + H_cycles * (L_cycles + 1), original_trm

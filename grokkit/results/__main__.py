@@ -1,13 +1,13 @@
 """``python -m grokkit.results RUN_OR_SWEEP_DIR OUT.csv``: a run's scalars or a sweep's table as CSV."""
 
-import argparse
 from pathlib import Path
 
 from grokkit.atomic import atomic_write
 from grokkit.cli import errors_in_one_line
+from grokkit.cli.parser import ToolParser
 from grokkit.results.runs import SWEEP_PLAN, load_run, load_sweep
 
-parser = argparse.ArgumentParser(
+parser = ToolParser(
     prog="python -m grokkit.results", description="Write a run's scalars or a sweep's table as CSV."
 )
 parser.add_argument("source", type=Path, help="a run directory or a sweep directory")

@@ -14,7 +14,6 @@ The figure also goes to TensorBoard (``--logdir``, default ``runs/compare``; Ima
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,6 +22,7 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from grokkit.atomic import atomic_write
+from grokkit.cli.parser import ToolParser
 from grokkit.errors import ConfigError
 from grokkit.outputs import figure_format
 from grokkit.results.runs import SWEEP_PLAN, load_run, load_sweep
@@ -139,7 +139,7 @@ def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
 
 
 def compare_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="grokkit compare",
         description="Draw runs' curves, or a summary field against a grid value, to a PNG and TensorBoard.",
     )
