@@ -11,7 +11,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 from test_cli import scalars, tiny_args
 
-from grokkit.cli import main
+from grokkit.cli import build_cli, main
 from grokkit.errors import NonFiniteError
 from grokkit.probes import Probe
 from grokkit.train.nonfinite import NonFiniteWatch
@@ -263,3 +263,26 @@ def test_the_check_read_late_names_the_first_bad_step_and_its_cause(tmp_path, lo
     trainer = L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
     with pytest.raises(NonFiniteError, match=f"^{message}; the run stopped"):
         watch.raise_if_bad(trainer)
+
+
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_a_module_fits_again_with_a_clean_watch(tmp_path, mode):
+    """Each fit starts the non-finite watch clean: after a fit stopped at a bad step, the same module (its
+    weights those before that step) trains in a new fit; in skip mode the skipped updates add up over fits."""
+    poison = ["--trainer.callbacks+=test_failures.PoisonGradients", "--trainer.callbacks.steps=[2]"]
+    args = tiny_args(tmp_path, "--trainer.max_steps=6", f"--model.nonfinite={mode}", *poison)[1:]  # no "fit"
+    cli = build_cli(args, run=False, save_config=False)
+    if mode == "stop":
+        with pytest.raises(NonFiniteError, match="non-finite gradient at step 2"):
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    else:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    again = L.Trainer(
+        max_steps=4, callbacks=[PoisonGradients([1] if mode == "skip" else [])], logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    before = [p.detach().clone() for p in cli.model.net.parameters()]
+    again.fit(cli.model, datamodule=cli.datamodule)
+    assert again.global_step == 4
+    assert any(not torch.equal(a, b) for a, b in zip(before, cli.model.net.parameters(), strict=True))
+    assert int(cli.model.nonfinite_watch.skipped_total()) == (2 if mode == "skip" else 0)

@@ -127,9 +127,8 @@ class GrokModule(PlainAttributes, L.LightningModule):
         checkpoint["grokkit"] = {"skipped_steps": int(self.nonfinite_watch.skipped_total())}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.nonfinite_watch.skipped_before = checkpoint.get("grokkit", {}).get("skipped_steps", 0)
-        # Restored in on_train_start, after Lightning has built the data loaders (which draw from the global
-        # generator), so the first resumed step draws what it would have drawn in an uninterrupted run.
+        self.nonfinite_watch.reset(skipped_before=checkpoint.get("grokkit", {}).get("skipped_steps", 0))
+        # set in on_train_start, after the data loaders drew from the global generator: as in an unbroken run
         self._rng_to_restore = checkpoint.get("rng_states")
 
     def on_train_start(self) -> None:
@@ -218,6 +217,7 @@ class GrokModule(PlainAttributes, L.LightningModule):
 
     def on_fit_start(self) -> None:
         refuse_accumulation(self.hparams.compile, self.trainer.accumulate_grad_batches)
+        self.nonfinite_watch.reset()  # after a checkpoint's restore, which set the skips before it
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):  # the grokking picture: every split on one chart
                 logger.experiment.add_custom_scalars(CHARTS)

@@ -55,6 +55,19 @@ class NonFiniteWatch:
         self.counts.add_(self.flags)
         self.last_step = step
 
+    def reset(self, skipped_before: int | None = None) -> None:
+        """A new fit, or a restored checkpoint (``skipped_before``: its count of masked updates): clear the flags
+        and counters, so that a stop in an earlier fit of the module masks nothing in this one; in ``skip``
+        mode the updates counted so far join ``skipped_before`` (one host read)."""
+        if self.counts is not None:
+            if skipped_before is None and self.mode == "skip":
+                self.skipped_before += int(self.counts[0].item())
+            self.counts.zero_()
+            self.flags.zero_()
+        if skipped_before is not None:
+            self.skipped_before = skipped_before
+        self.last_step = -1
+
     def place(self, device: torch.device) -> None:
         """Flags and counters on ``device``, with what was counted so far (zeros on the first step)."""
         self.flags = torch.zeros(2, device=device) if self.flags is None else self.flags.to(device)
