@@ -230,7 +230,8 @@ def test_compare_refuses_a_figure_name_of_no_format_before_reading_runs(tmp_path
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert (
         error
-        == f"grokkit: error: --out {tmp_path / 'fig.txt'}: no figure format 'txt'; end the name in .png, .pdf or .svg"
+        == f"grokkit: error: --out {tmp_path / 'fig.txt'}: no figure format 'txt'; end the name in .png, .pdf or .svg "
+        "(or another format matplotlib writes)"
     )
 
 
