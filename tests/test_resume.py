@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from test_cli import ROOT, scalars
 
@@ -128,6 +129,8 @@ def test_killed_and_resumed_run_logs_what_an_uninterrupted_run_logs(tmp_path):
         (straight / "summary.json").read_text()
     )
     assert checkpoint_step(last) == 100
+    # the run's config.yaml is the run, not its last resume: without --ckpt_path it is refused, not resumed
+    assert yaml.safe_load((killed / "config.yaml").read_text())["ckpt_path"] is None
 
 
 def test_a_run_stopped_by_sigterm_saves_where_it_stopped_and_resumes_exactly(tmp_path):

@@ -9,6 +9,7 @@ from lightning.pytorch.cli import ArgsType
 
 from grokkit.cli.app import GrokkitCLI
 from grokkit.cli.parser import GrokkitParser
+from grokkit.cli.rundir import RunConfig
 from grokkit.data import TwoHopDataModule
 from grokkit.train.module import GrokModule
 
@@ -24,6 +25,7 @@ TRAINER_DEFAULTS = {
 }
 CLI_KWARGS: dict[str, Any] = {  # how `grokkit` builds its LightningCLI
     "trainer_defaults": TRAINER_DEFAULTS,
+    "save_config_callback": RunConfig,
     "save_config_kwargs": {"overwrite": True},
     "auto_configure_optimizers": False,
     "parser_class": GrokkitParser,
