@@ -9,7 +9,7 @@ from lightning.pytorch.cli import ArgsType
 
 from grokkit.cli.app import GrokkitCLI
 from grokkit.cli.parser import GrokkitParser
-from grokkit.cli.rundir import RunConfig
+from grokkit.cli.runconfig import RunConfig
 from grokkit.data import TwoHopDataModule
 from grokkit.train.module import GrokModule
 

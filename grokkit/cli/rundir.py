@@ -1,5 +1,5 @@
 """A run's directory: a new one claimed once every input is checked, so that two runs never write into the
-same one, and an existing one entered only to resume it; its ``config.yaml``."""
+same one, and an existing one entered only to resume it."""
 
 from __future__ import annotations
 
@@ -11,32 +11,11 @@ from pathlib import Path
 
 import lightning as L
 from jsonargparse import Namespace
-from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError
 from grokkit.train.checkpointing import ResumableCheckpoint, trajectory_files
-
-
-class RunConfig(SaveConfigCallback):
-    """The run's ``config.yaml``: the run, not this invocation of it. Without ``ckpt_path`` and ``weights_only``
-    (a resume's ``--ckpt_path last`` saved there would make the file resume the run, where it should train it
-    again or be refused as a run that exists), and written atomically."""
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.already_saved:
-            return
-        config = self.config.clone()
-        for key in ("ckpt_path", "weights_only"):
-            if key in config:
-                config[key] = None
-        path = Path(trainer.log_dir or ".") / self.config_filename  # log_dir: on every rank (a broadcast)
-        if trainer.is_global_zero:
-            text = self.parser.dump(config, skip_none=False).encode()
-            atomic_write(path, lambda f: f.write(text))
-        self.already_saved = True
 
 
 def check_run_directory(trainer: L.Trainer, init: Namespace) -> None:
