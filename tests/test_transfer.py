@@ -16,6 +16,7 @@ from grokkit.data.kg import EOS, graph_from_triples, query_keys
 from grokkit.data.splits import SplitSpec, build_splits
 from grokkit.data.store import _to_tensors
 from grokkit.errors import ConfigError
+from grokkit.experiments.transfer import start_checkpoints
 from grokkit.experiments.transfer_report import FINISHED, circuit_tag, write_report
 from grokkit.train.board import CHECKPOINT_KEY
 
@@ -215,3 +216,23 @@ def test_a_category_traced_by_causal_tracing_reports_the_causal_strength_as_its_
     assert circuit_tag(curves, "new_new", traced="new_old") is None
     del curves["causal_tracing/r1_mid_strength"]  # no correctly answered query to trace: the lens's signal
     assert circuit_tag(curves, "new_old", traced="new_old") == "logit_lens/new_old/circuit_signal"
+
+
+@pytest.mark.parametrize(
+    ("grokking", "starts", "message"),
+    [
+        (
+            {"t_mem": None, "t_gen": {"test_inferred_iid": {"0.9": 800}}},
+            ("memorized",),
+            "the run has no t_mem",
+        ),
+        ({"t_mem": 300, "t_gen": {"test_inferred_iid": {"0.9": None}}}, ("grokked",), "the run has no t_gen"),
+        # a run that never memorized (by the ID training splits) but generalized is a grokked source
+        ({"t_mem": None, "t_gen": {"test_inferred_iid": {"0.9": 800}}}, ("grokked",), "last.ckpt not found"),
+    ],
+)
+def test_each_start_asks_the_source_run_for_what_it_needs(tmp_path, grokking, starts, message):
+    (tmp_path / "summary.json").write_text(json.dumps({"grokking": grokking}))
+    with pytest.raises(ConfigError, match=message):
+        start_checkpoints(tmp_path, "test_inferred_iid", starts)
+    assert start_checkpoints(tmp_path, "test_inferred_iid", ("scratch",)) == {}

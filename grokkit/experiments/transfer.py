@@ -53,11 +53,16 @@ def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dic
     onset = read_json(run_dir / "summary.json", "give a run of `grokkit fit` with the GrokkingOnset probe")
     grokking = onset.get("grokking") or {}
     t_gen = [t for t in ((grokking.get("t_gen") or {}).get(split) or {}).values() if t is not None]
-    t_mem = grokking.get("t_mem")
-    if t_mem is None or not t_gen:
+    t_mem, summary = grokking.get("t_mem"), run_dir / "summary.json"
+    if not t_gen and {"grokked", "memorized"} & set(starts):
         raise ConfigError(
-            f"{run_dir / 'summary.json'}: the run has no t_mem or no t_gen for {split} (grokking section): it "
-            "never memorized or never generalized; train it longer, or choose another --split"
+            f"{summary}: the run has no t_gen for {split} (grokking section): it never generalized; train it "
+            "longer, or choose another --split"
+        )
+    if t_mem is None and "memorized" in starts:
+        raise ConfigError(
+            f"{summary}: the run has no t_mem (grokking section): it never memorized, so it has no memorized "
+            "start; train it longer, or leave that start out (--starts grokked,scratch)"
         )
     found: dict[str, tuple[Path, int]] = {}
     if "grokked" in starts:
