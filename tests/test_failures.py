@@ -285,4 +285,7 @@ def test_a_module_fits_again_with_a_clean_watch(tmp_path, mode):
     again.fit(cli.model, datamodule=cli.datamodule)
     assert again.global_step == 4
     assert any(not torch.equal(a, b) for a, b in zip(before, cli.model.net.parameters(), strict=True))
-    assert int(cli.model.nonfinite_watch.skipped_total()) == (2 if mode == "skip" else 0)
+    watch = cli.model.nonfinite_watch
+    assert int(watch.skipped_total()) == (2 if mode == "skip" else 0)
+    # the first fit's count moved into skipped_before at the second fit's start; this fit counted its own
+    assert (watch.skipped_before, int(watch.counts[0])) == ((1, 1) if mode == "skip" else (0, 0))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import grokkit.probes.registry as registry
@@ -111,6 +112,8 @@ def test_validate_runs_the_probes_on_a_saved_checkpoint_at_its_step(tiny_run):
     assert summary["val"]["step"] == 20 and summary["weight_norm"]["step"] == 20
     assert summary["grokking"]["step"] == 20
     assert (tiny_run / "summary.json").read_text() == training_summary
+    # validate's config.yaml names the checkpoint it scored (a fit's resume of its own run would not)
+    assert yaml.safe_load((tiny_run / "validate" / "config.yaml").read_text())["ckpt_path"] == str(checkpoint)
 
 
 def test_unknown_class_path_is_one_clear_line(tmp_path, capsys):

@@ -11,19 +11,25 @@ from grokkit.atomic import atomic_write
 
 
 class RunConfig(SaveConfigCallback):
-    """The run's ``config.yaml``: the run, not this invocation of it. Without ``ckpt_path`` and ``weights_only``
-    (a resume's ``--ckpt_path last`` saved there would make the file resume the run, where it should train it
-    again or be refused as a run that exists), and written atomically."""
+    """The run's ``config.yaml``, written atomically: the run, not this invocation of it. A fit that resumes
+    the run (``--ckpt_path last``, or a checkpoint of its own) does not save its ``ckpt_path``: saved, it would
+    make the file resume the run where it should train it again or be refused as a run that exists. A fit from
+    another run's checkpoint, and ``validate``/``test`` (the checkpoint they scored), keep theirs."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.already_saved:
             return
-        config = self.config.clone()
-        for key in ("ckpt_path", "weights_only"):
-            if key in config:
-                config[key] = None
-        path = Path(trainer.log_dir or ".") / self.config_filename  # log_dir: on every rank (a broadcast)
+        run_dir = Path(trainer.log_dir or ".")  # on every rank (a broadcast)
+        config, ckpt_path = self.config.clone(), self.config.get("ckpt_path")
+        if stage == "fit" and ckpt_path is not None and resumes(str(ckpt_path), run_dir):
+            config.ckpt_path, config.weights_only = None, None
+        path = run_dir / self.config_filename
         if trainer.is_global_zero:
             text = self.parser.dump(config, skip_none=False).encode()
             atomic_write(path, lambda f: f.write(text))
         self.already_saved = True
+
+
+def resumes(ckpt_path: str, run_dir: Path) -> bool:
+    """Whether ``ckpt_path`` resumes the run in ``run_dir``: ``last``, or a checkpoint inside it."""
+    return ckpt_path == "last" or run_dir.resolve() in Path(ckpt_path).resolve().parents

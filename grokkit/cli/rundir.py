@@ -24,9 +24,9 @@ def check_run_directory(trainer: L.Trainer, init: Namespace) -> None:
     logger = trainer.logger
     if not isinstance(logger, TensorBoardLogger):
         return
-    path = Path(logger.log_dir)
-    nearest = next(parent for parent in (path, *path.parents) if parent.exists())
-    if not nearest.is_dir():
+    root = Path(logger.root_dir)  # the version directory itself is claimed, or the next one if it is taken
+    nearest = next(path for path in (root, *root.parents) if os.path.lexists(path))
+    if not nearest.is_dir():  # a file, or a link to nothing
         raise unwritable(init, logger.log_dir, os.strerror(errno.ENOTDIR))
     if not os.access(nearest, os.W_OK | os.X_OK):
         raise unwritable(init, logger.log_dir, os.strerror(errno.EACCES))
@@ -47,6 +47,13 @@ def claim_run_directory(trainer: L.Trainer, init: Namespace) -> None:
     while isinstance(logger, TensorBoardLogger):
         try:
             os.makedirs(logger.root_dir, exist_ok=True)
+        except OSError as error:  # FileExistsError too: a file or a link to nothing where a directory goes
+            raise unwritable(
+                init,
+                logger.log_dir,
+                os.strerror(errno.ENOTDIR) if error.errno == errno.EEXIST else error.strerror,
+            ) from None
+        try:
             os.mkdir(logger.log_dir)
             return
         except FileExistsError:

@@ -68,25 +68,14 @@ def build_lock(directory: Path) -> Iterator[None]:
     """Hold the exclusive build lock of ``directory``'s data directory (released when the process ends). The
     directories it creates for that are removed again if the build fails and leaves them empty (bad parameters
     write nothing)."""
-    created = list(itertools.takewhile(lambda path: not path.exists(), directory.parents))
+    while True:
+        created = list(itertools.takewhile(lambda path: not path.exists(), directory.parents))
+        descriptor = locked_directory(directory.parent)
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(descriptor), os.stat(directory.parent)):
+                break
+        os.close(descriptor)  # a builder that failed removed the directory this one waited on: lock it anew
     try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(directory.parent, os.O_RDONLY)
-    except OSError as error:
-        raise ConfigError(
-            f"data.data_dir {directory.parent} cannot be created or opened ({error.strerror}); "
-            "choose a writable directory",
-            "data.data_dir",
-        ) from None
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                rank_zero_info(
-                    f"grokkit: waiting for another process building a dataset in {directory.parent}"
-                )
-                fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     except Exception:
         for path in created:  # deepest first; one that holds anything stays
@@ -95,6 +84,25 @@ def build_lock(directory: Path) -> Iterator[None]:
         raise
     finally:
         os.close(descriptor)
+
+
+def locked_directory(data_dir: Path) -> int:
+    """A descriptor of ``data_dir`` (created if missing) holding its exclusive lock, once other builders let go."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(data_dir, os.O_RDONLY)
+    except OSError as error:
+        raise ConfigError(
+            f"data.data_dir {data_dir} cannot be created or opened ({error.strerror}); choose a writable directory",
+            "data.data_dir",
+        ) from None
+    if fcntl is not None:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            rank_zero_info(f"grokkit: waiting for another process building a dataset in {data_dir}")
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+    return descriptor
 
 
 def remove_leftovers(directory: Path) -> None:
