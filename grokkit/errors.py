@@ -14,14 +14,15 @@ class GrokkitError(Exception):
 class ConfigError(GrokkitError, ValueError):
     """A config value, data file, dataset directory or checkpoint that grokkit cannot use (exit code 2).
 
-    ``key``: the config key at fault, if any, so the CLI can add the config file and line that set it.
+    ``keys``: the config keys whose values are at fault, if any (two for a pair that does not fit), so the CLI
+    can add the config files and lines that set them.
     """
 
     exit_code = 2
 
-    def __init__(self, message: str, key: str | None = None) -> None:
+    def __init__(self, message: str, *keys: str) -> None:
         super().__init__(message)
-        self.key = key
+        self.keys = keys
 
 
 class TrainingError(GrokkitError, RuntimeError):

@@ -162,7 +162,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     (
         "a data error located in the config file that set it",
         overlay("data:\n  out_degree: 50\n"),
-        ["data.out_degree=50 is larger than data.n_relations=10", "over.yaml, line 2)"],
+        [
+            "data.out_degree=50 is larger than data.n_relations=10",
+            "over.yaml, line 2; ",
+            "tiny.yaml, line 17)",
+        ],
     ),
     (
         "injection of no new facts",
@@ -549,6 +553,19 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(base, tmp_path, cap
 def test_the_table_is_broad():
     assert len(CASES) >= 25
     assert f"`tests/test_bad_input.py` holds {len(CASES)} such cases" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [["--data.n_relations=3"], ["--data", "{n_relations: 3}"], ["--config", "{data: {n_relations: 3}}"]],
+)
+def test_a_value_the_command_line_set_is_not_located_in_a_file(tmp_path, capsys, setting):
+    """out_degree (5) against n_relations: the files set both, but the value at fault came from the command line."""
+    with pytest.raises(SystemExit):
+        main(fit(tmp_path, *setting))
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("grokkit: error: data.out_degree=5 is larger than data.n_relations=3")
+    assert error.endswith("lower out_degree or raise n_relations"), error  # no "(set in ...)"
 
 
 def test_a_number_and_a_string_of_the_same_text_are_two_keys(tmp_path):

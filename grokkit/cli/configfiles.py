@@ -2,7 +2,7 @@
 
 jsonargparse reports a syntax error without the file's name and an empty file as "Unexpected config"; here
 each ``--config`` (and ``--probes-config``) file is read first (missing, unreadable, not YAML, empty, not a
-mapping of sections), and :func:`where_set` finds the file and line that set a key, for errors about its value.
+mapping of sections); :mod:`grokkit.cli.locate` finds the file and line that set a key, for errors about its value.
 """
 
 from __future__ import annotations
@@ -14,14 +14,6 @@ import yaml
 from grokkit.errors import ConfigError
 
 EXAMPLE = "a mapping of sections (model, data, trainer, ...), e.g. configs/tiny.yaml"
-CONFIG_FLAGS = ("--config", "--probes-config")  # analyze's probes config is a config file too
-
-
-def config_paths(argv: list[str]) -> list[Path]:
-    """The files of ``--config`` and ``--probes-config`` (``FLAG FILE``, ``FLAG=FILE``; inline YAML is none)."""
-    values = [b for a, b in zip(argv, argv[1:], strict=False) if a in CONFIG_FLAGS]
-    values += [arg.partition("=")[2] for arg in argv if arg.startswith(tuple(f"{f}=" for f in CONFIG_FLAGS))]
-    return [Path(v) for v in values if not any(mark in v for mark in ("\n", ": ", "{"))]
 
 
 def read_config_file(path: Path) -> dict:
@@ -65,23 +57,6 @@ def read_config_file(path: Path) -> dict:
     return content
 
 
-def where_set(key: str, paths: list[Path]) -> str | None:
-    """``FILE, line N`` of the last config file that sets ``key`` (``trainer.callbacks[1].init_args.x``)."""
-    parts = key.replace("[", ".[").split(".")
-    for path in reversed(paths):
-        try:
-            node = yaml.compose(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        for part in parts:
-            node = _child(node, part)
-            if node is None:
-                break
-        else:
-            return f"{path}, line {node.start_mark.line + 1}"
-    return None
-
-
 def _repeated_key(node: yaml.Node | None, seen: set[int]) -> tuple[str, int, int] | None:
     """The first key a mapping in ``node`` gives twice, with both lines (``seen``: nodes walked; aliases share)."""
     if node is None or id(node) in seen:
@@ -97,15 +72,6 @@ def _repeated_key(node: yaml.Node | None, seen: set[int]) -> tuple[str, int, int
                 lines[name.tag, name.value] = name.start_mark.line + 1
             children.append(value)
     return next(filter(None, (_repeated_key(child, seen) for child in children)), None)
-
-
-def _child(node: yaml.Node | None, part: str) -> yaml.Node | None:
-    if isinstance(node, yaml.SequenceNode) and part.startswith("[") and part[1:-1].isdigit():
-        index = int(part[1:-1])
-        return node.value[index] if index < len(node.value) else None
-    if isinstance(node, yaml.MappingNode):
-        return next((value for name, value in node.value if name.value == part), None)
-    return None
 
 
 def class_name(entry: object) -> str:

@@ -23,10 +23,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from grokkit.cli import invocation
 from grokkit.cli.commands import TOOLS, TRAINER_COMMANDS, overview
-from grokkit.cli.configfiles import config_paths, read_config_file
+from grokkit.cli.configfiles import read_config_file
 from grokkit.cli.console import quiet_known_noise
 from grokkit.cli.factory import build_cli
-from grokkit.cli.parser import located
+from grokkit.cli.locate import config_paths, located
 from grokkit.errors import ConfigError, GrokkitError
 from grokkit.probes.registry import load_entry_point_probes
 
@@ -88,8 +88,8 @@ def errors_in_one_line() -> Iterator[None]:
         if cause is None or invocation.debug:
             raise
         message = " ".join(str(cause).split())
-        if isinstance(cause, ConfigError) and cause.key:  # the config file and line that set it, if one did
-            message += located(cause.key)
+        if isinstance(cause, ConfigError):  # the config file and line that set its keys, if files did
+            message += located(*cause.keys)
         if isinstance(cause, MisconfigurationException):
             message = f"{message} (a Lightning setting: see the trainer and checkpoint sections)"
         print(f"grokkit: error: {message}", file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import NoReturn
 from lightning.pytorch.cli import LightningArgumentParser
 
 from grokkit.cli import invocation
-from grokkit.cli.configfiles import config_paths, where_set
+from grokkit.cli.locate import config_paths, located
 from grokkit.probes.registry import explain_class_path_error
 
 BASE_CLASSES = {
@@ -62,11 +62,3 @@ class ToolParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"grokkit: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
         sys.exit(2)
-
-
-def located(key: str) -> str:
-    """`` (set in FILE, line N)`` for a key a config file sets and the command line does not; else ``""``."""
-    if any(arg.startswith(f"--{key}") for arg in invocation.argv):
-        return ""
-    where = where_set(key, config_paths(invocation.argv))
-    return f" (set in {where})" if where else ""

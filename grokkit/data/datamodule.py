@@ -91,6 +91,7 @@ class TwoHopDataModule(L.LightningDataModule):
                 f"data.out_degree={out_degree} is larger than data.n_relations={n_relations}: an entity cannot have "
                 "more distinct relations than exist; lower out_degree or raise n_relations",
                 "data.out_degree",
+                "data.n_relations",
             )
         self.data_dir, self.seed, self.facts_file = Path(data_dir), seed, facts_file
         self.graph_size = (n_entities, n_relations, out_degree)

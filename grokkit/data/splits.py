@@ -110,6 +110,7 @@ def build_splits(kg: KnowledgeGraph, spec: SplitSpec, rng: np.random.Generator) 
             f"data.test_iid_probability={spec.test_iid_probability} held out {len(test_iid)} for the ID test); "
             "lower data.phi or data.test_iid_probability, or raise data.out_degree",
             "data.phi",
+            "data.test_iid_probability",
         )
     train_inferred = rng.choice(pool, size=n_train_inferred, replace=False)
 

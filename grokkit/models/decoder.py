@@ -122,12 +122,14 @@ class Decoder(TwoHopModel):
             raise ConfigError(
                 f"model.network.init_args: d_model ({d_model}) must be divisible by n_heads ({n_heads}), and "
                 "every size positive",
+                "model.network.init_args.d_model",
                 "model.network.init_args.n_heads",
             )
         if n_layers % n_unique_layers:
             raise ConfigError(
                 f"model.network.init_args: n_layers ({n_layers}) must be a multiple of n_unique_layers "
                 f"({n_unique_layers})",
+                "model.network.init_args.n_layers",
                 "model.network.init_args.n_unique_layers",
             )
         self.d_model, self.n_layers, self.n_stages = d_model, n_layers, n_layers + 1

@@ -150,6 +150,7 @@ class Recursive(TwoHopModel):
             raise ConfigError(
                 f"model.network.init_args.d_model={d_model} must be divisible by "
                 f"model.network.init_args.n_heads={n_heads}",
+                "model.network.init_args.d_model",
                 "model.network.init_args.n_heads",
             )
         self.d_model, self.H_cycles, self.L_cycles, self.n_prefix = d_model, H_cycles, L_cycles, n_prefix

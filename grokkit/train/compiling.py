@@ -78,5 +78,6 @@ def refuse_accumulation(setting: CompileSetting, accumulate_grad_batches: int) -
             f"model.compile=reduce-overhead cannot accumulate gradients over {accumulate_grad_batches} batches (its "
             "CUDA graphs reuse the memory holding a batch's gradients); set trainer.accumulate_grad_batches=1 or "
             "model.compile=true",
-            key="model.compile",
+            "model.compile",
+            "trainer.accumulate_grad_batches",
         )
