@@ -41,6 +41,14 @@ def mask_next_update(optimizer: torch.optim.Optimizer, mask: torch.Tensor | None
     optimizer.found_inf = mask
 
 
+def mask_scaled_step(optimizer: torch.optim.Optimizer, mask: torch.Tensor) -> torch.Tensor:
+    """In a step pre-hook of a fused Adam/AdamW step the gradient scaler drives (it has set the step's
+    ``found_inf`` from its overflow check): leave every tensor alone where ``mask`` is 1 too. Returns the joined
+    mask (the scaler's own check, which sets its scale, is not changed)."""
+    optimizer.found_inf = torch.maximum(optimizer.found_inf, mask)
+    return optimizer.found_inf
+
+
 @functools.cache
 def bernoulli_draws_per_element() -> bool:
     """Whether a CPU ``bernoulli_(p)`` (dropout's mask) draws one uniform double per element, in order, from

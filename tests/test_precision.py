@@ -7,6 +7,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from test_cli import ROOT, tiny_args
 
 from grokkit.cli import build_cli, main
+from grokkit.errors import NonFiniteError
 from grokkit.models import Decoder
 from grokkit.train.losses import item_losses
 from grokkit.train.module import GrokModule
@@ -114,3 +115,41 @@ def test_a_bf16_mixed_fit_with_gradient_clipping_trains_through_the_cli(tmp_path
         tmp_path / "runs/tiny/version_0/checkpoints/last.ckpt", map_location="cpu", weights_only=True
     )
     assert saved["global_step"] == 3
+
+
+class PoisonLoss(L.Callback):
+    """The loss the non-finite check reads turns NaN at ``step`` (the gradients stay finite: the scaler steps);
+    records the weights before that step."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.before = step, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            self.before = [p.detach().clone() for p in pl_module.net.parameters()]
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):  # runs before the module's check
+        if trainer.global_step == self.step:
+            pl_module._step_loss = torch.tensor(float("nan"))
+
+
+def test_under_16_mixed_a_bad_loss_read_late_masks_every_step_after_it(tmp_path, monkeypatch):
+    """16-mixed with an EMA and the check read every 50 steps, as on a GPU: the watch's mask joins the scaler's
+    inside each fused step, so the step with a NaN loss and every one after it leave the weights and the EMA
+    alone until the read at the end names it; the scaler's scale is never read back (no host read)."""
+    reads = []
+    monkeypatch.setattr(torch.amp.GradScaler, "get_scale", lambda self: reads.append(1) or 1.0)
+    scaled = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=1024.0))
+    poison = PoisonLoss(step=2)
+    trainer = L.Trainer(
+        plugins=[scaled], max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        limit_val_batches=0, callbacks=[poison],
+    )  # fmt: skip
+    tiny = ["--config", str(ROOT / "configs/tiny.yaml"), f"--data.data_dir={tmp_path / 'data'}"]
+    cli = build_cli(
+        [*tiny, "--model.ema_decay=0.9", "--model.nonfinite_check_every=50"], run=False, save_config=False
+    )
+    with pytest.raises(NonFiniteError, match="non-finite loss at step 2"):
+        trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert all(torch.equal(p, q) for p, q in zip(cli.model.net.parameters(), poison.before, strict=True))
+    assert int(cli.model.ema.n_averaged) == 2 and not reads  # steps 0 and 1 only

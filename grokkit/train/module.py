@@ -19,7 +19,7 @@ from torchmetrics import MeanMetric
 
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.models import TwoHopModel
-from grokkit.torch_private import mask_next_update
+from grokkit.torch_private import mask_next_update, mask_scaled_step
 from grokkit.train.checkpointing import rng_states, set_rng_states
 from grokkit.train.compiling import CompileSetting, TrainingForward, refuse_accumulation
 from grokkit.train.dispatch import PlainAttributes
@@ -27,7 +27,7 @@ from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_losses, items_correct
 from grokkit.train.nonfinite import NonFiniteWatch
 from grokkit.train.optim import DecayName, clip_gradients, fused_adamw, unscaling_closure
-from grokkit.train.scaler import loss_scaler, skipped_by_scaler
+from grokkit.train.scaler import loss_scaler
 from grokkit.train.warm_start import load_initial_weights
 
 TRAIN_DISTRIBUTION = ("id_atomic", "ood_atomic", "train_inferred")  # averaged into val/train/acc
@@ -43,42 +43,30 @@ class GrokModule(PlainAttributes, L.LightningModule):
         item_len: Linked from ``data.item_len``.
         lr: Peak learning rate (after warm-up, constant).
         betas: AdamW betas ([W]: 0.9, 0.999; [H]: 0.9, 0.95).
-        eps: AdamW epsilon. A larger value (1e-6) damps the updates of parameters whose gradients have become
-            tiny, which is where Adam's loss spikes ("slingshots") start once the training loss is ~1e-3.
+        eps: AdamW epsilon; a larger value (1e-6) damps the updates of parameters whose gradients are tiny.
         weight_decay: AdamW decoupled weight decay.
         decay: ``matrices`` decays only parameters with 2+ dims (GPT-2 convention), ``all`` decays all ([H]),
-            ``blocks`` the matrices except the embedding tables (minGPT convention). In a run of the default's
-            recipe with one OOD copy ``blocks`` memorized later and generalized more slowly, and the OOD atomic
-            facts eroded all the same (``docs/demo_search.md``): the forgetting happens in the blocks.
+            ``blocks`` the matrices except the ``nn.Embedding`` tables (minGPT; ``docs/demo_search.md`` tried it).
         warmup_steps: Linear warm-up from 0 to ``lr``.
         ema_decay: Keep an exponential moving average of the weights (e.g. 0.999) and evaluate with it.
         compile: Run the training forward through ``torch.compile``: ``auto`` on a CUDA device only (if the
-            compile fails there, a warning, then eager training), ``true`` on any device (a CPU compile takes
-            tens of seconds and a C++ compiler), ``reduce-overhead`` as ``true`` in that mode (CUDA graphs on a
-            CUDA device; no gradient accumulation), ``false`` never. Evaluation and probes stay eager, so patched
-            and state-returning forwards never recompile (:mod:`grokkit.train.compiling`).
+            compile fails there, a warning, then eager training), ``true`` on any device, ``reduce-overhead``
+            as ``true`` in that mode (CUDA graphs; no gradient accumulation), ``false`` never. Evaluation and
+            probes stay eager (:mod:`grokkit.train.compiling`).
         loss: ``cross_entropy`` (softmax) or ``stablemax`` (Prieto et al. 2025; see :mod:`grokkit.train.losses`),
             for training and for the validation losses alike.
         train_logits: Where a training step computes logits: ``loss_positions``, only at the positions the
-            loss reads when the model names them (the decoder: the answer and ``</a>``, 2 of its 4 positions),
-            with the loss over them in the layout the CPU vectorizes (:func:`~grokkit.train.losses.token_losses`);
-            or ``all``, every position, the loss in the layout of the documented runs. The recursive model's
-            loss reads every item slot, so it trains the ``all`` way under either. The loss and its gradient
-            are the same up to float rounding, which still lets two runs' trajectories part, so
-            ``configs/default.yaml`` keeps ``all``, the setting its documented runs were made with.
+            loss reads when the model names them (the decoder's answer and ``</a>``), or ``all``, every position
+            (``configs/default.yaml``'s, as its documented runs; the same loss up to float rounding).
         label_smoothing: Training targets mix the one-hot answer with this weight of the uniform distribution
-            (validation losses stay unsmoothed). The loss then has a floor: a fitted model is not driven to
-            ever larger logits, the regime in which Adam's loss spikes start.
+            (validation losses stay unsmoothed): a fitted model is not driven to ever larger logits.
         nonfinite: What a NaN or infinite loss or gradient does: ``stop`` the run with an error naming the step
-            (the weights stay those before it, and no checkpoint is written after it, so ``last.ckpt`` stays the
-            last good state), or ``skip`` the update (no change to weights, optimizer moments or EMA; counted
-            in ``train/skipped_steps``). Checked on the device every step, with the update masked in the fused
-            AdamW kernel, so no step waits for the host (:mod:`grokkit.train.nonfinite`).
+            (the weights stay those before it; ``last.ckpt`` stays the last good state), or ``skip`` the update
+            (counted in ``train/skipped_steps``). Checked on the device (:mod:`grokkit.train.nonfinite`).
         nonfinite_check_every: Steps between the host's reads of that check (a ``stop`` stops there, naming the
             first bad step); it is also read before every validation and checkpoint. ``None``: every step on a
             CPU (where the read is free) and every ``trainer.log_every_n_steps`` steps on an accelerator.
-        init_from: Start from the network weights of this checkpoint (another run's ``last.ckpt`` or trajectory
-            checkpoint; its EMA copy if it has one); optimizer and schedule start fresh.
+        init_from: Start from the network weights (the EMA copy if any) of another run's checkpoint.
     """
 
     def __init__(
@@ -114,6 +102,9 @@ class GrokModule(PlainAttributes, L.LightningModule):
         self.nonfinite_watch = NonFiniteWatch(nonfinite, nonfinite_check_every)
         self._step_loss: torch.Tensor | None = None  # this step's loss, checked before the optimizer step
         self._rng_to_restore: dict[str, Any] | None = None
+        self._scaled_mask: torch.Tensor | None = (
+            None  # under 16-mixed: the last step's mask, as the step saw it
+        )
 
     def setup(self, stage: str) -> None:
         self.eval_splits = tuple(getattr(self.trainer.datamodule, "eval_splits", EVAL_SPLITS))
@@ -146,6 +137,7 @@ class GrokModule(PlainAttributes, L.LightningModule):
         optimizer = fused_adamw(self.net, hp.lr, hp.betas, hp.eps, hp.weight_decay, hp.decay)
         warmup = max(1, self.hparams.warmup_steps)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        optimizer.register_step_pre_hook(self._mask_scaled_step)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def training_step(self, items: torch.Tensor, batch_idx: int) -> torch.Tensor:
@@ -174,12 +166,12 @@ class GrokModule(PlainAttributes, L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Check the loss and gradients (before clipping) on the device; mask the update of a bad step. Under
         ``16-mixed`` the gradient scaler owns gradient overflows (it skips those steps and lowers its scale), so
-        only the loss is checked, and the host reads the check every step."""
+        only the loss is checked, and its mask joins the scaler's inside the step (:meth:`_mask_scaled_step`)."""
         scaler = loss_scaler(self.trainer)
         loss = self._step_loss if self._step_loss is not None else torch.zeros((), device=self.device)
         step, watch = self.trainer.global_step, self.nonfinite_watch
         watch.observe(step, loss, None if scaler is not None else self.trained_parameters)
-        read = scaler is not None or watch.read_due(step, self.device, self.trainer.log_every_n_steps)
+        read = watch.read_due(step, self.device, self.trainer.log_every_n_steps)
         if read:
             watch.raise_if_bad(self.trainer)
         if scaler is None:  # a step read as good here needs no mask (~40 us of fused AdamW's on a CPU)
@@ -204,11 +196,19 @@ class GrokModule(PlainAttributes, L.LightningModule):
     ) -> None:
         """The optimizer step, then the EMA update: both before any callback of this batch can checkpoint."""
         closure = unscaling_closure(optimizer_closure, self.trainer, optimizer)  # true gradients for hooks
-        skipped = skipped_by_scaler(self.trainer) if self.ema is not None else None
+        self._scaled_mask = None
         super().optimizer_step(epoch, batch_idx, optimizer, closure)
-        if self.ema is not None:  # frozen on a masked step and on one the scaler skipped, like the weights
-            keep = 1.0 - self.nonfinite_watch.mask
-            update_ema(self.ema, self.net, self.hparams.ema_decay, keep=keep * 0.0 if skipped() else keep)
+        masked = self.nonfinite_watch.mask if loss_scaler(self.trainer) is None else self._scaled_mask
+        if (
+            self.ema is not None and masked is not None
+        ):  # frozen where the weights are: a masked or skipped step
+            update_ema(self.ema, self.net, self.hparams.ema_decay, keep=1.0 - masked)
+
+    def _mask_scaled_step(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        """A step pre-hook: under ``16-mixed`` the scaler has just given the fused step its ``found_inf`` (its
+        overflow check); the watch's mask joins it, so no step waits for the host (and the EMA reads it)."""
+        if loss_scaler(self.trainer) is not None:
+            self._scaled_mask = mask_scaled_step(optimizer, self.nonfinite_watch.mask)
 
     def on_validation_start(self) -> None:
         self.nonfinite_watch.raise_if_bad(self.trainer)
