@@ -101,6 +101,13 @@ class Foreign:
     """Pickled by reference: a weights-only load refuses it."""
 
 
+def dangling_link(directory: Path, name: str) -> Path:
+    """``directory`` holding ``name``, a symbolic link to nothing."""
+    directory.mkdir()
+    (directory / name).symlink_to(directory / "nothing")
+    return directory
+
+
 def pickled_object(path: Path) -> Path:
     torch.save({"state_dict": {}, "object": Foreign()}, path)
     return path
@@ -510,6 +517,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
             f"--trainer.logger.init_args.save_dir={written(w / 'afile', 'x')}",
             f"--data.data_dir={w / 'new'}",
         ),
+        "cannot create the run directory",
+    ),
+    (
+        "run directory through a link to nothing",
+        lambda w: fit(w, f"--trainer.logger.init_args.save_dir={dangling_link(w / 'links', 'tiny')}"),
         "cannot create the run directory",
     ),
     (
