@@ -27,10 +27,9 @@ class GrokkitParser(LightningArgumentParser):
         if not self.exit_on_error or invocation.debug:  # jsonargparse probing alternatives, or --debug
             return super().error(message, ex)
         command = self.prog.replace(" [options]", "")
-        if (
-            command == "grokkit" and invocation.argv[:1] and not invocation.argv[0].startswith("-")
-        ):  # an error the top parser found in a subcommand's config
-            command = f"grokkit {invocation.argv[0]}"
+        first = invocation.argv[0] if invocation.argv else "-"
+        if command == "grokkit" and not first.startswith("-"):  # found in a subcommand's config
+            command = f"grokkit {first}"
         message = explain_class_path_error(message) or " ".join(message.split())
         missing = re.match(r"the following arguments are required: (?:\w+\.)?([\w.]+)", message)
         if missing:

@@ -102,9 +102,7 @@ class GrokModule(PlainAttributes, L.LightningModule):
         self.nonfinite_watch = NonFiniteWatch(nonfinite, nonfinite_check_every)
         self._step_loss: torch.Tensor | None = None  # this step's loss, checked before the optimizer step
         self._rng_to_restore: dict[str, Any] | None = None
-        self._scaled_mask: torch.Tensor | None = (
-            None  # under 16-mixed: the last step's mask, as the step saw it
-        )
+        self._scaled_mask: torch.Tensor | None = None  # 16-mixed: the mask the last step saw
 
     def setup(self, stage: str) -> None:
         self.eval_splits = tuple(getattr(self.trainer.datamodule, "eval_splits", EVAL_SPLITS))
@@ -199,9 +197,7 @@ class GrokModule(PlainAttributes, L.LightningModule):
         self._scaled_mask = None
         super().optimizer_step(epoch, batch_idx, optimizer, closure)
         masked = self.nonfinite_watch.mask if loss_scaler(self.trainer) is None else self._scaled_mask
-        if (
-            self.ema is not None and masked is not None
-        ):  # frozen where the weights are: a masked or skipped step
+        if self.ema is not None and masked is not None:  # frozen on a masked or skipped step
             update_ema(self.ema, self.net, self.hparams.ema_decay, keep=1.0 - masked)
 
     def _mask_scaled_step(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
