@@ -93,6 +93,17 @@ def test_accuracy_alone_when_there_is_no_circuit_data():
     assert classify(memorized_at(100_000), [], None) == ("not_generalized", "no test accuracy evaluated yet")
 
 
+def test_a_split_with_no_items_is_not_classified_as_generalized():
+    """NaN accuracy and NaN circuit signal at every validation (no OOD facts) reach no level."""
+    nan = curve(lambda step: float("nan"))
+    label, reason = classify(memorized_at(100_000), nan, nan, split="test_inferred_ood")
+    assert (label, reason) == (
+        "not_generalized", "test_inferred_ood has no items: classify another split (RunClassifier.split)"
+    )
+    label, reason = classify(memorized_at(100_000), curve(lambda step: 0.01), nan)
+    assert label == "not_generalized" and "no circuit data" in reason
+
+
 def test_thresholds_are_configurable():
     accuracy = curve(lambda step: 1.0 if step >= 150_000 else 0.0)  # 1.5x t_mem
     bridge = curve(lambda step: 1.0 if step >= 150_000 else 0.0)

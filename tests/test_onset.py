@@ -120,6 +120,23 @@ def test_first_sustained_orders_steps_and_keeps_the_last_value_of_a_step():
     assert first_sustained([], 0.5, 1) is None
 
 
+def test_a_split_with_no_items_reaches_no_level_and_is_left_out_of_memorization():
+    """No OOD facts (``data.ood_fraction: 0``): the OOD accuracy is NaN at every validation, and no level
+    holds for it, nor a stop after it; ``train_inferred`` empty (phi 0): memorized when ``id_atomic`` holds."""
+    nan = float("nan")
+    board = board_with(memorized_at_1000, lambda step: 1.0 if step >= 5000 else 0.0, ood=lambda step: nan)
+    probe = GrokkingOnset(stop_after_steps=100, stop_split="test_inferred_ood")
+    result, trainer = run_probe(probe, board)
+    assert result["t_gen"]["test_inferred_ood"] == {"0.5": None, "0.9": None, "0.99": None}
+    assert result["t_gen"]["test_inferred_iid"]["0.9"] == 5000 and not trainer.should_stop
+    assert first_sustained([(10, nan), (20, 1.0), (30, 1.0)], 0.5, 2) == 20
+    board = ResultsBoard()
+    for step in STEPS:
+        board.publish("val", step, {"train_inferred/acc": nan, "id_atomic/acc": 1.0 if step >= 800 else 0.3})
+    both_orders = [("train_inferred", "id_atomic"), ("id_atomic", "train_inferred")]
+    assert [run_probe(GrokkingOnset(memorized_splits=o), board)[0]["t_mem"] for o in both_orders] == [800, 800]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

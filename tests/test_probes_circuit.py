@@ -22,7 +22,7 @@ from grokkit.models import Decoder, Recursive
 from grokkit.probes import CausalTracing, CircuitDetector, LogitLens, ResultsBoard
 from grokkit.probes.causal_tracing import causal_strengths, counterfactuals
 from grokkit.probes.figures import POSITION_NAMES, heatmap, publish_heatmap
-from grokkit.probes.logit_lens import FOUND
+from grokkit.probes.logit_lens import FOUND, rank_of
 from grokkit.ranges import import_class
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +111,12 @@ def test_logit_lens_rates_and_keys(data):
         assert all(0.0 < result[f"{prefix}/r2_mrr/r2/stage{s}"] <= 1.0 for s in range(model.n_stages))
     with pytest.raises(ConfigError, match="logit_lens.splits"):
         LogitLens(splits=("id_atomic",))
+
+
+def test_a_nan_logit_never_ranks_a_token_first():
+    nan = float("nan")
+    logits = torch.tensor([[0.5, 1.0, 2.0], [nan, 1.0, 2.0], [nan, nan, nan]])
+    assert rank_of(logits, torch.tensor([1, 2, 0])).tolist() == [1, 1, 3]
 
 
 def test_heatmap_has_labelled_axes_a_colour_bar_and_a_png(tmp_path):

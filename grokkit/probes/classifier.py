@@ -29,6 +29,7 @@ grokking could not be told apart.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, replace
 from typing import Any
@@ -87,6 +88,10 @@ def classify(
     """
     if not accuracy:
         return "not_generalized", f"no {split} accuracy evaluated yet"
+    accuracy = [(step, value) for step, value in accuracy if not math.isnan(value)]
+    if not accuracy:  # NaN at every validation: the accuracy of a split with no items
+        return "not_generalized", f"{split} has no items: classify another split (RunClassifier.split)"
+    bridge = [(step, value) for step, value in bridge or [] if not math.isnan(value)]  # ditto
     k = t.consecutive
     if t.formed is None:
         t = replace(t, formed=DEFAULT_FORMED)

@@ -47,8 +47,9 @@ FOUND = (
 
 
 def rank_of(logits: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
-    """Rank of ``token`` (B,) in ``logits`` (B, V): how many tokens score strictly higher (0 = top-1)."""
-    return (logits > logits.gather(1, token[:, None])).sum(-1)
+    """Rank of ``token`` (B,) in ``logits`` (B, V): how many tokens score strictly higher (0 = top-1); a NaN
+    anywhere in a row counts against ``token``, so a broken state never ranks it first."""
+    return (~(logits <= logits.gather(1, token[:, None]))).sum(-1)
 
 
 def lens(model: TwoHopModel, items: torch.Tensor, bridges: torch.Tensor) -> dict[str, Any]:

@@ -18,6 +18,7 @@ time (a recursive model held them at ~0.9), which would leave ``t_mem`` undefine
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,10 +36,11 @@ MEMORIZED_SPLITS = ("id_atomic", "train_inferred")
 
 
 def first_sustained(series: Series, threshold: float, consecutive: int) -> int | None:
-    """The first step of the first ``consecutive`` evaluations in a row that are all >= ``threshold``."""
+    """The first step of the first ``consecutive`` evaluations in a row that are all >= ``threshold``; a NaN
+    (the accuracy of a split with no items) holds no level."""
     start, streak = None, 0
     for step, value in sorted(dict(series).items()):  # by step; a step published twice keeps its last value
-        if value < threshold:
+        if not value >= threshold:
             streak = 0
             continue
         if streak == 0:
@@ -50,10 +52,11 @@ def first_sustained(series: Series, threshold: float, consecutive: int) -> int |
 
 
 def training_curve(board: ResultsBoard, splits: Sequence[str]) -> list[tuple[int, float]]:
-    """(step, lowest accuracy of ``splits``) at every validation that published all of them."""
+    """(step, lowest accuracy of ``splits``) at every validation that published all of them; a split with no
+    items (NaN, e.g. ``train_inferred`` at phi 0) has nothing to memorize and is left out of the minimum."""
     history = board.history.get("val", [])
     return [
-        (step, min(values[f"{s}/acc"] for s in splits))
+        (step, min((v for v in (values[f"{s}/acc"] for s in splits) if not math.isnan(v)), default=math.nan))
         for step, values in history
         if all(f"{s}/acc" in values for s in splits)
     ]
