@@ -98,7 +98,8 @@ def test_a_split_with_no_items_is_not_classified_as_generalized():
     nan = curve(lambda step: float("nan"))
     label, reason = classify(memorized_at(100_000), nan, nan, split="test_inferred_ood")
     assert (label, reason) == (
-        "not_generalized", "test_inferred_ood has no items: classify another split (RunClassifier.split)"
+        "not_generalized",
+        "test_inferred_ood has no items: classify another split (RunClassifier.split)",
     )
     label, reason = classify(memorized_at(100_000), curve(lambda step: 0.01), nan)
     assert label == "not_generalized" and "no circuit data" in reason

@@ -134,7 +134,10 @@ def test_a_split_with_no_items_reaches_no_level_and_is_left_out_of_memorization(
     for step in STEPS:
         board.publish("val", step, {"train_inferred/acc": nan, "id_atomic/acc": 1.0 if step >= 800 else 0.3})
     both_orders = [("train_inferred", "id_atomic"), ("id_atomic", "train_inferred")]
-    assert [run_probe(GrokkingOnset(memorized_splits=o), board)[0]["t_mem"] for o in both_orders] == [800, 800]
+    assert [run_probe(GrokkingOnset(memorized_splits=o), board)[0]["t_mem"] for o in both_orders] == [
+        800,
+        800,
+    ]
 
 
 @pytest.mark.parametrize(
