@@ -27,6 +27,8 @@ def test_dataset_is_written_once_and_reused(tmp_path):
     assert (second.dataset_dir / "tensors.pt").stat().st_mtime_ns == mtime
     assert torch.equal(first.split_items("train"), second.split_items("train"))
     assert make(tmp_path, phi=3.0).dataset_dir != first.dataset_dir
+    # a number typed as an integer (a sweep's grid value `phi=[2, 3]`) names the dataset the CLI's float does
+    assert make(tmp_path, phi=2, ood_fraction=0).dataset_dir == make(tmp_path, ood_fraction=0.0).dataset_dir
 
 
 def test_corrupt_tensors_are_refused(tmp_path):

@@ -9,6 +9,8 @@ from typing import Any
 
 from grokkit.cli.configfiles import read_config_file
 from grokkit.cli.parser import ToolParser
+from grokkit.data import TwoHopDataModule
+from grokkit.data.injection import Injection
 from grokkit.errors import ConfigError
 
 
@@ -36,3 +38,10 @@ def run_config(run_dir: Path) -> dict[str, Any]:
     for key in ("ckpt_path", "weights_only"):
         config.pop(key, None)
     return config
+
+
+def data_module(data: dict[str, Any]) -> TwoHopDataModule:
+    """The data module a ``data`` section read as plain YAML describes (a run's ``config.yaml``, a sweep's base
+    config), its ``injection`` an :class:`Injection` as ``grokkit fit`` parses it."""
+    injection = data.get("injection")
+    return TwoHopDataModule(**{**data, "injection": Injection(**injection) if injection else None})

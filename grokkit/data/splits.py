@@ -7,7 +7,7 @@ inside training compositions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -30,6 +30,11 @@ class SplitSpec:
     hop2_k: int = 0
     eval_size: int = 3000
     ood_atomic_repeats: int = 1
+
+    def __post_init__(self) -> None:  # phi 3 and phi 3.0 are one dataset, with one directory name and digest
+        for field in fields(self):
+            if field.type == "float":
+                object.__setattr__(self, field.name, float(getattr(self, field.name)))
 
 
 @dataclass

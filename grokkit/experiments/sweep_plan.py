@@ -20,10 +20,9 @@ from jsonargparse import ArgumentError, Namespace
 
 from grokkit.atomic import atomic_write
 from grokkit.cli import GrokkitCLI, build_cli
+from grokkit.cli.finished_run import data_module
 from grokkit.cli.parser import GrokkitParser
 from grokkit.cli.settings import check_settings, config_sections
-from grokkit.data import TwoHopDataModule
-from grokkit.data.injection import Injection
 from grokkit.errors import ConfigError
 from grokkit.experiments import grid
 from grokkit.experiments.trial import config_flags
@@ -132,8 +131,6 @@ def data_arguments(data: dict[str, Any], point: dict[str, Any]) -> dict[str, Any
             *parents, last = key.removeprefix("data.").split(".")
             section = functools.reduce(lambda inner, part: inner.setdefault(part, {}), parents, data)
             section[last] = value
-    if isinstance(data.get("injection"), dict):
-        data["injection"] = Injection(**data["injection"])
     return data
 
 
@@ -144,7 +141,7 @@ def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]], writ
     built = set()
     for name, point in points.items():
         try:
-            datamodule = TwoHopDataModule(**data_arguments(base["data"], point))
+            datamodule = data_module(data_arguments(base["data"], point))
             if datamodule.dataset_dir in built:
                 continue
             if write:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from grokkit.cli.configfiles import class_name
-from grokkit.cli.finished_run import run_config, run_dir_parser
+from grokkit.cli.finished_run import data_module, run_config, run_dir_parser
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.models import Decoder
@@ -93,7 +93,7 @@ def run_decoder(run_dir: Path, checkpoint: Path) -> tuple[Decoder, TwoHopDataMod
             "TransformerLens has no counterpart of it, only grokkit.models.Decoder runs are exported"
         )
     saved = read_checkpoint(checkpoint, f"--ckpt {checkpoint}")
-    data = TwoHopDataModule(**config["data"])
+    data = data_module(config["data"])
     data.setup("validate")  # the vocabulary comes from the dataset directory (rebuilt if it was deleted)
     decoder = Decoder(data.vocab_size, data.item_len, **network.get("init_args", {}))
     load_network_weights(decoder, saved, f"--ckpt {checkpoint}", f"give a checkpoint of {run_dir}")
