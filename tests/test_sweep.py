@@ -204,7 +204,9 @@ def test_a_dry_run_refuses_a_dataset_that_cannot_be_built_and_writes_nothing(tmp
         main([*sweep, "--grid", "data.phi=[3,5000]", data])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("grokkit: error: trial phi=5000: data.phi=5000.0 asks for 950000 training two-hop")
+    assert error.startswith(
+        "grokkit: error: trial phi=5000: data.phi=5000.0 asks for 950000 training two-hop"
+    )
     assert list(tmp_path.iterdir()) == []  # no dataset, no sweep directory
 
 
