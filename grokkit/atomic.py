@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import torch
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
     """``write`` to a temporary sibling, flush to disk, then rename over ``path``: readers see old or new, never half."""
@@ -24,6 +26,17 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
         _fsync_directory(path.parent)  # the rename itself survives a power cut
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def torch_save(obj: Any, file: BinaryIO) -> None:
+    """``torch.save`` to an open file; a failed write (a full disk) raises its ``OSError``, which torch's zip
+    writer would replace with a ``RuntimeError`` of its own while closing the archive."""
+    try:
+        torch.save(obj, file)
+    except RuntimeError as error:
+        if isinstance(error.__context__, OSError):
+            raise error.__context__ from None
+        raise
 
 
 def _remove_dead_temporaries(path: Path) -> None:

@@ -3,6 +3,10 @@ dataset directories that are never half-written."""
 
 import json
 import os
+import resource
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ from grokkit.data import TwoHopDataModule
 from grokkit.data import store as store_module
 from grokkit.errors import ConfigError, StorageError
 from grokkit.train.board import ResultsBoard
-from grokkit.train.checkpointing import TrajectoryCheckpoint
+from grokkit.train.checkpointing import AtomicCheckpointIO, TrajectoryCheckpoint
 
 
 def steps_on_disk(directory: Path) -> list[int]:
@@ -112,3 +116,31 @@ def test_a_dataset_directory_is_complete_or_absent(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no half directory under the real name, no staging left behind
     data.setup()  # the next attempt builds it
     assert json.loads((data.dataset_dir / "manifest.json").read_text())["counts"]["train"] > 0
+
+
+@contextmanager
+def files_limited_to(size: int) -> Iterator[None]:
+    """A real failed write, as on a disk that fills up: this process's files may not grow past ``size``."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it then fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_write_that_does_not_fit_on_the_disk_is_refused_in_one_line_and_leaves_nothing(tmp_path):
+    data = TwoHopDataModule(
+        data_dir=str(tmp_path / "data"), n_entities=30, n_relations=8, out_degree=4, phi=2.0
+    )
+    with files_limited_to(4096):
+        with pytest.raises(
+            StorageError, match=r"cannot write dataset .* \(File too large\); nothing of it was"
+        ):
+            data.prepare_data()
+        checkpoint = tmp_path / "last.ckpt"
+        with pytest.raises(StorageError, match=rf"cannot write checkpoint {checkpoint} \(File too large\)"):
+            AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(10_000)}, checkpoint)
+    assert list(tmp_path.iterdir()) == []  # no dataset, no data directory made for it, no temporary file

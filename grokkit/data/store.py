@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from grokkit.atomic import torch_save
 from grokkit.data.splits import Splits
 from grokkit.errors import ConfigError, StorageError
 
@@ -123,7 +124,8 @@ def write_dataset(
             "data.data_dir",
         ) from None
     try:
-        torch.save(_to_tensors(splits), staging / TENSORS)
+        with open(staging / TENSORS, "wb") as file:
+            torch_save(_to_tensors(splits), file)
         manifest = {
             "format": FORMAT_VERSION,
             "params": params,

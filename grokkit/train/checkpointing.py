@@ -24,7 +24,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from grokkit.atomic import atomic_write
+from grokkit.atomic import atomic_write, torch_save
 from grokkit.errors import NonFiniteError, StorageError
 from grokkit.lightning_private import SaveOnDemandCheckpoint, last_saved_step, validation_follows
 from grokkit.ranges import check_arguments
@@ -32,8 +32,8 @@ from grokkit.train.schedule import is_log_spaced
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` that readers see whole or not at all."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+    """``torch.save`` that readers see whole or not at all; a failed write raises its ``OSError``."""
+    atomic_write(path, lambda f: torch_save(obj, f))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
