@@ -1,6 +1,7 @@
 """User probes: the example plugin through the CLI, entry points, class_path errors, and offline analysis."""
 
 import json
+import shutil
 import warnings
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -73,6 +74,20 @@ def test_analyze_runs_the_probes_over_every_checkpoint(tiny_run, capsys):
     for tag in ("val/test_inferred_ood/acc", "probe/weight_norm/total", "probe/classification/code"):
         assert curves[tag] == [*TRAJECTORY, 60]
     assert json.loads((tiny_run / "summary.json").read_text())["weight_norm"]["step"] == 60  # run untouched
+
+
+@pytest.mark.slow
+def test_analyze_goes_forward_in_steps_when_last_ckpt_is_older_than_the_trajectory(tiny_run, tmp_path):
+    """A run killed between a periodic last.ckpt and a later trajectory checkpoint: last.ckpt at step 45."""
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    last = run / "checkpoints" / "last.ckpt"
+    torch.save({**torch.load(last, weights_only=False), "global_step": 45}, last)
+    main(["analyze", str(run)])
+    assert json.loads((run / "analysis" / "summary.json").read_text())["analysis"]["steps"] == [
+        *TRAJECTORY[:-1],
+        45,
+        50,
+    ]
 
 
 @pytest.mark.slow
