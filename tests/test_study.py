@@ -2,8 +2,10 @@
 the figure, and ``--report-only`` rebuilding them from the runs."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib.image
 import pandas as pd
@@ -12,8 +14,9 @@ import yaml
 from test_cli import ROOT
 
 from grokkit.cli import main
-from grokkit.experiments.study import BASES, HE_LABELS
+from grokkit.experiments.study import BASES, HE_LABELS, report
 from grokkit.probes.classifier import LABELS
+from grokkit.results.runs import TRIAL_MARKER
 
 TINY = {  # configs/tiny.yaml's sizes, on the study's recursive model
     "trainer": {"max_steps": 20, "val_check_interval": 10, "log_every_n_steps": 10},
@@ -74,6 +77,21 @@ def test_report_only_rebuilds_the_same_table(study_dir):
     main(["study", "--out", str(study_dir), "--report-only"])
     assert (study_dir / "table.csv").read_text() == written
     assert (study_dir / "table.md").is_file() and (study_dir / "study.png").is_file()
+
+
+@pytest.mark.slow
+def test_only_a_finished_run_agrees_with_he_et_al(study_dir, tmp_path):
+    study = Path(shutil.copytree(study_dir, tmp_path / "study"))
+    run = study / "regime=natural,seed=0"
+    summary = json.loads((run / "summary.json").read_text())
+    summary["classification"]["label"] = "real_grokking"  # He et al.'s label for the natural regime
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert report(study).set_index("regime").loc["natural", "agrees"]
+    marker = json.loads((run / TRIAL_MARKER).read_text())
+    (run / TRIAL_MARKER).write_text(
+        json.dumps({**marker, "status": "failed"})
+    )  # its label: a last validation's
+    assert not report(study).set_index("regime").loc["natural", "agrees"]
 
 
 @pytest.mark.parametrize(

@@ -150,7 +150,8 @@ def report(study_dir: Path) -> pd.DataFrame:
             for _, trial in trials.iterrows()
         ]
     )
-    table["agrees"] = table["grokkit_label"] == table["he_label"]
+    # a failed or unfinished run's label is that of its last validation: it agrees with nothing
+    table["agrees"] = (table["status"] == "done") & (table["grokkit_label"] == table["he_label"])
     atomic_write(study_dir / "table.csv", lambda f: f.write(table.to_csv(index=False).encode()))
     atomic_write(study_dir / "table.md", lambda f: f.write(markdown(table).encode()))
     figure = study_figure(table, list(trials["trial"]), scalars)
