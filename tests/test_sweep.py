@@ -256,14 +256,19 @@ def test_an_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     trial = Trial(
         "phi=3.0", {"data.phi": 3.0}, tmp_path, tmp_path / "base.yaml", threads=1, cwd=str(tmp_path)
     )
-    (trial.run_dir / "checkpoints").mkdir(parents=True)
-    (trial.run_dir / "events.out.tfevents.1").write_text("")  # a run killed before its first checkpoint
+    trial.run_dir.mkdir()
+    (trial.run_dir / "fit.log").write_text("")  # a fit killed before it wrote its config.yaml
     fresh = ["--config", str(tmp_path / "base.yaml"), "--data.phi", "3.0"]
     assert trial.fit_args() == [*fresh, "--trainer.logger.init_args.name", "phi=3.0"]
     assert not trial.run_dir.exists()  # cleared: it starts over
     (trial.run_dir / "checkpoints").mkdir(parents=True)
+    (trial.run_dir / "config.yaml").write_text("")
+    (trial.run_dir / "events.out.tfevents.1").write_text("")
+    resume = ["--config", str(trial.run_dir / "config.yaml"), "--ckpt_path", "last"]
+    assert trial.fit_args() == resume  # grokkit fit decides: from step 0 before a last.ckpt, refused after one
+    assert (trial.run_dir / "events.out.tfevents.1").is_file()  # nothing deleted here
     (trial.run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert trial.fit_args() == ["--config", str(trial.run_dir / "config.yaml"), "--ckpt_path", "last"]
+    assert trial.fit_args() == resume
 
 
 def test_the_phi_sweep_config_spans_eight_trials(capsys):

@@ -3,7 +3,8 @@
 The run directory is an ordinary grokkit run (``config.yaml``, TensorBoard events, ``checkpoints/``,
 ``summary.json``) plus ``fit.log`` (the fit's output) and ``trial.json``, written atomically once the fit has
 ended: ``status`` ``done`` or ``failed``. A trial is finished only when ``trial.json`` says ``done``; an
-unfinished one resumes from its ``last.ckpt`` (``--ckpt_path last``), or starts over if it has none.
+unfinished one goes on as ``grokkit fit --ckpt_path last`` takes it (resumed, or from step 0 if it stopped
+before its first ``last.ckpt``).
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ class Trial:
         return self.sweep_dir / self.name
 
     def fit_args(self) -> list[str]:
-        """Resume from ``last.ckpt`` if the run has one, else start from scratch (clearing a partial run)."""
-        if (self.run_dir / "checkpoints" / "last.ckpt").is_file():
+        """A fit that started (it wrote its config.yaml) goes on as ``grokkit fit --ckpt_path last`` takes it:
+        from its ``last.ckpt``, from step 0 if it stopped before its first one, refused if it got past one that
+        is gone (nothing is deleted); else the trial starts from scratch."""
+        if (self.run_dir / "config.yaml").is_file():
             return ["--config", str(self.run_dir / "config.yaml"), "--ckpt_path", "last"]
-        shutil.rmtree(self.run_dir, ignore_errors=True)  # events of a run killed before its first checkpoint
+        shutil.rmtree(self.run_dir, ignore_errors=True)  # the log of a fit killed before it wrote its config
         name = ["--trainer.logger.init_args.name", self.name]
         return ["--config", str(self.base), *config_flags(self.point), *name]
 
