@@ -134,7 +134,7 @@ def test_checkpoint_of_another_vocabulary_or_shape_is_refused(source_run, tmp_pa
 
 
 @pytest.mark.slow
-def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, capsys):
+def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, capsys, monkeypatch):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(
         yaml.safe_dump({
@@ -178,11 +178,12 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
     # a start whose fit never returned (killed midway: a periodic last.ckpt, no marker) is left out, by name
     (out / "memorized" / FINISHED).unlink()
     capsys.readouterr()
+    monkeypatch.chdir(source_run.parent)  # the same source, spelled relative to the working directory
     main(
         [
             "transfer",
             "--source",
-            str(source_run),
+            source_run.name,
             "--config",
             str(overlay),
             "--out",
@@ -197,9 +198,16 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
     # a start of another source in the same OUT (an older command's) is refused, not mixed into the table
     checkpoint = out / "scratch" / "checkpoints" / "last.ckpt"
     state = torch.load(checkpoint, weights_only=False)
-    state[CHECKPOINT_KEY]["sections"]["transfer"]["source"] = "runs/another/version_0"
+    sections = state[CHECKPOINT_KEY]["sections"]
+    origin = sections["transfer"]
+    sections["transfer"] = {**origin, "source": "runs/another/version_0"}
     torch.save(state, checkpoint)
     with pytest.raises(ConfigError, match="fine-tuned from different runs"):
+        write_report(out)
+    count = next(key for key in origin if key.startswith("eval_"))
+    sections["transfer"] = {**origin, count: origin[count] + 1}  # another data.injection
+    torch.save(state, checkpoint)
+    with pytest.raises(ConfigError, match="fine-tuned on different data"):
         write_report(out)
 
 

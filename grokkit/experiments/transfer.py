@@ -129,7 +129,7 @@ def transfer(
         cli.datamodule.setup("fit")
         counts = {k: v for k, v in cli.datamodule.manifest["counts"].items() if k.startswith("eval_")}
         origin = {
-            "source": str(source),
+            "source": str(source.resolve()),  # one run, however the command line spelled it
             "init_from": str(init_from) if init_from else None,
             "init_step": step,
         }

@@ -174,6 +174,12 @@ def write_report(out: Path) -> list[dict[str, Any]]:
             f"{out} holds starts fine-tuned from different runs ({', '.join(sorted(map(str, sources)))}); rerun "
             "every start from one --source, or give another --out"
         )
+    data = [{key: n for key, n in origin.items() if key.startswith("eval_")} for origin in origins.values()]
+    if any(counts != data[0] for counts in data):
+        raise ConfigError(
+            f"{out} holds starts fine-tuned on different data (evaluation counts {' vs '.join(map(str, data))}: "
+            "another data.injection); rerun every start with one, or give another --out"
+        )
     counts = next(iter(origins.values()))
     rows = [summarize(start, curves[start], traced[start], origins[start].get("init_step")) for start in runs]
     atomic_write(out / "transfer.md", lambda f: f.write(markdown(rows, counts).encode()))
