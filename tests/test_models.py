@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from grokkit.models import IGNORE, Decoder, Patch, Recursive
+from grokkit.models.decoder import CausalSelfAttention
+from grokkit.models.recursive import SelfAttention, SequenceMixer
 from grokkit.train.losses import item_losses
 from grokkit.train.module import GrokModule
 
@@ -59,6 +61,29 @@ def test_patching_the_embedding_equals_running_the_counterfactual_token(model):
     patch = Patch(0, position, counterfactual_states[0, :, 1])
     torch.testing.assert_close(model(inputs, patch=patch), model(counterfactual))
     assert not torch.allclose(model(inputs, patch=patch), model(inputs))
+
+
+@pytest.mark.parametrize("name", [name for name in sorted(MODELS) if name != "recursive_trm"])
+def test_a_patch_of_all_a_counterfactual_carries_gives_its_output_where_positions_do_not_mix(name):
+    """With the token mixers zeroed each position is computed alone, so a patch at any stage of everything the
+    counterfactual carries at position 1 must give position 1 the counterfactual's output: the recursive model's
+    z_H, z_L and input embedding (re-added at every L step) all. (The TRM layout normalizes across positions.)"""
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (CausalSelfAttention, SelfAttention, SequenceMixer)):
+                for parameter in module.parameters():
+                    parameter.zero_()
+    inputs, _ = model.inputs_and_targets(ITEMS)
+    counterfactual = inputs.clone()
+    counterfactual[:, 1] = 27
+    expected, states = model(counterfactual, return_states=True)
+    position = torch.ones(len(ITEMS), dtype=torch.long)
+    for stage in range(model.n_stages):
+        patched = model(inputs, patch=Patch.of(states, stage, position))
+        torch.testing.assert_close(patched[:, 1], expected[:, 1])
+        torch.testing.assert_close(patched[:, [0, 2]], model(inputs)[:, [0, 2]])
 
 
 def test_patching_a_late_state_only_changes_what_depends_on_it():

@@ -265,7 +265,7 @@ def test_an_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     (trial.run_dir / "config.yaml").write_text("")
     (trial.run_dir / "events.out.tfevents.1").write_text("")
     resume = ["--config", str(trial.run_dir / "config.yaml"), "--ckpt_path", "last"]
-    assert trial.fit_args() == resume  # grokkit fit decides: from step 0 before a last.ckpt, refused after one
+    assert trial.fit_args() == resume  # grokkit fit decides: from step 0, or refused past a last.ckpt
     assert (trial.run_dir / "events.out.tfevents.1").is_file()  # nothing deleted here
     (trial.run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
     assert trial.fit_args() == resume

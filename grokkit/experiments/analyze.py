@@ -79,7 +79,7 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
         )
     # every checkpoint read (memory-mapped) before any work, so that a damaged one is refused first
     checkpoints = [read_checkpoint(path, str(path)) for path in paths]
-    checkpoints.sort(key=lambda checkpoint: checkpoint["global_step"])  # a killed run's last.ckpt may be older
+    checkpoints.sort(key=lambda checkpoint: checkpoint["global_step"])  # a killed run's last.ckpt: older
     cli = build_cli(config, prog="grokkit analyze", run=False, save_config=False)  # refuses bad probes first
     shutil.rmtree(run_dir / "analysis", ignore_errors=True)
     trainer, module = cli.trainer, cli.model

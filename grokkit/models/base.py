@@ -31,11 +31,24 @@ class CircuitSignal:
 
 @dataclass
 class Patch:
-    """Overwrite the state at ``stage`` and per-example ``position`` with ``value`` (B, d_model)."""
+    """Overwrite the state at ``stage`` and per-example ``position`` with ``value`` (B, d_model).
+
+    ``carried`` (n_stages, B, d_model), the counterfactual's states at that position at every stage, lets a
+    model whose position carries more than the patched state replace all of it (the recursive model's other
+    stream and its input embedding, re-added at every L step); without it only the stage's state is replaced.
+    """
 
     stage: int
     position: torch.Tensor  # (B,) long
     value: torch.Tensor  # (B, d_model)
+    carried: torch.Tensor | None = None  # (n_stages, B, d_model)
+
+    @classmethod
+    def of(cls, states: torch.Tensor, stage: int, position: torch.Tensor) -> Patch:
+        """Everything a counterfactual run (its ``states``, (n_stages, B, T, d_model)) has at ``position`` (B,)
+        from ``stage`` on."""
+        carried = states[:, torch.arange(states.size(1), device=states.device), position]
+        return cls(stage, position, carried[stage], carried)
 
     def apply(self, state: torch.Tensor) -> torch.Tensor:
         patched = state.clone()
@@ -116,6 +129,13 @@ class TwoHopModel(nn.Module):
         if states is not None:
             states.append(state)
         return state
+
+    def carry(self, patch: Patch | None, stage: int, stream: torch.Tensor, since: int | None) -> torch.Tensor:
+        """A stream (last set at stage ``since``; ``None``: its initial value, the same in every run) that a
+        patch at ``stage`` replaces too, with what the counterfactual's held at the patched position."""
+        if patch is None or patch.stage != stage or patch.carried is None or since is None:
+            return stream
+        return Patch(since, patch.position + self.n_prefix, patch.carried[since]).apply(stream)
 
 
 def pad_mask_targets(targets: torch.Tensor) -> torch.Tensor:

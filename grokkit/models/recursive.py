@@ -212,12 +212,15 @@ class Recursive(TwoHopModel):
     ) -> torch.Tensor:
         x = self.visit(0, self.input_embedding(inputs), patch, states)
         z_H, z_L = self.z_H_init.expand_as(x), self.z_L_init.expand_as(x)
-        stage = 0
+        stage, z_H_stage = 0, None  # the stage whose state z_H holds (None: its initial value)
         for h in range(self.H_cycles):
             with torch.set_grad_enabled(torch.is_grad_enabled() and h == self.H_cycles - 1):
                 for _ in range(self.L_cycles):
                     stage += 1
                     z_L = self.visit(stage, self.apply_level(z_L + z_H + x), patch, states)
+                    # a patched position carries the counterfactual's z_H and input embedding on, too
+                    z_H, x = self.carry(patch, stage, z_H, z_H_stage), self.carry(patch, stage, x, 0)
                 stage += 1
-                z_H = self.visit(stage, self.apply_level(z_H + z_L), patch, states)
+                z_H, z_H_stage = self.visit(stage, self.apply_level(z_H + z_L), patch, states), stage
+                z_L, x = self.carry(patch, stage, z_L, stage - 1), self.carry(patch, stage, x, 0)
         return z_H[:, self.n_prefix :]  # (B, item_len, d): the prefix slots are never unembedded

@@ -98,7 +98,7 @@ def causal_strengths(
     where = torch.full_like(answer, position)
     changed = []
     for stage in stages:  # one batched forward per stage, the whole sample at once
-        logits = model(inputs, patch=Patch(stage, where, states[stage, :, position]))
+        logits = model(inputs, patch=Patch.of(states, stage, where))
         changed.append((logits[rows, answer].argmax(-1) != items[:, 3]).float().mean())
     return torch.stack(changed)
 
