@@ -256,6 +256,16 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "trainer.callbacks: no class_path given; name the class, e.g. class_path: grokkit.probes.LogitLens",
     ),
     (
+        "two probes of one class",
+        overlay(
+            "trainer:\n  callbacks:\n    - class_path: LogitLens\n    - class_path: LogitLens\n"
+            "      init_args: {splits: [test_inferred_iid]}\n"
+        ),
+        "trainer.callbacks[1] is a second LogitLens: two would write over each other's results (logit_lens in "
+        "summary.json, TensorBoard and checkpoints); keep one, and run another setting of it with `grokkit "
+        "analyze RUN --probes-config` (it replaces the run's LogitLens) (set in",
+    ),
+    (
         "negative weight decay",
         new("--model.weight_decay=-0.1"),
         "model.weight_decay=-0.1 must lie in [0, 100]",

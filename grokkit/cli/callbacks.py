@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichP
 
 from grokkit.cli.configfiles import as_list
 from grokkit.cli.console import GrokProgressBar, OneLineSummary
+from grokkit.errors import ConfigError
 from grokkit.lightning_private import skip_inherited_batch_hooks
 from grokkit.probes import Probe
 from grokkit.train.board import ResultsBoard
@@ -25,6 +26,7 @@ def trainer_callbacks(configured: dict[str, Any], trainer_kwargs: dict[str, Any]
     the fit (:class:`~grokkit.train.heap.FrozenHeap`); probes sorted by stage.
     Sets ``enable_model_summary`` in ``trainer_kwargs`` where the one-line summary replaces Lightning's."""
     callbacks = as_list(configured.get("callbacks"))
+    refuse_twins(callbacks)
     wants_bar = configured.get("enable_progress_bar") is not False
     if wants_bar and not any(isinstance(c, RichProgressBar) for c in callbacks):
         callbacks.append(GrokProgressBar(refresh_rate=4))  # redraws per second at most (a redraw thread)
@@ -37,6 +39,21 @@ def trainer_callbacks(configured: dict[str, Any], trainer_kwargs: dict[str, Any]
     callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
     board = [] if any(isinstance(c, ResultsBoard) for c in callbacks) else [ResultsBoard()]
     return [*board, *callbacks, ValidationAtProbeStep(), HparamsSession(), FrozenHeap()]  # board: val first
+
+
+def refuse_twins(callbacks: list) -> None:
+    """Two probes of one class would publish into one board section and one checkpoint state."""
+    first: dict[str, int] = {}
+    for index, callback in enumerate(callbacks):
+        if isinstance(callback, Probe) and first.setdefault(callback.name, index) != index:
+            twin = type(callback).__name__
+            raise ConfigError(
+                f"trainer.callbacks[{index}] is a second {twin}: two would write over each other's results "
+                f"({callback.name} in summary.json, TensorBoard and checkpoints); keep one, and run another "
+                f"setting of it with `grokkit analyze RUN --probes-config` (it replaces the run's {twin})",
+                f"trainer.callbacks[{first[callback.name]}]",
+                f"trainer.callbacks[{index}]",
+            )
 
 
 def trainer_profiler(configured: dict[str, Any], trainer_kwargs: dict[str, Any]) -> None:
