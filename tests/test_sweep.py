@@ -155,6 +155,16 @@ def test_compare_labels_two_sweeps_apart_and_groups_list_values(sweep_dir, tmp_p
     (second / "sweep.json").write_text(json.dumps(plan))
     figure = summary_figure([second], "data.phi", "val.test_inferred_iid/acc")
     assert figure.axes[0].get_legend_handles_labels()[1] == ["model.betas=[0.9, 0.98]"]
+    marker = second / FIRST / "trial.json"  # a failed trial's summary is a last validation's: not drawn
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "status": "failed"}))
+    (line,) = summary_figure([second], "data.phi", "val.test_inferred_iid/acc").axes[0].get_lines()
+    assert list(line.get_xdata()) == [4.0]
+    assert (
+        summary_figure([second], "data.phi", "val.step")
+        .axes[0]
+        .get_title()
+        .endswith("(1 trial not finished: not drawn)")
+    )
 
 
 @pytest.mark.slow

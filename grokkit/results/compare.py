@@ -107,6 +107,10 @@ def curves_figure(runs: dict[str, Path], tags: list[str], panels: bool) -> Figur
     return panels_figure(lines, all(tag.endswith("acc") for tag in tags))
 
 
+def trials(n: int) -> str:
+    return "1 trial" if n == 1 else f"{n} trials"
+
+
 def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
     """``y`` (a summary field) against ``x`` (a grid key), a line per value of the sweeps' other grid keys."""
     if not sweeps or not all(is_sweep(path) for path in sweeps):
@@ -119,6 +123,8 @@ def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
             )
     first_summary_column = list(table.columns).index("status")
     groups = [key for key in table.columns[1:first_summary_column] if key != x]
+    unfinished = int((table["status"] != "done").sum())  # their summaries are a last validation's
+    table = table[table["status"] == "done"].copy()
     table[groups] = table[groups].map(lambda v: str(v) if isinstance(v, list) else v)  # e.g. betas: hashable
     fig = Figure(figsize=(6, 4), dpi=120)
     ax = fig.add_subplot()
@@ -127,8 +133,9 @@ def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
         rows = rows.sort_values(x)
         ax.plot(rows[x], pd.to_numeric(rows[y], errors="coerce"), marker="o", label=label or None)
     unreached = int(pd.to_numeric(table[y], errors="coerce").isna().sum())
-    trials = "1 trial" if unreached == 1 else f"{unreached} trials"
-    note = f"\n({trials} without a value: not drawn)" if unreached else ""
+    notes = [f"{trials(unreached)} without a value"] * bool(unreached)
+    notes += [f"{trials(unfinished)} not finished"] * bool(unfinished)
+    note = f"\n({'; '.join(notes)}: not drawn)" if notes else ""
     ax.set(xlabel=x, ylabel=y)
     ax.set_title(f"{y}\nagainst {x}{note}", fontsize=9)
     ax.grid(alpha=0.3)
