@@ -1,4 +1,5 @@
-"""The allowed range of every numeric setting, checked on the parsed config before anything is built.
+"""The allowed range of every numeric setting, and the names a split setting may take, checked on the parsed
+config before anything is built.
 
 One declarative table, per class (keyed by import path, so this module imports none of them) and per
 constructor argument; a class also gets the ranges of its base classes (a probe plugin inherits the
@@ -37,6 +38,31 @@ class Range:
         return f"{interval} (or null: {self.null})" if self.null else interval
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A string setting (or each one of a list): one of the names held by the constant at ``names``, an import
+    path (``grokkit.data.splits.EVAL_SPLITS``), read when checked."""
+
+    names: str
+
+    def allowed(self) -> tuple[str, ...]:
+        module, _, constant = self.names.rpartition(".")
+        return tuple(getattr(importlib.import_module(module), constant))
+
+    def __contains__(self, value: str) -> bool:
+        return value in self.allowed()
+
+    def __str__(self) -> str:
+        return f"one of {', '.join(self.allowed())}"
+
+
+def refused(value: Any, allowed: Range | Choice) -> bool:
+    """Whether a value of the type the setting takes lies outside what is allowed (other types: the parser's)."""
+    if isinstance(allowed, Choice):
+        return isinstance(value, str) and value not in allowed
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value not in allowed
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
@@ -50,6 +76,8 @@ STEPS = Range(1, TRILLION)
 SIZE = Range(1, 65536)
 DEPTH = Range(1, 4096)
 BATCH = Range(1, 2**20)
+EVALUATED = Choice("grokkit.data.splits.EVAL_SPLITS")  # the splits every validation scores
+TWO_HOP = Choice("grokkit.probes.logit_lens.PREFIX")  # the two-hop splits a probe can read
 
 CLASSIFIER_THRESHOLDS = {
     **{key: LEVEL for key in ("memorized", "rise", "high", "formed", "fake_bridge_max")},
@@ -60,7 +88,7 @@ CLASSIFIER_THRESHOLDS = {
     "plateau_window": LEVEL,
 }
 
-RANGES: dict[str, dict[str, Range]] = {
+RANGES: dict[str, dict[str, Range | Choice]] = {
     "lightning.pytorch.cli.LightningCLI": {"seed_everything": SEED},
     "grokkit.cli.app.GrokkitCLI": {"threads": Range(1, 4096, null="one per core")},
     "grokkit.data.datamodule.TwoHopDataModule": {
@@ -125,12 +153,17 @@ RANGES: dict[str, dict[str, Range]] = {
         "sample_size": Range(1, 10**7),
         "seed": SEED,
     },
+    "grokkit.probes.logit_lens.LogitLens": {"splits": TWO_HOP},
     "grokkit.probes.circuit.CircuitDetector": {
+        "split": TWO_HOP,
         "threshold": FRACTION,
         "consecutive": COUNT,
         "min_causal_strength": Range(0, 1, null="not required"),
     },
     "grokkit.probes.onset.GrokkingOnset": {
+        "splits": EVALUATED,
+        "memorized_splits": EVALUATED,
+        "stop_split": EVALUATED,
         "thresholds": LEVEL,
         "memorized": LEVEL,
         "consecutive": COUNT,
@@ -141,9 +174,12 @@ RANGES: dict[str, dict[str, Range]] = {
     },
     "grokkit.probes.classifier.Thresholds": CLASSIFIER_THRESHOLDS,
     "grokkit.probes.classifier.RunClassifier": {  # a config sets them as thresholds.<key>
-        f"thresholds.{key}": allowed for key, allowed in CLASSIFIER_THRESHOLDS.items()
+        "split": EVALUATED,
+        "memorized_splits": EVALUATED,
+        **{f"thresholds.{key}": allowed for key, allowed in CLASSIFIER_THRESHOLDS.items()},
     },
     "grokkit.probes.causal_tracing.CausalTracing": {
+        "split": Choice("grokkit.probes.causal_tracing.TRACEABLE_SPLITS"),  # transfer runs' categories too
         "mid_stage": Range(1, 10**4, null="5/8 of the depth"),
     },
     "grokkit.cli.console.GrokProgressBar": {"update_seconds": Range(0, 10**6)},
@@ -187,9 +223,9 @@ RANGES: dict[str, dict[str, Range]] = {
 }
 
 
-def ranges_of(cls: type) -> dict[str, Range]:
+def ranges_of(cls: type) -> dict[str, Range | Choice]:
     """The ranges of ``cls``'s arguments, its base classes' included (the class's own win)."""
-    merged: dict[str, Range] = {}
+    merged: dict[str, Range | Choice] = {}
     for base in reversed(cls.__mro__):
         merged.update(RANGES.get(f"{base.__module__}.{base.__qualname__}", {}))
     return merged
@@ -216,11 +252,12 @@ def _check_object(path: str, cls: type, values: Namespace) -> None:
         value = values.get(key)
         items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
         for index, item in items:
-            if isinstance(item, (int, float)) and not isinstance(item, bool) and item not in allowed:
+            if refused(item, allowed):
                 at = "" if index is None else f"[{index}]"
                 owner = f" ({cls.__name__})" if "[" in path else ""  # a callback: name its class
+                shown, verb = (repr(item), "be") if isinstance(allowed, Choice) else (item, "lie in")
                 raise ConfigError(
-                    f"{prefix}{key}{at}={item}{owner} must lie in {allowed}", f"{prefix}{key}{at}"
+                    f"{prefix}{key}{at}={shown}{owner} must {verb} {allowed}", f"{prefix}{key}{at}"
                 )
     for key, value in vars(values).items():
         for index, item in enumerate(value) if isinstance(value, list) else [(None, value)]:

@@ -256,6 +256,12 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "trainer.callbacks: no class_path given; name the class, e.g. class_path: grokkit.probes.LogitLens",
     ),
     (
+        "a probe split that does not exist",
+        overlay("trainer:\n  callbacks:\n    - class_path: CausalTracing\n      init_args: {split: test}\n"),
+        "trainer.callbacks[0].init_args.split='test' (CausalTracing) must be one of train_inferred, "
+        "test_inferred_iid, test_inferred_ood, new_old, old_new, new_new (set in",
+    ),
+    (
         "two probes of one class",
         overlay(
             "trainer:\n  callbacks:\n    - class_path: LogitLens\n    - class_path: LogitLens\n"

@@ -143,7 +143,10 @@ def test_a_split_with_no_items_reaches_no_level_and_is_left_out_of_memorization(
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"splits": ("test_inferred_nope",)}, "split 'test_inferred_nope' is not one of"),
+        (
+            {"splits": ("test_inferred_nope",)},
+            "grokking.splits[0]='test_inferred_nope' must be one of id_atomic,",
+        ),
         ({"thresholds": (0.5, 1.5)}, "grokking.thresholds[1]=1.5 must lie in (0, 1]"),
         ({"consecutive": 0}, "grokking.consecutive=0 must lie in [1, 1000000]"),
     ],

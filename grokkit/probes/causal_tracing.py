@@ -20,6 +20,7 @@ from grokkit.errors import ConfigError
 from grokkit.models import Patch, TwoHopModel
 from grokkit.probes.base import Probe
 from grokkit.probes.figures import publish_heatmap
+from grokkit.ranges import check_arguments
 
 TWO_HOP_SPLITS = ("train_inferred", "test_inferred_iid", "test_inferred_ood")
 TRACEABLE_SPLITS = (*TWO_HOP_SPLITS, *CATEGORIES)  # the injected categories exist in transfer runs only
@@ -135,11 +136,8 @@ class CausalTracing(Probe):
         super().__init__(
             every_n_steps=every_n_steps, per_decade=per_decade, sample_size=sample_size, seed=seed
         )
+        check_arguments(self.name, type(self), locals())  # the split one it can trace (grokkit.ranges)
         self.answered_only = answered_only
-        if split not in TRACEABLE_SPLITS:
-            raise ConfigError(
-                f"causal_tracing.split={split!r}: choose a two-hop split among {list(TRACEABLE_SPLITS)}"
-            )
         self.split, self.mid_stage = split, mid_stage
 
     def check(self, pl_module: L.LightningModule) -> None:

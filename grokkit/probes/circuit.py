@@ -13,9 +13,7 @@ from typing import Any
 
 import lightning as L
 
-from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
-from grokkit.probes.logit_lens import PREFIX
 from grokkit.probes.onset import first_sustained
 from grokkit.probes.signal import circuit_signal
 from grokkit.ranges import check_arguments
@@ -54,11 +52,7 @@ class CircuitDetector(Probe):
         per_decade: int | None = None,
     ) -> None:
         super().__init__(every_n_steps=every_n_steps, per_decade=per_decade)
-        check_arguments(self.name, type(self), locals())
-        if split not in PREFIX:
-            raise ConfigError(
-                f"circuit_detector.split={split!r}: choose a two-hop split among {list(PREFIX)}"
-            )
+        check_arguments(self.name, type(self), locals())  # numbers in range, a two-hop split (grokkit.ranges)
         self.split, self.section, self.key = split, section, key
         self.threshold, self.consecutive = threshold, consecutive
         self.min_causal_strength = min_causal_strength

@@ -36,7 +36,6 @@ from typing import Any
 
 import lightning as L
 
-from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
 from grokkit.probes.onset import MEMORIZED_SPLITS, Series, first_sustained, training_curve
@@ -186,9 +185,7 @@ class RunClassifier(Probe):
         per_decade: int | None = None,
     ) -> None:
         super().__init__(every_n_steps=every_n_steps, per_decade=per_decade)
-        for name in (split, *memorized_splits):
-            if name not in EVAL_SPLITS:
-                raise ConfigError(f"RunClassifier: split {name!r} is not one of {', '.join(EVAL_SPLITS)}")
+        check_arguments(self.name, type(self), locals())  # evaluated splits (grokkit.ranges)
         self.split, self.bridge_section, self.bridge_key = split, bridge_section, bridge_key
         self.memorized_splits = tuple(memorized_splits)
         self.thresholds = thresholds

@@ -26,6 +26,7 @@ from grokkit.errors import ConfigError
 from grokkit.models import TwoHopModel
 from grokkit.probes.base import Probe
 from grokkit.probes.figures import publish_heatmap
+from grokkit.ranges import check_arguments
 from grokkit.tokens import PAD
 
 PREFIX = {
@@ -121,9 +122,9 @@ class LogitLens(Probe):
         super().__init__(
             every_n_steps=every_n_steps, per_decade=per_decade, sample_size=sample_size, seed=seed
         )
-        unknown = [split for split in splits if split not in PREFIX]
-        if unknown or not splits:
-            raise ConfigError(f"logit_lens.splits={list(splits)}: choose two-hop splits among {list(PREFIX)}")
+        check_arguments(self.name, type(self), locals())  # two-hop splits (grokkit.ranges)
+        if not splits:
+            raise ConfigError(f"logit_lens.splits is empty: name two-hop splits among {list(PREFIX)}")
         self.splits = tuple(splits)
 
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:

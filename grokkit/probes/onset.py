@@ -25,7 +25,6 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes.base import Probe
 from grokkit.ranges import check_arguments
@@ -104,9 +103,6 @@ class GrokkingOnset(Probe):
     ) -> None:
         super().__init__(every_n_steps=every_n_steps, per_decade=per_decade)
         check_arguments(self.name, type(self), locals())  # every number in its range (grokkit.ranges)
-        for split in (*splits, *memorized_splits, stop_split):
-            if split not in EVAL_SPLITS:
-                raise ConfigError(f"GrokkingOnset: split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
         self.splits, self.thresholds = tuple(splits), tuple(sorted(thresholds))
         if not memorized_splits:
             raise ConfigError("GrokkingOnset: memorized_splits must name at least one training split")
