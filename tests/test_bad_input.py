@@ -392,6 +392,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "holds a model of another shape (net.blocks.0.attn.proj.bias: [32] there, [64] here",
     ),
     (
+        "resume with other weight-decay groups",
+        lambda w: rerun(w, "--model.decay=all", "--ckpt_path=last"),
+        "model.decay=all: --ckpt_path",
+    ),
+    (
         "checkpoint without EMA",
         lambda w: rerun(w, "--model.ema_decay=0.9", "--ckpt_path=last"),
         "ema.module.blocks.0.attn.proj.bias: missing there",

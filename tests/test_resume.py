@@ -3,6 +3,7 @@ logs, and a checkpoint killed mid-write leaves the previous one loadable."""
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -313,3 +314,39 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_from_step_0_in_it
     main(["validate", *tiny_args(tmp_path)[1:], f"--model.init_from={run / 'checkpoints' / 'last.ckpt'}"])
     (validated,) = (tmp_path / "runs" / "tiny").glob("version_*/validate/summary.json")
     assert json.loads(validated.read_text())["val"]["test_inferred_iid/acc"] == first_acc
+
+
+def test_a_resume_trains_with_the_optimizer_settings_its_config_gives(tmp_path, caplog):
+    """Lightning restores the checkpoint's lr and weight decay; a resume that lowers them (the fix the
+    non-finite stop suggests) gets them, with the switch that fired at step 20 keeping its own weight decay
+    and lr scale."""
+    from test_cli import tiny_args
+
+    from grokkit.cli import main
+
+    switch = RUN_ARGS[4:8]  # fires at the validation of step 20: weight decay 0.5, lr x 0.5
+    main(tiny_args(tmp_path, "--trainer.max_steps=20", *switch))
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    resumed = ["--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_steps=30"]
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"):
+        main(
+            [
+                *tiny_args(tmp_path),
+                *resumed,
+                "--model.lr=1e-4",
+                "--model.weight_decay=0.3",
+                "--model.eps=1e-6",
+            ]
+        )
+    state = torch.load(last, weights_only=False)
+    groups = [
+        (g["name"], g["lr"], g["weight_decay"], g["eps"])
+        for g in state["optimizer_states"][0]["param_groups"]
+    ]
+    assert state["global_step"] == 30
+    assert groups == [("decay", 5e-5, 0.5, 1e-6), ("no_decay", 5e-5, 0.0, 1e-6)]
+    assert state["lr_schedulers"][0]["base_lrs"] == [5e-5, 5e-5]
+    said = caplog.text
+    assert "resumed with model.lr=0.0001 (the checkpoint's run trained with 0.001)" in said
+    assert "resumed with model.weight_decay" not in said  # the switch's 0.5 stays

@@ -86,3 +86,10 @@ def check_checkpoint(checkpoint: dict, path: str, model: torch.nn.Module, resume
             f"--ckpt_path {path} holds weights only (a trajectory checkpoint?), not a training state to "
             "resume; resume from RUN/checkpoints/last.ckpt, or evaluate it with `grokkit validate`"
         )
+    trained, configured = checkpoint.get("hyper_parameters", {}).get("decay"), getattr(model, "hparams", {})
+    if resume and trained is not None and configured.get("decay", trained) != trained:
+        raise ConfigError(
+            f"model.decay={configured['decay']}: --ckpt_path {path} was trained with decay {trained}, whose "
+            f"optimizer groups hold other parameters; resume with model.decay={trained}",
+            "model.decay",
+        )

@@ -26,7 +26,7 @@ from grokkit.train.dispatch import PlainAttributes
 from grokkit.train.ema import update_ema
 from grokkit.train.losses import LossName, item_losses, items_correct
 from grokkit.train.nonfinite import NonFiniteWatch
-from grokkit.train.optim import DecayName, clip_gradients, fused_adamw, unscaling_closure
+from grokkit.train.optim import DecayName, clip_gradients, fused_adamw, retune, unscaling_closure
 from grokkit.train.scaler import loss_scaler
 from grokkit.train.warm_start import load_initial_weights
 
@@ -101,7 +101,7 @@ class GrokModule(PlainAttributes, L.LightningModule):
         self.train_forward = TrainingForward(self.net, compile)
         self.nonfinite_watch = NonFiniteWatch(nonfinite, nonfinite_check_every)
         self._step_loss: torch.Tensor | None = None  # this step's loss, checked before the optimizer step
-        self._rng_to_restore: dict[str, Any] | None = None
+        self._resumed: tuple[dict | None, dict] | None = None  # a checkpoint's generators and hparams
         self._scaled_mask: torch.Tensor | None = None  # 16-mixed: the mask the last step saw
 
     def setup(self, stage: str) -> None:
@@ -117,13 +117,17 @@ class GrokModule(PlainAttributes, L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite_watch.reset(skipped_before=checkpoint.get("grokkit", {}).get("skipped_steps", 0))
-        # set in on_train_start, after the data loaders drew from the global generator: as in an unbroken run
-        self._rng_to_restore = checkpoint.get("rng_states")
+        self._resumed = (checkpoint.get("rng_states"), checkpoint.get("hyper_parameters", {}))
 
     def on_train_start(self) -> None:
-        if self._rng_to_restore is not None:
-            set_rng_states(self._rng_to_restore)
-            self._rng_to_restore = None
+        """A resumed fit: the generators set after the data loaders drew from them, as in an unbroken run; the
+        optimizer, which Lightning restored, given the lr, weight decay, betas and eps configured now."""
+        if self._resumed is not None:
+            rng, trained = self._resumed
+            if rng is not None:
+                set_rng_states(rng)
+            retune(self.trainer, trained, self.hparams)
+            self._resumed = None
 
     @property
     def eval_net(self) -> TwoHopModel:

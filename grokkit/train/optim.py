@@ -3,14 +3,14 @@ unscaling and clipping of its gradients that Lightning leaves undone for a fused
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
-from lightning.pytorch.utilities import GradClipAlgorithmType
+from lightning.pytorch.utilities import GradClipAlgorithmType, rank_zero_info
 from torch import nn
 
 from grokkit.train.scaler import loss_scaler
@@ -42,6 +42,44 @@ def fused_adamw(
     device (:mod:`grokkit.train.nonfinite`)."""
     groups = decay_groups(net, decay, weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
+
+
+RETUNED = (
+    "lr",
+    "weight_decay",
+    "betas",
+    "eps",
+)  # what a resume may change; Lightning restores the old values
+
+
+def retune(trainer: L.Trainer, trained: Mapping[str, Any], configured: Mapping[str, Any]) -> None:
+    """Give a resumed fit's optimizer the settings its config gives (``trained``: the checkpoint's): the
+    learning rate scaled by new / old, so the warm-up and a fired switch's ``lr_scale`` stay; weight decay,
+    betas and eps set in every group that still holds the old value, so a fired switch's own stay."""
+    applied = set()
+    for key in RETUNED:
+        old, new = (_plain(values.get(key)) for values in (trained, configured))
+        if old is None or old == new:
+            continue
+        for group in (group for optimizer in trainer.optimizers for group in optimizer.param_groups):
+            if key == "lr":
+                group["lr"] *= new / old
+            elif _plain(group[key]) == old and (key != "weight_decay" or group.get("name") == "decay"):
+                group[key] = new
+            else:
+                continue
+            applied.add(key)
+        if key == "lr":
+            for config in trainer.lr_scheduler_configs:
+                config.scheduler.base_lrs = [lr * new / old for lr in config.scheduler.base_lrs]
+        if key in applied:
+            rank_zero_info(
+                f"grokkit: resumed with model.{key}={new} (the checkpoint's run trained with {old})"
+            )
+
+
+def _plain(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def unscaling_closure(
