@@ -1,10 +1,14 @@
 """Log-spaced schedules and the metric-triggered hyperparameter switch (through a real tiny run)."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from test_cli import scalars, tiny_args
 
 from grokkit.cli import build_cli, main
+from grokkit.errors import ConfigError
 from grokkit.train.schedule import SwitchHyperparameters, is_log_spaced
 
 
@@ -25,6 +29,21 @@ def test_log_spaced_steps():
         1000,
     ]
     assert not is_log_spaced(0, 4)
+
+
+def test_a_switch_fires_on_no_nan_and_refuses_a_metric_nobody_logs():
+    def validated(**metrics):
+        state = SimpleNamespace(fn=TrainerFn.FITTING)
+        return SimpleNamespace(state=state, sanity_checking=False, callback_metrics=metrics, global_step=20)
+
+    switch = SwitchHyperparameters(monitor="val/train_inferred/acc", threshold=0.5)
+    switch.on_validation_end(validated(**{"val/train_inferred/acc": torch.tensor(float("nan"))}), None)
+    assert switch.fired_at_step is None  # no items at phi 0: nothing reached
+    with pytest.raises(
+        ConfigError,
+        match=r"monitor='val/train_inferred/acc' is not a logged metric; name one of val/train/acc",
+    ):
+        switch.on_validation_end(validated(**{"val/train/acc": torch.tensor(0.3)}), None)
 
 
 @pytest.mark.slow

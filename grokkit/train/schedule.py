@@ -15,6 +15,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
+from grokkit.errors import ConfigError
 from grokkit.lightning_private import callback_state_key
 
 
@@ -69,7 +70,12 @@ class SwitchHyperparameters(Callback):
         if not fitting or self.fired_at_step is not None:
             return
         value = trainer.callback_metrics.get(self.monitor)
-        if value is None or float(value) < self.threshold:
+        if value is None:  # as Lightning's EarlyStopping: a switch that can never fire is an error
+            logged = ", ".join(sorted(key for key in trainer.callback_metrics if key.startswith("val/")))
+            raise ConfigError(
+                f"SwitchHyperparameters.monitor={self.monitor!r} is not a logged metric; name one of {logged}"
+            )
+        if not float(value) >= self.threshold:  # NaN (a split with no items) fires nothing
             return
         self.fired_at_step = trainer.global_step
         for optimizer in trainer.optimizers:
