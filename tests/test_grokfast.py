@@ -35,6 +35,10 @@ def test_a_non_finite_gradient_leaves_the_average_clean():
     filtered(callback, module, 2.0)  # mu = 1
     assert torch.isnan(torch.tensor(filtered(callback, module, float("nan"))))  # the step is stopped/skipped
     assert filtered(callback, module, 0.0) == 0.5  # mu = 0.5 * 1 + 0.5 * 0, the NaN never entered it
+    # one infinite entry: the step is skipped, and no entry's average moves (its finite ones neither)
+    module.weight.grad = torch.tensor([[4.0, 4.0], [4.0, float("inf")]])
+    callback.on_before_optimizer_step(SimpleNamespace(), module, None)
+    assert torch.equal(callback.averages["weight"], torch.full((2, 2), 0.5))
 
 
 @pytest.mark.parametrize("kwargs", [{"alpha": 1.0}, {"alpha": -0.1}, {"lamb": -1.0}, {"lamb": float("nan")}])

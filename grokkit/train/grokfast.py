@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback
 
 from grokkit.lightning_private import callback_state_key
 from grokkit.ranges import check_arguments
+from grokkit.torch_private import flag_non_finite_
 
 
 class Grokfast(Callback):
@@ -43,18 +44,21 @@ class Grokfast(Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        for name, parameter in pl_module.named_parameters():
-            if parameter.grad is None:
-                continue
-            grad = parameter.grad
+        named = [(name, p.grad) for name, p in pl_module.named_parameters() if p.grad is not None]
+        if not named:
+            return
+        # A step with a non-finite gradient entry anywhere leaves every average as it was (on the device, no
+        # host sync): the module's non-finite check then stops or skips that step, whose update is dropped.
+        device = named[0][1].device
+        bad = torch.zeros(1, device=device)
+        flag_non_finite_([grad for _, grad in named], bad, torch.ones((), device=device))
+        for name, grad in named:
             average = self.averages.get(name)
             if average is None or average.device != grad.device:
                 average = self.averages[name] = (
                     torch.zeros_like(grad) if average is None else average.to(grad.device)
                 )
-            # A non-finite gradient entry leaves its average untouched (no host sync): the step itself is then
-            # stopped or skipped by the module's non-finite check, and the filter state stays clean.
-            average.copy_(torch.where(grad.isfinite(), average.lerp(grad, 1 - self.alpha), average))
+            average.copy_(torch.where(bad > 0, average, average.lerp(grad, 1 - self.alpha)))
             grad.add_(average, alpha=self.lamb)
 
     def state_dict(self) -> dict[str, Any]:
