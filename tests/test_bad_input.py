@@ -348,7 +348,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     # ----- checkpoints -----
     (
         "checkpoint cut in half",
-        lambda w: rerun(w, f"--ckpt_path={cut_in_half(w / LAST, w / 'half.ckpt')}"),
+        lambda w: fit(w, f"--ckpt_path={cut_in_half(w / LAST, w / 'half.ckpt')}"),
         "half.ckpt cannot be read",
     ),
     (
@@ -361,10 +361,15 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         lambda w: rerun(w, f"--ckpt_path={cut_in_half(w / LAST, w / 'half.ckpt')}", command="validate"),
         "half.ckpt cannot be read",
     ),
-    ("checkpoint missing", lambda w: rerun(w, f"--ckpt_path={w / 'nope.ckpt'}"), "nope.ckpt: no such file"),
+    ("checkpoint missing", lambda w: fit(w, f"--ckpt_path={w / 'nope.ckpt'}"), "nope.ckpt: no such file"),
     (
         "a finished run's config fitted again into its directory",
         lambda w: rerun(w),
+        ("runs/tiny/version_0 already holds a run; add --ckpt_path last", "version=null"),
+    ),
+    (
+        "a finished run's config fitted again from another checkpoint into its directory",
+        lambda w: rerun(w, f"--ckpt_path={shutil.copy(w / LAST, w / 'other.ckpt')}"),
         ("runs/tiny/version_0 already holds a run; add --ckpt_path last", "version=null"),
     ),
     ("resume a new run", new("--ckpt_path=last"), "--ckpt_path last: no run to resume in "),
@@ -378,7 +383,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("validate without a checkpoint", lambda w: rerun(w, command="validate"), "validate needs --ckpt_path"),
     (
         "checkpoint missing, the dataset not built yet",
-        lambda w: rerun(w, f"--ckpt_path={w / 'nope.ckpt'}", f"--data.data_dir={w / 'fresh'}"),
+        lambda w: fit(w, f"--ckpt_path={w / 'nope.ckpt'}", f"--data.data_dir={w / 'fresh'}"),
         "nope.ckpt: no such file",
     ),
     (
@@ -403,7 +408,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ),
     (
         "checkpoint holding other objects",
-        lambda w: rerun(w, f"--ckpt_path={pickled_object(w / 'foreign.ckpt')}"),
+        lambda w: fit(w, f"--ckpt_path={pickled_object(w / 'foreign.ckpt')}"),
         "foreign.ckpt holds Python objects that a weights-only load refuses; if you trust the file, add --weights_only false",
     ),
     (
@@ -618,7 +623,7 @@ def test_debug_shows_the_exception(base, tmp_path):
 @pytest.mark.slow
 def test_a_truncated_checkpoint_through_the_console_entry_point(base, tmp_path):
     half = cut_in_half(base / LAST, tmp_path / "half.ckpt")
-    command = [sys.executable, "-m", "grokkit", *rerun(base, f"--ckpt_path={half}")]
+    command = [sys.executable, "-m", "grokkit", *fit(base, f"--ckpt_path={half}")]
     result = subprocess.run(
         command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )

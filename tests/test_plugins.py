@@ -148,7 +148,9 @@ def test_a_probe_refusing_its_arguments_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(tiny_args(tmp_path, "--trainer.callbacks+=GrokkingOnset", "--trainer.callbacks.stop_split=nope"))
     assert exit_info.value.code == 2
-    assert last_error_line(capsys).startswith("grokkit: error: GrokkingOnset: split 'nope' is not one of ")
+    assert last_error_line(capsys).startswith(
+        "grokkit: error: trainer.callbacks[0].init_args.stop_split='nope' (GrokkingOnset) must be one of id_atomic,"
+    )
 
 
 def test_entry_point_probes_load_and_a_broken_one_warns(monkeypatch, tmp_path, capsys):

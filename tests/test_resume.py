@@ -350,3 +350,25 @@ def test_a_resume_trains_with_the_optimizer_settings_its_config_gives(tmp_path, 
     said = caplog.text
     assert "resumed with model.lr=0.0001 (the checkpoint's run trained with 0.001)" in said
     assert "resumed with model.weight_decay" not in said  # the switch's 0.5 stays
+
+
+def test_a_fork_is_its_own_run_and_starts_again_from_the_checkpoint_it_left_from(tmp_path):
+    """A fit from another run's checkpoint keeps that checkpoint in its config.yaml: the file reruns the fork
+    as a new run, is refused where the fork already is, and a fork killed before its first last.ckpt trains
+    again from that checkpoint, not from nothing."""
+    from test_cli import tiny_args
+
+    from grokkit.cli import main
+
+    main(tiny_args(tmp_path, "--trainer.max_steps=20"))
+    source = tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    main(tiny_args(tmp_path, "--trainer.max_steps=30", f"--ckpt_path={source}"))
+    fork = tmp_path / "runs" / "tiny" / "version_1"
+    assert yaml.safe_load((fork / "config.yaml").read_text())["ckpt_path"] == str(source)
+    with pytest.raises(SystemExit):  # it would train a second run over the fork's files
+        main([*tiny_args(tmp_path), "--config", str(fork / "config.yaml")])
+    (fork / "checkpoints" / "last.ckpt").unlink()  # killed before its first periodic save
+    main([*tiny_args(tmp_path), "--config", str(fork / "config.yaml"), "--ckpt_path", "last"])
+    assert torch.load(fork / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 30
+    assert [step for step, _ in scalars(fork)["lr-AdamW/decay"]] == [29]  # on from the source's step 20
+    assert yaml.safe_load((fork / "config.yaml").read_text())["ckpt_path"] == str(source)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from grokkit.cli.configfiles import read_config_file
 from grokkit.cli.rundir import restart_in_place
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import last_checkpoints
@@ -49,8 +51,11 @@ def checked_ckpt_path(cli: LightningCLI, pinned: bool) -> str | None:
     if given != "last" or path is not None:
         return path
     if subcommand == "fit" and pinned and restart_in_place(cli.trainer):
-        cli.config_init[subcommand].ckpt_path = None  # nothing left for Lightning to look for
-        return None
+        # from step 0 again: from nothing, or a fork from the checkpoint it started from, as its config says
+        saved = Path(cli.trainer.log_dir, "config.yaml")
+        origin = read_config_file(saved).get("ckpt_path") if saved.is_file() else None
+        cli.config[subcommand].ckpt_path = cli.config_init[subcommand].ckpt_path = origin  # config.yaml too
+        return origin
     if subcommand == "fit":
         raise ConfigError(
             f"--ckpt_path last: no run to resume in {cli.trainer.log_dir} (a new run directory); give the run's "

@@ -14,6 +14,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from grokkit.cli.runconfig import resumes
 from grokkit.errors import ConfigError
 from grokkit.train.checkpointing import ResumableCheckpoint, trajectory_files
 
@@ -73,10 +74,10 @@ def existing_run(trainer: L.Trainer) -> Path | None:
 
 
 def refuse_finished_run(trainer: L.Trainer, new_version: bool, ckpt_path: str | None) -> None:
-    """A fit with its version pinned (``--config RUN/config.yaml``) and no ``ckpt_path`` to resume would train
-    a second run into the first one's directory, over its summary, checkpoints and config: refuse it."""
-    run_dir = None if new_version or ckpt_path else existing_run(trainer)
-    if run_dir is not None:
+    """A pinned fit (``--config RUN/config.yaml``) not resuming that run (a fork's config names the checkpoint it
+    left from) would train a second run into the first one's directory, over its files: refuse it."""
+    run_dir = None if new_version else existing_run(trainer)
+    if run_dir is not None and not (ckpt_path and resumes(str(ckpt_path), run_dir)):
         raise ConfigError(
             f"{run_dir} already holds a run; add --ckpt_path last to resume it, or "
             "--trainer.logger.init_args.version=null to train the config again as a new run"
@@ -104,7 +105,7 @@ def restart_in_place(trainer: L.Trainer) -> bool:
         stale.unlink(missing_ok=True)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     rank_zero_info(
-        f"grokkit: {run_dir} stopped before its first checkpoint (no last.ckpt); training it from step 0"
+        f"grokkit: {run_dir} stopped before its first checkpoint (no last.ckpt); training it again from its start"
     )
     return True
 
