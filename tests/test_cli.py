@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import rich.progress
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
@@ -119,6 +120,23 @@ def test_a_tool_building_its_own_cli_under_another_command_line_is_not_warned(tm
         == yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())["trainer"]["max_steps"]
     )
     assert not [w for w in caught if "args parameter" in str(w.message)]
+
+
+@pytest.mark.slow
+def test_the_progress_bar_counts_steps_under_gradient_accumulation(tmp_path, monkeypatch):
+    """Every count the bar is given is a step, never a batch count (4 a step here): rich would take the way up
+    to a batch count as progress, and show a rate 4x too high."""
+    counts, update = [], rich.progress.Progress.update
+    monkeypatch.setattr(
+        rich.progress.Progress,
+        "update",
+        lambda self, task, **kw: (counts.append(kw.get("completed")), update(self, task, **kw))[1],
+    )
+    args = tiny_args(tmp_path, "--trainer.max_steps=5", "--trainer.accumulate_grad_batches=4")[1:]
+    cli = build_cli(args, run=False, save_config=False)
+    next(c for c in cli.trainer.callbacks if isinstance(c, GrokProgressBar)).update_seconds = 0.0
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert 5 in counts and max(count for count in counts if count is not None) == 5
 
 
 class BackwardCounter(Callback):

@@ -65,7 +65,10 @@ class GrokProgressBar(RichProgressBar):
         if now < self.next_update and trainer.global_step != trainer.max_steps:
             return
         self.next_update = now + self.update_seconds
-        super().on_train_batch_end(trainer, pl_module, *args)
+        # Lightning's bar counts batches (batch_idx + 1), this one steps: under gradient accumulation a count
+        # taken up to the batch and back to the step would read as progress (a rate several times too high)
+        outputs, batch, _ = args
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, trainer.global_step - 1)
         self.show_steps(trainer)
 
     def show_steps(self, trainer: L.Trainer) -> None:
