@@ -373,6 +373,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         ("runs/tiny/version_0 already holds a run; add --ckpt_path last", "version=null"),
     ),
     ("resume a new run", new("--ckpt_path=last"), "--ckpt_path last: no run to resume in "),
+    ("Lightning's best checkpoint", new("--ckpt_path=best"), "--ckpt_path best: no such checkpoint is known"),
     (
         "resume a run whose last.ckpt was moved away",
         lambda w: (

@@ -19,7 +19,9 @@ from grokkit.train.warm_start import state_dict_mismatch
 
 
 def resolve_ckpt_path(trainer: L.Trainer, given: str) -> str | None:
-    """The file ``--ckpt_path`` names; ``None`` where Lightning decides (``best``, ``hpc``, nothing to resume)."""
+    """The file ``--ckpt_path`` names; ``None`` where there is nothing to resume, or Lightning decides (its
+    model registry). Lightning's ``best`` and ``hpc`` name checkpoints that only a process which fitted, or a
+    SLURM job that was requeued, knows: refused."""
     if given == "last":  # as Lightning resolves it: the newest last*.ckpt of the checkpoint callbacks
         found = set()
         for callback in trainer.checkpoint_callbacks:
@@ -27,7 +29,12 @@ def resolve_ckpt_path(trainer: L.Trainer, given: str) -> str | None:
                 found |= last_checkpoints(callback, trainer)
         existing = [path for path in found if os.path.isfile(path)]
         return max(existing, key=os.path.getmtime) if existing else None
-    if given in ("best", "hpc") or given.startswith("registry"):
+    if given in ("best", "hpc"):
+        raise ConfigError(
+            f"--ckpt_path {given}: no such checkpoint is known to a new grokkit process; give a file "
+            "(RUN/checkpoints/last.ckpt, a trajectory or best-k checkpoint) or last"
+        )
+    if given.startswith("registry"):
         return None
     return given
 
