@@ -547,6 +547,16 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "cannot create the run directory",
     ),
     (
+        "validate into a run directory through a file",
+        lambda w: rerun(
+            w,
+            f"--ckpt_path={w / LAST}",
+            f"--trainer.logger.init_args.save_dir={written(w / 'afile', 'x')}",
+            command="validate",
+        ),
+        "cannot create the run directory",
+    ),
+    (
         "run directory through a link to nothing",
         lambda w: fit(w, f"--trainer.logger.init_args.save_dir={dangling_link(w / 'links', 'tiny')}"),
         "cannot create the run directory",

@@ -89,8 +89,6 @@ class GrokkitCLI(ConfiguredModelCLI):
 
     def before_fit(self) -> None:
         refuse_finished_run(self.trainer, self.new_version, self.config.fit.get("ckpt_path"))
-        if self.new_version:
-            check_run_directory(self.trainer, self.config.fit.trainer.logger.init_args)
         self.check_inputs()
         if self.new_version:
             claim_run_directory(self.trainer, self.config.fit.trainer.logger.init_args)
@@ -105,7 +103,11 @@ class GrokkitCLI(ConfiguredModelCLI):
         self.check_inputs()
 
     def check_inputs(self) -> dict | None:
-        """Check the probes and ``--ckpt_path``, then build or verify the dataset; returns the checkpoint."""
+        """Check the run directory, the probes and ``--ckpt_path``, then build or verify the dataset; returns
+        the checkpoint."""
+        logger = self.section(self.config, "trainer").get("logger")
+        if isinstance(logger, Namespace) and isinstance(logger.get("init_args"), Namespace):
+            check_run_directory(self.trainer, logger.init_args)
         check_probes(self.trainer.callbacks, self.model)
         path = checked_ckpt_path(self, pinned=not self.new_version)
         checkpoint = None
