@@ -109,6 +109,13 @@ def test_progress_bar_can_be_turned_off(tmp_path):
     assert (tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_a_fit_without_a_logger_gets_no_learning_rate_monitor(tmp_path, monkeypatch):
+    """grokkit adds Lightning's LearningRateMonitor only where there is a logger: it refuses a trainer without."""
+    monkeypatch.chdir(tmp_path)  # Lightning's default root directory
+    main(tiny_args(tmp_path, "--trainer.max_steps=5", "--trainer.logger=false"))
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_a_tool_building_its_own_cli_under_another_command_line_is_not_warned(tmp_path, monkeypatch):
     """`grokkit transfer` and `analyze` parse args of their own while sys.argv holds the tool's."""
     monkeypatch.setattr(sys, "argv", ["grokkit", "transfer", "--source", "runs/x"])

@@ -34,7 +34,8 @@ def trainer_callbacks(configured: dict[str, Any], trainer_kwargs: dict[str, Any]
         if not any(isinstance(c, ModelSummary) for c in callbacks):
             callbacks.append(OneLineSummary())
         trainer_kwargs["enable_model_summary"] = False  # no default summary, nor a line saying it was skipped
-    if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
+    logged = configured.get("logger") not in (False, [])  # unset: Lightning's default logger
+    if logged and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
         callbacks.append(LearningRateMonitor(logging_interval="step", log_weight_decay=True))
     callbacks.sort(key=lambda c: c.stage if isinstance(c, Probe) else 0)  # measurements before detectors
     board = [] if any(isinstance(c, ResultsBoard) for c in callbacks) else [ResultsBoard()]
