@@ -15,8 +15,9 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from grokkit.cli.callbacks import quiet_batch_hooks, trainer_callbacks, trainer_plugins, trainer_profiler
-from grokkit.cli.checkpoints import check_checkpoint, checked_ckpt_path, load_checkpoint
+from grokkit.cli.checkpoints import checked_ckpt_path, load_checkpoint
 from grokkit.cli.commands import TRAINER_COMMANDS
+from grokkit.cli.matching import check_checkpoint
 from grokkit.cli.rundir import check_run_directory, claim_run_directory, refuse_finished_run
 from grokkit.cli.settings import check_settings, config_sections
 from grokkit.errors import ConfigError, GrokkitError
@@ -113,6 +114,7 @@ class GrokkitCLI(ConfiguredModelCLI):
         checkpoint = None
         if path is not None:
             checkpoint = load_checkpoint(path, self.config[self.subcommand].get("weights_only"))
-            check_checkpoint(checkpoint, path, self.model, resume=self.subcommand == "fit")
+            fitting, run_dir = self.subcommand == "fit", self.trainer.log_dir
+            check_checkpoint(checkpoint, path, self.model, fitting, self.datamodule, run_dir)
         self.datamodule.setup(self.subcommand)  # raises on a corrupt dataset directory; idempotent
         return checkpoint

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
@@ -15,7 +14,6 @@ from grokkit.cli.rundir import restart_in_place
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import last_checkpoints
 from grokkit.train.checkpoint_file import read_checkpoint
-from grokkit.train.warm_start import state_dict_mismatch
 
 
 def resolve_ckpt_path(trainer: L.Trainer, given: str) -> str | None:
@@ -83,25 +81,3 @@ def load_checkpoint(path: str, weights_only: bool | None) -> dict:
             "(RUN/checkpoints/last.ckpt), or `last` to resume the run of --config RUN/config.yaml"
         )
     return read_checkpoint(path, f"--ckpt_path {path}", weights_only)
-
-
-def check_checkpoint(checkpoint: dict, path: str, model: torch.nn.Module, resume: bool) -> None:
-    """Refuse a checkpoint of another model, or (to ``resume`` a fit) one holding weights only."""
-    mismatch = state_dict_mismatch(checkpoint["state_dict"], model.state_dict())
-    if mismatch:
-        raise ConfigError(
-            f"--ckpt_path {path} holds a model of another shape ({mismatch}); use the config it was "
-            "trained with (its run's config.yaml)"
-        )
-    if resume and not {"optimizer_states", "loops"} <= checkpoint.keys():
-        raise ConfigError(
-            f"--ckpt_path {path} holds weights only (a trajectory checkpoint?), not a training state to "
-            "resume; resume from RUN/checkpoints/last.ckpt, or evaluate it with `grokkit validate`"
-        )
-    trained, configured = checkpoint.get("hyper_parameters", {}).get("decay"), getattr(model, "hparams", {})
-    if resume and trained is not None and configured.get("decay", trained) != trained:
-        raise ConfigError(
-            f"model.decay={configured['decay']}: --ckpt_path {path} was trained with decay {trained}, whose "
-            f"optimizer groups hold other parameters; resume with model.decay={trained}",
-            "model.decay",
-        )

@@ -152,6 +152,9 @@ class TwoHopDataModule(L.LightningDataModule):
         return self.source_dir.with_name(f"{self.source_dir.name}-inject-{store.params_digest(self.params)}")
 
     # ----- Lightning hooks -----
+    def state_dict(self) -> dict[str, Any]:  # in every checkpoint: a resume is checked against it
+        return {"params": self.params}
+
     def prepare_data(self) -> None:
         """Build the dataset directory once (the source one first), however many runs ask at once; verify it."""
         steps = [(self.source_dir, self.source_params, self.build)]

@@ -1,0 +1,63 @@
+"""A checkpoint against the run configured to load it: the same model; to resume a fit, a training state of the
+same optimizer groups, and, resuming the run itself, of the same data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+
+from grokkit.cli.runconfig import resumes
+from grokkit.errors import ConfigError
+from grokkit.train.warm_start import state_dict_mismatch
+
+
+def check_checkpoint(
+    checkpoint: dict,
+    path: str,
+    model: L.LightningModule,
+    fitting: bool,
+    data: L.LightningDataModule,
+    run_dir: str | None,
+) -> None:
+    """Refuse a checkpoint of another model, or, for a fit, one holding weights only or other optimizer groups,
+    or, resuming the run in ``run_dir`` (its ``last`` or a checkpoint inside it), another dataset."""
+    mismatch = state_dict_mismatch(checkpoint["state_dict"], model.state_dict())
+    if mismatch:
+        raise ConfigError(
+            f"--ckpt_path {path} holds a model of another shape ({mismatch}); use the config it was "
+            "trained with (its run's config.yaml)"
+        )
+    if not fitting:
+        return
+    if not {"optimizer_states", "loops"} <= checkpoint.keys():
+        raise ConfigError(
+            f"--ckpt_path {path} holds weights only (a trajectory checkpoint?), not a training state to "
+            "resume; resume from RUN/checkpoints/last.ckpt, or evaluate it with `grokkit validate`"
+        )
+    trained, configured = checkpoint.get("hyper_parameters", {}).get("decay"), getattr(model, "hparams", {})
+    if trained is not None and configured.get("decay", trained) != trained:
+        raise ConfigError(
+            f"model.decay={configured['decay']}: --ckpt_path {path} was trained with decay {trained}, whose "
+            f"optimizer groups hold other parameters; resume with model.decay={trained}",
+            "model.decay",
+        )
+    if run_dir is not None and resumes(path, Path(run_dir)):
+        refuse_other_data(checkpoint.get(type(data).__qualname__, {}).get("params"), data.params, path)
+
+
+def refuse_other_data(trained: dict | None, configured: dict, path: str) -> None:
+    """A run resumed on another dataset would be two runs' halves under one config.yaml (a checkpoint of an
+    older grokkit, without the record, is not checked)."""
+    if trained is None:
+        return
+    changed = sorted(
+        key for key in trained.keys() | configured.keys() if trained.get(key) != configured.get(key)
+    )
+    if changed:
+        was = ", ".join(f"data.{key}={trained.get(key)}" for key in changed)
+        raise ConfigError(
+            f"--ckpt_path {path} was trained on another dataset ({was} there); resume with the run's data "
+            "settings, or start a new run from it: --trainer.logger.init_args.version=null",
+            *(f"data.{key}" for key in changed),
+        )
