@@ -19,6 +19,7 @@ LAYERS = {
             "grokkit.errors",
             "grokkit.atomic",
             "grokkit.outputs",
+            "grokkit.allowed",
             "grokkit.ranges",
             "grokkit.tokens",
             "grokkit.lightning_private",
