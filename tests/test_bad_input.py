@@ -398,6 +398,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "holds a model of another shape (net.blocks.0.attn.proj.bias: [32] there, [64] here",
     ),
     (
+        "resume with max_steps below the checkpoint's step",
+        lambda w: rerun(w, "--ckpt_path=last", "--trainer.max_steps=1"),
+        "trainer.max_steps=1: --ckpt_path",
+    ),
+    (
         "resume on another dataset",
         lambda w: rerun(w, "--ckpt_path=last", "--data.seed=1"),
         "was trained on another dataset (data.seed=0 there); resume with the run's data settings",

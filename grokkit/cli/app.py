@@ -114,7 +114,7 @@ class GrokkitCLI(ConfiguredModelCLI):
         checkpoint = None
         if path is not None:
             checkpoint = load_checkpoint(path, self.config[self.subcommand].get("weights_only"))
-            fitting, run_dir = self.subcommand == "fit", self.trainer.log_dir
-            check_checkpoint(checkpoint, path, self.model, fitting, self.datamodule, run_dir)
+            fit = self.trainer if self.subcommand == "fit" else None
+            check_checkpoint(checkpoint, path, self.model, self.datamodule, fit)
         self.datamodule.setup(self.subcommand)  # raises on a corrupt dataset directory; idempotent
         return checkpoint

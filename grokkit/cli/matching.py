@@ -13,22 +13,18 @@ from grokkit.train.warm_start import state_dict_mismatch
 
 
 def check_checkpoint(
-    checkpoint: dict,
-    path: str,
-    model: L.LightningModule,
-    fitting: bool,
-    data: L.LightningDataModule,
-    run_dir: str | None,
+    checkpoint: dict, path: str, model: L.LightningModule, data: L.LightningDataModule, fit: L.Trainer | None
 ) -> None:
-    """Refuse a checkpoint of another model, or, for a fit, one holding weights only or other optimizer groups,
-    or, resuming the run in ``run_dir`` (its ``last`` or a checkpoint inside it), another dataset."""
+    """Refuse a checkpoint of another model, or, for a ``fit`` (its trainer), one holding weights only or other
+    optimizer groups, one past ``trainer.max_steps``, or, resuming the fit's own run (``last`` or a checkpoint
+    inside it), one of another dataset."""
     mismatch = state_dict_mismatch(checkpoint["state_dict"], model.state_dict())
     if mismatch:
         raise ConfigError(
             f"--ckpt_path {path} holds a model of another shape ({mismatch}); use the config it was "
             "trained with (its run's config.yaml)"
         )
-    if not fitting:
+    if fit is None:
         return
     if not {"optimizer_states", "loops"} <= checkpoint.keys():
         raise ConfigError(
@@ -42,7 +38,13 @@ def check_checkpoint(
             f"optimizer groups hold other parameters; resume with model.decay={trained}",
             "model.decay",
         )
-    if run_dir is not None and resumes(path, Path(run_dir)):
+    if -1 < fit.max_steps < checkpoint["global_step"]:  # it would train nothing, its config.yaml saying less
+        raise ConfigError(
+            f"trainer.max_steps={fit.max_steps}: --ckpt_path {path} is at step {checkpoint['global_step']} "
+            "already; give a larger trainer.max_steps to train on",
+            "trainer.max_steps",
+        )
+    if resumes(path, Path(fit.log_dir or ".")):
         refuse_other_data(checkpoint.get(type(data).__qualname__, {}).get("params"), data.params, path)
 
 
