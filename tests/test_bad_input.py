@@ -398,6 +398,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "holds a model of another shape (net.blocks.0.attn.proj.bias: [32] there, [64] here",
     ),
     (
+        "checkpointing turned off",
+        new("--trainer.enable_checkpointing=false"),
+        "trainer.enable_checkpointing=false: every grokkit run keeps last.ckpt",
+    ),
+    (
         "resume with max_steps below the checkpoint's step",
         lambda w: rerun(w, "--ckpt_path=last", "--trainer.max_steps=1"),
         "trainer.max_steps=1: --ckpt_path",

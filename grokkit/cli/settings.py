@@ -24,6 +24,13 @@ def check_settings(config: Namespace, sections: dict[str, type]) -> None:
     check_ranges(config, sections)
     model, trainer = config.get("model") or Namespace(), config.get("trainer") or Namespace()
     refuse_accumulation(model.get("compile", "auto"), trainer.get("accumulate_grad_batches") or 1)
+    if trainer.get("enable_checkpointing") is False:  # Lightning would refuse grokkit's own checkpoints
+        raise ConfigError(
+            "trainer.enable_checkpointing=false: every grokkit run keeps last.ckpt (to resume it) and a weight "
+            "trajectory (for grokkit analyze); write them less often instead (checkpoint.every_n_train_steps, "
+            "trajectory.per_decade)",
+            "trainer.enable_checkpointing",
+        )
     checkpoint = config.get("checkpoint") or Namespace()
     top_k = checkpoint.get("save_top_k")
     if top_k not in (None, -1, 0, 1) and checkpoint.get("monitor") is None:
