@@ -129,6 +129,8 @@ def test_validate_runs_the_probes_on_a_saved_checkpoint_at_its_step(tiny_run):
     assert (tiny_run / "summary.json").read_text() == training_summary
     # validate's config.yaml names the checkpoint it scored (a fit's resume of its own run would not)
     assert yaml.safe_load((tiny_run / "validate" / "config.yaml").read_text())["ckpt_path"] == str(checkpoint)
+    main(["test", "--config", str(tiny_run / "config.yaml"), "--ckpt_path", str(checkpoint)])
+    assert scalars(tiny_run / "test")["test/test_inferred_iid/acc"] == [20]  # logged at the checkpoint's step
 
 
 def test_unknown_class_path_is_one_clear_line(tmp_path, capsys):

@@ -95,13 +95,12 @@ class GrokkitCLI(ConfiguredModelCLI):
             claim_run_directory(self.trainer, self.config.fit.trainer.logger.init_args)
 
     def before_validate(self) -> None:
-        """`grokkit validate --ckpt_path CKPT` publishes at CKPT's step (Lightning restores it only in fit)."""
+        """`grokkit validate|test --ckpt_path CKPT` logs at CKPT's step (Lightning restores it only in fit)."""
         checkpoint = self.check_inputs()
         if checkpoint is not None:
             set_step(self.trainer, checkpoint["global_step"])
 
-    def before_test(self) -> None:
-        self.check_inputs()
+    before_test = before_validate
 
     def check_inputs(self) -> dict | None:
         """Check the run directory, the probes and ``--ckpt_path``, then build or verify the dataset; returns

@@ -9,7 +9,7 @@ from grokkit.cli.invocation import DEBUG_ENV
 TRAINER_COMMANDS = {
     "fit": "train a model: grokkit fit --config CONFIG.yaml [--section.key value ...]",
     "validate": "evaluate a checkpoint and run every probe on it, at its step",
-    "test": "evaluate a checkpoint on the evaluation splits, logged as test/...",
+    "test": "evaluate a checkpoint on the evaluation splits, logged as test/... at its step",
 }
 TOOLS = {
     "analyze": (
