@@ -38,11 +38,11 @@ def check_file(path: Path, flag: str) -> Path:
 def figure_format(path: Path, flag: str, formats: tuple[str, ...] | None = None) -> str:
     """The image format ``path``'s suffix names (as matplotlib reads it); refuses one matplotlib cannot
     write, one outside ``formats``, and a path :func:`check_file` refuses."""
+    check_file(path, flag)  # first: a directory's name has no format either
     kind = path.suffix.removeprefix(".").lower()
     if kind not in (formats or FigureCanvasBase.get_supported_filetypes()):
         *others, last = [f".{name}" for name in (formats or ("png", "pdf", "svg"))]
         names = f"{', '.join(others)} or {last}" if others else last
         names += " (or another format matplotlib writes)" if formats is None else ""
         raise ConfigError(f"{flag} {path}: no figure format {kind!r}; end the name in {names}")
-    check_file(path, flag)
     return kind

@@ -471,6 +471,16 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "acc.txt: no figure format 'txt'; end the name in .png",
     ),
     (
+        "plot a config file",
+        lambda w: ["plot", str(w / RUN / "config.yaml")],
+        "config.yaml: not a run directory; give a directory `grokkit fit` wrote",
+    ),
+    (
+        "plot into a directory",
+        lambda w: ["plot", str(w / RUN), f"--out={w / 'data'}"],
+        "data: is a directory; give a file name inside it",
+    ),
+    (
         "compare below a file",
         lambda w: ["compare", str(w / RUN), f"--out={w / RUN / 'config.yaml' / 'c.png'}"],
         ("c.png: ", "config.yaml is a file; give a directory"),

@@ -83,6 +83,8 @@ def plot_command(argv: list[str]) -> None:
     parser = run_dir_parser("plot", "Draw a run's accuracy curves as a PNG.")
     parser.add_argument("--out", type=Path, help="the PNG to write (default: RUN_DIR/figures/accuracy.png)")
     args = parser.parse_args(argv)
+    if not args.run_dir.is_dir():
+        raise ConfigError(f"{args.run_dir}: not a run directory; give a directory `grokkit fit` wrote")
     out = args.out or args.run_dir / "figures" / "accuracy.png"
     figure_format(out, "--out", formats=("png",))
     plot(args.run_dir, out)
