@@ -86,6 +86,15 @@ def test_a_patch_of_all_a_counterfactual_carries_gives_its_output_where_position
         torch.testing.assert_close(patched[:, [0, 2]], model(inputs)[:, [0, 2]])
 
 
+def test_attention_mixing_starts_its_positions_apart():
+    """Its prefix slots get the same input and, under attention (the same at every position), the same
+    gradient: with positions that start equal they would stay one slot."""
+    torch.manual_seed(0)
+    positions = Recursive(VOCAB, 5, d_model=32, token_mixing="attention", n_prefix=4).positions.detach()
+    distances = torch.cdist(positions, positions)
+    assert (distances + torch.eye(len(positions))).min() > 0.5
+
+
 def test_patching_a_late_state_only_changes_what_depends_on_it():
     torch.manual_seed(0)
     decoder = Decoder(VOCAB, 5, d_model=32, n_heads=4, n_layers=4).eval()

@@ -179,6 +179,8 @@ class Recursive(TwoHopModel):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=1.0 / math.sqrt(module.in_features))
         nn.init.trunc_normal_(self.embed.weight, std=1.0 / math.sqrt(d_model))
+        if self.positions is not None:  # apart, as the TRM code's: prefix slots share input and gradient else
+            nn.init.trunc_normal_(self.positions, std=1.0 / math.sqrt(d_model))
 
     def inputs_and_targets(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         position = torch.arange(items.size(1), device=items.device)
