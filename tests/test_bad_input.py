@@ -587,6 +587,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "cannot create the run directory",
     ),
     (
+        "analyze into the run's checkpoints",
+        lambda w: ["analyze", str(w / RUN), "--name", "checkpoints"],
+        "--name 'checkpoints': give the name of a new folder of the run",
+    ),
+    (
         "analyze a directory that is not a run",
         lambda w: ["analyze", str(w / "data")],
         "config.yaml not found: give a run directory written by `grokkit fit`",

@@ -96,9 +96,16 @@ def test_analyze_adds_or_replaces_probes_from_a_probes_config(tiny_run, tmp_path
     extra.write_text(
         "trainer:\n  callbacks:\n    - class_path: GrokkingOnset\n      init_args: {thresholds: [0.01]}\n"
     )
+    main(["analyze", str(tiny_run), "--probes-config", str(extra), "--name", "analysis-low"])
+    summary = json.loads((tiny_run / "analysis-low" / "summary.json").read_text())
+    assert set(summary["grokking"]["t_gen"]["test_inferred_ood"]) == {"0.01"}  # the run's onset, replaced
+    assert set(
+        json.loads((tiny_run / "analysis" / "summary.json").read_text())["grokking"]["t_gen"][
+            "test_inferred_ood"
+        ]
+    ) == {"0.5", "0.9", "0.99"}  # beside the first
     main(["analyze", str(tiny_run), "--probes-config", str(extra)])
     summary = json.loads((tiny_run / "analysis" / "summary.json").read_text())
-    assert set(summary["grokking"]["t_gen"]["test_inferred_ood"]) == {"0.01"}  # the run's onset, replaced
     assert {"weight_norm", "classification"} <= set(summary)
     extra.write_text(
         "trainer:\n  callbacks:\n    - class_path: CausalTracing\n      init_args: {sample_size: 0}\n"

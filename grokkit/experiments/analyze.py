@@ -5,7 +5,8 @@ end (``checkpoints/last.ckpt``), so probes too costly to run live (or thought of
 whole run. This rebuilds the run from its ``config.yaml``, then, checkpoint by checkpoint in step order,
 loads the weights and runs one validation at that checkpoint's step: the module publishes the accuracies
 and every probe runs, as it would have live. Results go to ``RUN_DIR/analysis/`` (``summary.json`` and
-TensorBoard events), replacing any earlier analysis; the run's own files are not touched. Probes in
+TensorBoard events; ``--name`` picks another folder, so that analyses sit side by side), replacing an earlier
+analysis of that name; the run's own files are not touched. Probes in
 ``--probes-config EXTRA.yaml`` (a ``trainer.callbacks`` list) are added, or replace the run's probe of the same
 class, e.g. to re-run the onset with other thresholds.
 """
@@ -27,6 +28,8 @@ from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.checkpointing import trajectory_files
 
+RUN_FOLDERS = ("checkpoints", "figures", "validate", "test", "transfer")  # what a run holds already
+
 
 class AnalysisLogger(TensorBoardLogger):
     """One events file for the whole analysis. Lightning closes the writer after every ``validate``, and
@@ -37,8 +40,8 @@ class AnalysisLogger(TensorBoardLogger):
         self.experiment.flush()
 
 
-def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
-    """The run's config logging to ``RUN_DIR/analysis``, with the extra probes (replacing any of the same class)."""
+def offline_config(run_dir: Path, probes_config: Path | None, name: str = "analysis") -> dict[str, Any]:
+    """The run's config logging to ``RUN_DIR/name``, with the extra probes (replacing any of the same class)."""
     config = run_config(run_dir)
     extra = read_config_file(probes_config) if probes_config is not None else {}
     added = as_list((extra.get("trainer") or {}).get("callbacks"))
@@ -59,7 +62,7 @@ def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
         "class_path": "grokkit.experiments.analyze.AnalysisLogger",
         "init_args": {
             "save_dir": str(run_dir),
-            "name": "analysis",
+            "name": name,
             "version": "",
             "default_hp_metric": False,
         },
@@ -67,9 +70,14 @@ def offline_config(run_dir: Path, probes_config: Path | None) -> dict[str, Any]:
     return config
 
 
-def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
-    """Run the probes over every checkpoint of the run; returns the summary written to analysis/summary.json."""
-    config = offline_config(run_dir, probes_config)
+def analyze(run_dir: Path, probes_config: Path | None = None, name: str = "analysis") -> dict[str, Any]:
+    """Run the probes over every checkpoint of the run; returns the summary written to ``name/summary.json``."""
+    if not name or Path(name).name != name or name in RUN_FOLDERS:
+        raise ConfigError(
+            f"--name {name!r}: give the name of a new folder of the run, e.g. analysis-answered (not one of "
+            f"{', '.join(RUN_FOLDERS)}, nor a path)"
+        )
+    config = offline_config(run_dir, probes_config, name)
     paths = [path for _, path in sorted(trajectory_files(run_dir).items())]  # in step order
     paths += [path for path in [run_dir / "checkpoints" / "last.ckpt"] if path.is_file()]
     if not paths:
@@ -81,7 +89,7 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
     checkpoints = [read_checkpoint(path, str(path)) for path in paths]
     checkpoints.sort(key=lambda checkpoint: checkpoint["global_step"])  # a killed run's last.ckpt: older
     cli = build_cli(config, prog="grokkit analyze", run=False, save_config=False)  # refuses bad probes first
-    shutil.rmtree(run_dir / "analysis", ignore_errors=True)
+    shutil.rmtree(run_dir / name, ignore_errors=True)
     trainer, module = cli.trainer, cli.model
     steps: list[int] = []
     for checkpoint in checkpoints:
@@ -101,16 +109,21 @@ def analyze(run_dir: Path, probes_config: Path | None = None) -> dict[str, Any]:
 def analyze_command(argv: list[str]) -> None:
     parser = run_dir_parser(
         "analyze",
-        "Run a finished run's probes over its trajectory checkpoints; results in RUN_DIR/analysis/.",
+        "Run a finished run's probes over its trajectory checkpoints; results in RUN_DIR/analysis/ (--name).",
     )
     parser.add_argument(
         "--probes-config",
         type=Path,
         help="a YAML config whose trainer.callbacks list adds probes (replacing the run's of the same class)",
     )
+    parser.add_argument(
+        "--name",
+        default="analysis",
+        help="the run's folder to write (default analysis; replaced if it exists)",
+    )
     args = parser.parse_args(argv)
-    summary = analyze(args.run_dir, args.probes_config)
+    summary = analyze(args.run_dir, args.probes_config, args.name)
     steps = summary["analysis"]["steps"]
     print(
-        f"grokkit analyze: {len(steps)} checkpoints, steps {steps[0]}-{steps[-1]} -> {args.run_dir / 'analysis'}"
+        f"grokkit analyze: {len(steps)} checkpoints, steps {steps[0]}-{steps[-1]} -> {args.run_dir / args.name}"
     )
