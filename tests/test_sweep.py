@@ -23,7 +23,7 @@ from grokkit.errors import ConfigError
 from grokkit.experiments import grid
 from grokkit.experiments.trial import Trial
 from grokkit.results import load_run, load_sweep
-from grokkit.results.compare import expand_runs, summary_figure
+from grokkit.results.compare import Line, expand_runs, panels_figure, summary_figure
 
 FIRST, SECOND = "phi=3.0", "phi=4.0"
 
@@ -285,3 +285,11 @@ def test_the_phi_sweep_config_spans_eight_trials(capsys):
     main(["sweep", "--config", str(ROOT / "configs/default.yaml"), "--config", str(ROOT / "configs/sweeps/phi_cpu.yaml"), "--dry-run"])  # fmt: skip
     listed = capsys.readouterr().out.split()
     assert "8" in listed and "phi=7.2,seed=0" in listed and "phi=12.6,seed=1" in listed
+
+
+def test_a_series_of_one_point_is_drawn_as_a_marker():
+    one, two = (pd.DataFrame({"step": steps, "value": [0.5] * len(steps)}) for steps in ([10], [10, 20]))
+    lines = (
+        panels_figure({"acc": [Line("one", one), Line("two", two)]}, accuracy_axis=True).axes[0].get_lines()
+    )
+    assert [line.get_marker() for line in lines] == ["o", "None"]

@@ -165,7 +165,7 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         prog="grokkit study",
         description="Train He et al.'s five data regimes x seeds as one `grokkit sweep`, then write "
         "STUDY/table.md, STUDY/table.csv and STUDY/study.png. Other flags (--config overlays on the base, "
-        "--max-concurrent, --cpus-per-trial, --gpus-per-trial, --key=value) go to `grokkit sweep`.",
+        "--max-concurrent, --cpus-per-trial, --gpus-per-trial, --dry-run, --key=value) go to `grokkit sweep`.",
     )
     parser.add_argument("--scale", choices=sorted(BASES), default="cpu", help="the base config (default cpu)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="graph and training seeds")

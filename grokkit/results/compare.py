@@ -76,8 +76,12 @@ def panels_figure(panels: dict[str, list[Line]], accuracy_axis: bool) -> Figure:
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, lines) in zip(axes[0], panels.items(), strict=True):
         for line in lines:
+            lone = {"marker": "o"} if len(line.rows) == 1 else {}  # one point draws no line
             ax.plot(
-                line.rows["step"], line.rows["value"], label=line.label, **{"linewidth": 1.4, **line.style}
+                line.rows["step"],
+                line.rows["value"],
+                label=line.label,
+                **{"linewidth": 1.4, **lone, **line.style},
             )
         ax.set(title=title, xlabel="step")
         if accuracy_axis:

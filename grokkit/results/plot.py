@@ -51,9 +51,8 @@ def plot(run_dir: Path, out: Path) -> list[str]:
         points = curves.get(f"val/{split}/acc", [])
         if points:
             steps, values = zip(*points, strict=True)
-            ax.plot(
-                steps, values, label=split, linewidth=2.2 if split in ("train", "test_inferred_iid") else 1.2
-            )
+            width = 2.2 if split in ("train", "test_inferred_iid") else 1.2
+            ax.plot(steps, values, label=split, linewidth=width, marker="o" if len(points) == 1 else None)
     for step, _ in curves.get("schedule/switch", []):
         ax.axvline(step, color="grey", linestyle=":", label="hyperparameter switch")
     summary_path = run_dir / "summary.json"
