@@ -352,7 +352,7 @@ def test_a_resume_trains_with_the_optimizer_settings_its_config_gives(tmp_path, 
     assert "resumed with model.weight_decay" not in said  # the switch's 0.5 stays
 
 
-def test_a_fork_is_its_own_run_and_starts_again_from_the_checkpoint_it_left_from(tmp_path):
+def test_a_fork_is_its_own_run_and_starts_again_from_the_checkpoint_it_left_from(tmp_path, capsys):
     """A fit from another run's checkpoint keeps that checkpoint in its config.yaml: the file reruns the fork
     as a new run, is refused where the fork already is, and a fork killed before its first last.ckpt trains
     again from that checkpoint, not from nothing."""
@@ -367,6 +367,12 @@ def test_a_fork_is_its_own_run_and_starts_again_from_the_checkpoint_it_left_from
     assert yaml.safe_load((fork / "config.yaml").read_text())["ckpt_path"] == str(source)
     with pytest.raises(SystemExit):  # it would train a second run over the fork's files
         main([*tiny_args(tmp_path), "--config", str(fork / "config.yaml")])
+    validate = ["validate", *tiny_args(tmp_path)[1:], "--config", str(fork / "config.yaml")]
+    with pytest.raises(SystemExit):  # it would score the source's checkpoint as the fork's
+        main(validate)
+    assert f"ckpt_path {source} comes from {fork / 'config.yaml'}" in capsys.readouterr().err
+    main([*validate, "--ckpt_path", str(fork / "checkpoints" / "last.ckpt")])
+    assert json.loads((fork / "validate" / "summary.json").read_text())["val"]["step"] == 30
     (fork / "checkpoints" / "last.ckpt").unlink()  # killed before its first periodic save
     main([*tiny_args(tmp_path), "--config", str(fork / "config.yaml"), "--ckpt_path", "last"])
     assert torch.load(fork / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 30

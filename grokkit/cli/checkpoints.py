@@ -9,7 +9,9 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from grokkit.cli import invocation
 from grokkit.cli.configfiles import read_config_file
+from grokkit.cli.locate import on_command_line
 from grokkit.cli.rundir import restart_in_place
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import last_checkpoints
@@ -38,7 +40,7 @@ def resolve_ckpt_path(trainer: L.Trainer, given: str) -> str | None:
 
 
 def checked_ckpt_path(cli: LightningCLI, pinned: bool) -> str | None:
-    """The checkpoint file ``--ckpt_path`` names, or ``None``: Lightning decides (``best``, ``hpc``), or the
+    """The checkpoint file ``--ckpt_path`` names, or ``None``: Lightning decides (its registry), or the
     weights configured are used. Refused: ``validate``/``test`` with neither a checkpoint nor
     ``model.init_from`` (they would score an untrained model), and ``last`` with nothing to load, except for a
     ``pinned`` run (its own config.yaml) that stopped before its first ``last.ckpt``: that fit starts again
@@ -52,6 +54,8 @@ def checked_ckpt_path(cli: LightningCLI, pinned: bool) -> str | None:
                 "model.init_from: without one it would score an untrained model"
             )
         return None
+    if subcommand != "fit":
+        refuse_a_forks_origin(cli.trainer, str(given), subcommand)
     path = resolve_ckpt_path(cli.trainer, str(given))
     if given != "last" or path is not None:
         return path
@@ -81,3 +85,16 @@ def load_checkpoint(path: str, weights_only: bool | None) -> dict:
             "(RUN/checkpoints/last.ckpt), or `last` to resume the run of --config RUN/config.yaml"
         )
     return read_checkpoint(path, f"--ckpt_path {path}", weights_only)
+
+
+def refuse_a_forks_origin(trainer: L.Trainer, given: str, subcommand: str) -> None:
+    """``validate``/``test`` with a fork's config.yaml and no ``--ckpt_path`` of their own would score the other
+    run's checkpoint the fork started from (the file keeps it to rerun the fork) as if it were the fork's."""
+    run_config = Path(trainer.log_dir or ".").parent / "config.yaml"  # they write into RUN/validate, RUN/test
+    if on_command_line("ckpt_path", invocation.argv) or not run_config.is_file():
+        return
+    if read_config_file(run_config).get("ckpt_path") == given:
+        raise ConfigError(
+            f"{subcommand}: ckpt_path {given} comes from {run_config}: the checkpoint that run started from, not "
+            f"one of its own; give --ckpt_path, e.g. {run_config.parent / 'checkpoints' / 'last.ckpt'}"
+        )
