@@ -592,6 +592,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "--name 'checkpoints': give the name of a new folder of the run",
     ),
     (
+        "analyze into the run's parent",
+        lambda w: ["analyze", str(w / RUN), "--name", ".."],
+        "--name '..': give the name of a new folder of the run",
+    ),
+    (
         "analyze a directory that is not a run",
         lambda w: ["analyze", str(w / "data")],
         "config.yaml not found: give a run directory written by `grokkit fit`",

@@ -45,3 +45,12 @@ def test_a_non_finite_gradient_leaves_the_average_clean():
 def test_settings_are_checked(kwargs):
     with pytest.raises(ConfigError, match="Grokfast"):
         Grokfast(**kwargs)
+
+
+def test_a_scalar_parameter_is_filtered_too():
+    module = nn.Module()
+    module.weight = nn.Parameter(torch.tensor(1.0))
+    callback = Grokfast(alpha=0.5, lamb=1.0)
+    module.weight.grad = torch.tensor(2.0)
+    callback.on_before_optimizer_step(SimpleNamespace(), module, None)
+    assert module.weight.grad.item() == 3.0  # 2 + 1 x (0.5 x 2)

@@ -353,16 +353,17 @@ def test_a_resume_trains_with_the_optimizer_settings_its_config_gives(tmp_path, 
 
 
 def test_a_fork_is_its_own_run_and_starts_again_from_the_checkpoint_it_left_from(tmp_path, capsys):
-    """A fit from another run's checkpoint keeps that checkpoint in its config.yaml: the file reruns the fork
-    as a new run, is refused where the fork already is, and a fork killed before its first last.ckpt trains
-    again from that checkpoint, not from nothing."""
+    """A fit from another run's checkpoint keeps that checkpoint in its config.yaml, through its resumes too: the
+    file is refused where the fork already is, and a fork killed before its first last.ckpt (due at step 30
+    here, its first multiple of 15 after its start at 20) trains again from that checkpoint, not from nothing."""
     from test_cli import tiny_args
 
     from grokkit.cli import main
 
     main(tiny_args(tmp_path, "--trainer.max_steps=20"))
     source = tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
-    main(tiny_args(tmp_path, "--trainer.max_steps=30", f"--ckpt_path={source}"))
+    thin = ["--checkpoint.every_n_train_steps=15", "--trajectory.every_n_steps=5"]
+    main(tiny_args(tmp_path, "--trainer.max_steps=28", *thin, f"--ckpt_path={source}"))
     fork = tmp_path / "runs" / "tiny" / "version_1"
     assert yaml.safe_load((fork / "config.yaml").read_text())["ckpt_path"] == str(source)
     with pytest.raises(SystemExit):  # it would train a second run over the fork's files
@@ -372,9 +373,23 @@ def test_a_fork_is_its_own_run_and_starts_again_from_the_checkpoint_it_left_from
         main(validate)
     assert f"ckpt_path {source} comes from {fork / 'config.yaml'}" in capsys.readouterr().err
     main([*validate, "--ckpt_path", str(fork / "checkpoints" / "last.ckpt")])
-    assert json.loads((fork / "validate" / "summary.json").read_text())["val"]["step"] == 30
+    assert json.loads((fork / "validate" / "summary.json").read_text())["val"]["step"] == 28
+    assert (fork / "checkpoints" / "trajectory" / "step=00000025.ckpt").is_file()  # a trace past step 15
     (fork / "checkpoints" / "last.ckpt").unlink()  # killed before its first periodic save
     main([*tiny_args(tmp_path), "--config", str(fork / "config.yaml"), "--ckpt_path", "last"])
-    assert torch.load(fork / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 30
-    assert [step for step, _ in scalars(fork)["lr-AdamW/decay"]] == [29]  # on from the source's step 20
+    assert torch.load(fork / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 28
+    assert "lr-AdamW/decay" not in scalars(fork)  # logged at steps 9 and 19 by a run from nothing
+    assert yaml.safe_load((fork / "config.yaml").read_text())["ckpt_path"] == str(
+        source
+    )  # the resume kept it
+    main(
+        [
+            *tiny_args(tmp_path),
+            "--config",
+            str(fork / "config.yaml"),
+            "--ckpt_path",
+            "last",
+            "--trainer.max_steps=32",
+        ]
+    )
     assert yaml.safe_load((fork / "config.yaml").read_text())["ckpt_path"] == str(source)

@@ -44,6 +44,9 @@ def test_a_switch_fires_on_no_nan_and_refuses_a_metric_nobody_logs():
         match=r"monitor='val/train_inferred/acc' is not a logged metric; name one of val/train/acc",
     ):
         switch.on_validation_end(validated(**{"val/train/acc": torch.tensor(0.3)}), None)
+    waiting = SwitchHyperparameters(monitor="train/loss", threshold=0.5)  # logged by training, maybe later
+    waiting.on_validation_end(validated(**{"val/train/acc": torch.tensor(0.3)}), None)
+    assert waiting.fired_at_step is None
 
 
 @pytest.mark.slow

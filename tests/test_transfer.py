@@ -204,6 +204,9 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
     torch.save(state, checkpoint)
     with pytest.raises(ConfigError, match="fine-tuned from different runs"):
         write_report(out)
+    sections["transfer"] = {**origin, "source": source_run.name}  # as typed, relative (the cwd is its parent)
+    torch.save(state, checkpoint)
+    write_report(out)
     count = next(key for key in origin if key.startswith("eval_"))
     sections["transfer"] = {**origin, count: origin[count] + 1}  # another data.injection
     torch.save(state, checkpoint)

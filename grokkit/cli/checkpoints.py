@@ -10,8 +10,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from grokkit.cli import invocation
-from grokkit.cli.configfiles import read_config_file
 from grokkit.cli.locate import on_command_line
+from grokkit.cli.runconfig import fork_origin
 from grokkit.cli.rundir import restart_in_place
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import last_checkpoints
@@ -59,10 +59,11 @@ def checked_ckpt_path(cli: LightningCLI, pinned: bool) -> str | None:
     path = resolve_ckpt_path(cli.trainer, str(given))
     if given != "last" or path is not None:
         return path
-    if subcommand == "fit" and pinned and restart_in_place(cli.trainer):
-        # from step 0 again: from nothing, or a fork from the checkpoint it started from, as its config says
-        saved = Path(cli.trainer.log_dir, "config.yaml")
-        origin = read_config_file(saved).get("ckpt_path") if saved.is_file() else None
+    # from its start again: from nothing, or a fork from the checkpoint it started from (read first: it must be)
+    saved = Path(cli.trainer.log_dir or ".", "config.yaml")
+    origin = fork_origin(saved) if subcommand == "fit" else None
+    start = read_checkpoint(origin, f"ckpt_path {origin} (in {saved})")["global_step"] if origin else 0
+    if subcommand == "fit" and pinned and restart_in_place(cli.trainer, start):
         cli.config[subcommand].ckpt_path = cli.config_init[subcommand].ckpt_path = origin  # config.yaml too
         return origin
     if subcommand == "fit":
@@ -91,9 +92,7 @@ def refuse_a_forks_origin(trainer: L.Trainer, given: str, subcommand: str) -> No
     """``validate``/``test`` with a fork's config.yaml and no ``--ckpt_path`` of their own would score the other
     run's checkpoint the fork started from (the file keeps it to rerun the fork) as if it were the fork's."""
     run_config = Path(trainer.log_dir or ".").parent / "config.yaml"  # they write into RUN/validate, RUN/test
-    if on_command_line("ckpt_path", invocation.argv) or not run_config.is_file():
-        return
-    if read_config_file(run_config).get("ckpt_path") == given:
+    if not on_command_line("ckpt_path", invocation.argv) and fork_origin(run_config) == given:
         raise ConfigError(
             f"{subcommand}: ckpt_path {given} comes from {run_config}: the checkpoint that run started from, not "
             f"one of its own; give --ckpt_path, e.g. {run_config.parent / 'checkpoints' / 'last.ckpt'}"

@@ -67,8 +67,9 @@ class GrokProgressBar(RichProgressBar):
         self.next_update = now + self.update_seconds
         # Lightning's bar counts batches (batch_idx + 1), this one steps: under gradient accumulation a count
         # taken up to the batch and back to the step would read as progress (a rate several times too high)
-        outputs, batch, _ = args
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, trainer.global_step - 1)
+        outputs, batch, batch_idx = args
+        counted = trainer.global_step - 1 if trainer.max_steps > 0 else batch_idx  # by epochs: Lightning's
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, counted)
         self.show_steps(trainer)
 
     def show_steps(self, trainer: L.Trainer) -> None:

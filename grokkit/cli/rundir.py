@@ -84,11 +84,11 @@ def refuse_finished_run(trainer: L.Trainer, new_version: bool, ckpt_path: str | 
         )
 
 
-def restart_in_place(trainer: L.Trainer) -> bool:
+def restart_in_place(trainer: L.Trainer, start: int = 0) -> bool:
     """For ``--ckpt_path last`` into a run that stopped before its first ``last.ckpt``: clear what it left (its
-    events, summary.json and trajectory checkpoints, which a fit from step 0 writes again) so that it trains
-    again from step 0 in its own directory. ``False`` where the directory holds no run; refused where the run
-    got past its first periodic ``last.ckpt`` (someone moved it: clearing would lose the run)."""
+    events, summary.json and trajectory checkpoints, which it writes again) so that it trains again from its
+    ``start`` (a fork's: its origin's step) in its own directory. ``False`` where the directory holds no run;
+    refused where the run got past its first periodic ``last.ckpt`` (someone moved it: clearing would lose it)."""
     run_dir = existing_run(trainer)
     if run_dir is None:
         return False
@@ -96,7 +96,7 @@ def restart_in_place(trainer: L.Trainer) -> bool:
     periodic = [
         c.every_n_train_steps for c in trainer.checkpoint_callbacks if isinstance(c, ResumableCheckpoint)
     ]
-    if reached >= min([every for every in periodic if every] or [1]):
+    if reached >= min(((start // every + 1) * every for every in periodic if every), default=start + 1):
         raise ConfigError(
             f"--ckpt_path last: {run_dir} got to step {reached} but holds no last.ckpt (moved or deleted?); put "
             "it back, or delete the directory to train the run again from step 0; nothing was changed"

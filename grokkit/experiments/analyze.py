@@ -72,7 +72,7 @@ def offline_config(run_dir: Path, probes_config: Path | None, name: str = "analy
 
 def analyze(run_dir: Path, probes_config: Path | None = None, name: str = "analysis") -> dict[str, Any]:
     """Run the probes over every checkpoint of the run; returns the summary written to ``name/summary.json``."""
-    if not name or Path(name).name != name or name in RUN_FOLDERS:
+    if Path(name).name != name or name in (".", "..", *RUN_FOLDERS) or (run_dir / name).is_file():
         raise ConfigError(
             f"--name {name!r}: give the name of a new folder of the run, e.g. analysis-answered (not one of "
             f"{', '.join(RUN_FOLDERS)}, nor a path)"

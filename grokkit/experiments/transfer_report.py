@@ -168,7 +168,7 @@ def write_report(out: Path) -> list[dict[str, Any]]:
     curves = {start: curves_of(board) for start, board in runs.items()}
     traced = {start: (board.latest("causal_tracing") or {}).get("split") for start, board in runs.items()}
     origins = {start: board.latest("transfer") or {} for start, board in runs.items()}
-    sources = {origin.get("source") for origin in origins.values()}
+    sources = {str(Path(origin["source"]).resolve()) for origin in origins.values() if origin.get("source")}
     if len(sources) > 1:
         raise ConfigError(
             f"{out} holds starts fine-tuned from different runs ({', '.join(sorted(map(str, sources)))}); rerun "

@@ -58,7 +58,7 @@ class Grokfast(Callback):
                 average = self.averages[name] = (
                     torch.zeros_like(grad) if average is None else average.to(grad.device)
                 )
-            average.copy_(torch.where(bad > 0, average, average.lerp(grad, 1 - self.alpha)))
+            average.copy_(torch.where(bad[0] > 0, average, average.lerp(grad, 1 - self.alpha)))
             grad.add_(average, alpha=self.lamb)
 
     def state_dict(self) -> dict[str, Any]:

@@ -70,12 +70,12 @@ class SwitchHyperparameters(Callback):
         if not fitting or self.fired_at_step is not None:
             return
         value = trainer.callback_metrics.get(self.monitor)
-        if value is None:  # as Lightning's EarlyStopping: a switch that can never fire is an error
+        if value is None and self.monitor.startswith("val/"):  # every validation logs them all: a typo
             logged = ", ".join(sorted(key for key in trainer.callback_metrics if key.startswith("val/")))
             raise ConfigError(
                 f"SwitchHyperparameters.monitor={self.monitor!r} is not a logged metric; name one of {logged}"
             )
-        if not float(value) >= self.threshold:  # NaN (a split with no items) fires nothing
+        if value is None or not float(value) >= self.threshold:  # NaN (a split with no items) fires nothing
             return
         self.fired_at_step = trainer.global_step
         for optimizer in trainer.optimizers:
