@@ -65,10 +65,9 @@ class GrokProgressBar(RichProgressBar):
         if now < self.next_update and trainer.global_step != trainer.max_steps:
             return
         self.next_update = now + self.update_seconds
-        # Lightning's bar counts batches (batch_idx + 1), this one steps: under gradient accumulation a count
-        # taken up to the batch and back to the step would read as progress (a rate several times too high)
+        # steps, not Lightning's batch count: up to the batch and back reads as progress (too high a rate)
         outputs, batch, batch_idx = args
-        counted = trainer.global_step - 1 if trainer.max_steps > 0 else batch_idx  # by epochs: Lightning's
+        counted = trainer.global_step - 1 if trainer.max_steps > 0 else batch_idx
         super().on_train_batch_end(trainer, pl_module, outputs, batch, counted)
         self.show_steps(trainer)
 
