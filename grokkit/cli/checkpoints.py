@@ -59,13 +59,17 @@ def checked_ckpt_path(cli: LightningCLI, pinned: bool) -> str | None:
     path = resolve_ckpt_path(cli.trainer, str(given))
     if given != "last" or path is not None:
         return path
-    # from its start again: from nothing, or a fork from the checkpoint it started from (read first: it must be)
-    saved = Path(cli.trainer.log_dir or ".", "config.yaml")
-    origin = fork_origin(saved) if subcommand == "fit" else None
-    start = read_checkpoint(origin, f"ckpt_path {origin} (in {saved})")["global_step"] if origin else 0
-    if subcommand == "fit" and pinned and restart_in_place(cli.trainer, start):
-        cli.config[subcommand].ckpt_path = cli.config_init[subcommand].ckpt_path = origin  # config.yaml too
-        return origin
+    if subcommand == "fit" and pinned:
+        # again from its start: from nothing, or a fork from the checkpoint it started from, which is read
+        # before anything is cleared (it must be there)
+        saved = Path(cli.trainer.log_dir or ".", "config.yaml")
+        origin = fork_origin(saved)
+        start = read_checkpoint(origin, f"ckpt_path {origin} (in {saved})")["global_step"] if origin else 0
+        if restart_in_place(cli.trainer, start):
+            cli.config[subcommand].ckpt_path = cli.config_init[subcommand].ckpt_path = (
+                origin  # config.yaml too
+            )
+            return origin
     if subcommand == "fit":
         raise ConfigError(
             f"--ckpt_path last: no run to resume in {cli.trainer.log_dir} (a new run directory); give the run's "

@@ -31,7 +31,7 @@ def check_checkpoint(
             f"--ckpt_path {path} holds weights only (a trajectory checkpoint?), not a training state to "
             "resume; resume from RUN/checkpoints/last.ckpt, or evaluate it with `grokkit validate`"
         )
-    trained, configured = checkpoint.get("hyper_parameters", {}).get("decay"), getattr(model, "hparams", {})
+    trained, configured = checkpoint.get("hyper_parameters", {}).get("decay"), model.hparams
     if trained is not None and configured.get("decay", trained) != trained:
         raise ConfigError(
             f"model.decay={configured['decay']}: --ckpt_path {path} was trained with decay {trained}, whose "

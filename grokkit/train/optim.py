@@ -44,35 +44,34 @@ def fused_adamw(
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
 
 
-RETUNED = (
-    "lr",
-    "weight_decay",
-    "betas",
-    "eps",
-)  # what a resume may change; Lightning restores the old values
+# What a resume may change; Lightning restores the checkpoint's values into the optimizer.
+RETUNED = ("lr", "weight_decay", "betas", "eps")
 
 
 def retune(trainer: L.Trainer, trained: Mapping[str, Any], configured: Mapping[str, Any]) -> None:
     """Give a resumed fit's optimizer the settings its config gives (``trained``: the checkpoint's): the
     learning rate scaled by new / old, so the warm-up and a fired switch's ``lr_scale`` stay; weight decay,
     betas and eps set in every group that still holds the old value, so a fired switch's own stay."""
-    applied = set()
+    groups = [group for optimizer in trainer.optimizers for group in optimizer.param_groups]
     for key in RETUNED:
         old, new = (_plain(values.get(key)) for values in (trained, configured))
         if old is None or old == new:
             continue
-        for group in (group for optimizer in trainer.optimizers for group in optimizer.param_groups):
-            if key == "lr":
-                group["lr"] *= new / old
-            elif _plain(group[key]) == old and (key != "weight_decay" or group.get("name") == "decay"):
-                group[key] = new
-            else:
-                continue
-            applied.add(key)
         if key == "lr":
+            changed = groups
+            for group in groups:
+                group["lr"] *= new / old
             for config in trainer.lr_scheduler_configs:
                 config.scheduler.base_lrs = [lr * new / old for lr in config.scheduler.base_lrs]
-        if key in applied:
+        else:
+            changed = [
+                group
+                for group in groups
+                if _plain(group[key]) == old and (key != "weight_decay" or group.get("name") == "decay")
+            ]
+            for group in changed:
+                group[key] = new
+        if changed:
             rank_zero_info(
                 f"grokkit: resumed with model.{key}={new} (the checkpoint's run trained with {old})"
             )
