@@ -316,10 +316,11 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_from_step_0_in_it
     assert json.loads(validated.read_text())["val"]["test_inferred_iid/acc"] == first_acc
 
 
-def test_a_resume_trains_with_the_optimizer_settings_its_config_gives(tmp_path, caplog):
+def test_a_resume_trains_with_the_optimizer_settings_its_config_gives(tmp_path, caplog, capsys):
     """Lightning restores the checkpoint's lr and weight decay; a resume that lowers them (the fix the
     non-finite stop suggests) gets them, with the switch that fired at step 20 keeping its own weight decay
-    and lr scale."""
+    and lr scale; a resume whose switch has another threshold (whose state the fired one's does not load
+    into) is refused: it would scale the lr a second time."""
     from test_cli import tiny_args
 
     from grokkit.cli import main
@@ -350,6 +351,22 @@ def test_a_resume_trains_with_the_optimizer_settings_its_config_gives(tmp_path, 
     said = caplog.text
     assert "resumed with model.lr=0.0001 (the checkpoint's run trained with 0.001)" in said
     assert "resumed with model.weight_decay" not in said  # the switch's 0.5 stays
+    with pytest.raises(SystemExit):
+        main(
+            [
+                *tiny_args(tmp_path),
+                *resumed[:-1],
+                "--trainer.max_steps=40",
+                "--trainer.callbacks.threshold=0.5",
+            ]
+        )
+    assert (
+        "SwitchHyperparameters(monitor='val/train/acc', threshold=0.5) is not in --ckpt_path"
+        in capsys.readouterr().err
+    )
+    assert torch.load(last, weights_only=False)["global_step"] == 30  # refused before training
+    main([*tiny_args(tmp_path), *resumed[:-1], "--trainer.max_steps=40"])  # the fired switch: no second fire
+    assert [step for step, _ in scalars(run)["schedule/switch"]] == [20]
 
 
 def test_a_fork_is_its_own_run_and_starts_again_from_the_checkpoint_it_left_from(tmp_path, capsys):

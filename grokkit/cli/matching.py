@@ -9,6 +9,7 @@ import lightning as L
 
 from grokkit.cli.runconfig import resumes
 from grokkit.errors import ConfigError
+from grokkit.train.schedule import SwitchHyperparameters
 from grokkit.train.warm_start import state_dict_mismatch
 
 
@@ -16,8 +17,8 @@ def check_checkpoint(
     checkpoint: dict, path: str, model: L.LightningModule, data: L.LightningDataModule, fit: L.Trainer | None
 ) -> None:
     """Refuse a checkpoint of another model, or, for a ``fit`` (its trainer), one holding weights only or other
-    optimizer groups, one past ``trainer.max_steps``, or, resuming the fit's own run (``last`` or a checkpoint
-    inside it), one of another dataset."""
+    optimizer groups, one past ``trainer.max_steps``, one whose fired switch the fit's switches no longer hold,
+    or, resuming the fit's own run (``last`` or a checkpoint inside it), one of another dataset."""
     mismatch = state_dict_mismatch(checkpoint["state_dict"], model.state_dict())
     if mismatch:
         raise ConfigError(
@@ -44,6 +45,7 @@ def check_checkpoint(
             "already; give a larger trainer.max_steps to train on",
             "trainer.max_steps",
         )
+    refuse_a_changed_fired_switch(checkpoint.get("callbacks", {}), fit, path)
     if resumes(path, Path(fit.log_dir or ".")):
         refuse_other_data(checkpoint.get(type(data).__qualname__, {}).get("params"), data.params, path)
 
@@ -62,4 +64,29 @@ def refuse_other_data(trained: dict | None, configured: dict, path: str) -> None
             f"--ckpt_path {path} was trained on another dataset ({was} there); resume with the run's data "
             "settings, or start a new run from it: --trainer.logger.init_args.version=null",
             *(f"data.{key}" for key in changed),
+        )
+
+
+def refuse_a_changed_fired_switch(states: dict, fit: L.Trainer, path: str) -> None:
+    """A switch's monitor and threshold name its state: changed, the fired switch's state would be left
+    unread and the new one fire again, scaling a learning rate already scaled (a new switch beside the fired
+    one is fine)."""
+    switches = [callback for callback in fit.callbacks if isinstance(callback, SwitchHyperparameters)]
+    kept = {switch.state_key for switch in switches}
+    fired = {
+        key: state["fired_at_step"]
+        for key, state in states.items()
+        if key.startswith(SwitchHyperparameters.__qualname__ + "{")
+        and key not in kept
+        and state.get("fired_at_step") is not None
+    }
+    new = [switch for switch in switches if switch.state_key not in states]
+    if fired and new:
+        key, step = next(iter(fired.items()))
+        raise ConfigError(
+            f"trainer.callbacks: SwitchHyperparameters(monitor={new[0].monitor!r}, threshold="
+            f"{new[0].threshold}) is not in --ckpt_path {path}, whose switch {key} fired at step {step}; "
+            "resumed, it would fire again on top of it: keep that switch's monitor and threshold (its state "
+            "loads and it does not fire again), adding any new switch beside it",
+            "trainer.callbacks",
         )
