@@ -403,6 +403,23 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "trainer.enable_checkpointing=false: every grokkit run keeps last.ckpt",
     ),
     (
+        "a run bounded by nothing (an epoch never ends)",
+        new("--trainer.max_steps=-1"),
+        "trainer.max_steps=-1: grokkit draws training batches step by step and its epoch never ends, so the run",
+    ),
+    ("a run bounded in epochs", new("--trainer.max_epochs=3"), "trainer.max_epochs=3: grokkit draws"),
+    ("a minimum in epochs", new("--trainer.min_epochs=1"), "so the run could stop only at trainer.max_steps"),
+    (
+        "validation once an epoch",
+        new("--trainer.val_check_interval=null"),
+        "trainer.val_check_interval=None: grokkit draws training batches step by step",
+    ),
+    (
+        "validation every second epoch",
+        new("--trainer.check_val_every_n_epoch=2"),
+        "check_val_every_n_epoch=2: grokkit draws training batches step by step",
+    ),
+    (
         "resume with max_steps below the checkpoint's step",
         lambda w: rerun(w, "--ckpt_path=last", "--trainer.max_steps=1"),
         "trainer.max_steps=1: --ckpt_path",

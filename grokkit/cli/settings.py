@@ -20,9 +20,11 @@ def config_sections(cli: LightningCLI) -> dict[str, type]:
 
 def check_settings(config: Namespace, sections: dict[str, type]) -> None:
     """Refuse the first value of ``config`` outside its range (``sections``: see :func:`check_ranges`), then a
-    ``reduce-overhead`` compile with gradient accumulation, and best-k checkpoints with nothing to rank them by."""
+    ``reduce-overhead`` compile with gradient accumulation, bounds counted in epochs, and best-k checkpoints
+    with nothing to rank them by."""
     check_ranges(config, sections)
     model, trainer = config.get("model") or Namespace(), config.get("trainer") or Namespace()
+    refuse_epoch_bounds(trainer)
     refuse_accumulation(model.get("compile", "auto"), trainer.get("accumulate_grad_batches") or 1)
     if trainer.get("enable_checkpointing") is False:  # Lightning would refuse grokkit's own checkpoints
         raise ConfigError(
@@ -39,4 +41,34 @@ def check_settings(config: Namespace, sections: dict[str, type]) -> None:
             "null; name a logged metric (e.g. checkpoint.monitor=val/test_inferred_iid/acc with "
             "checkpoint.mode=max), or set save_top_k to 0, 1 or -1 (all)",
             "checkpoint.save_top_k",
+        )
+
+
+# What a setting counted in epochs does where an epoch never ends, and what to set instead
+NEVER = {
+    "max_steps": "the run would never stop; give a step count, or a trainer.max_time",
+    "max_epochs": "it bounds nothing; bound the run with trainer.max_steps",
+    "min_epochs": "the run could stop only at trainer.max_steps (GrokkingOnset's stop would be ignored); leave it null",
+    "val_check_interval": "null means once an epoch, never; give a step count (e.g. 200)",
+    "check_val_every_n_epoch": "the run would validate in that epoch only, never; leave it null (validations "
+    "every trainer.val_check_interval steps)",
+}
+
+
+def refuse_epoch_bounds(trainer: Namespace) -> None:
+    """grokkit draws training batches step by step, so its one epoch never ends: a bound or a validation
+    counted in epochs never comes (Lightning would train on forever, or never validate, without a word)."""
+    wrong = {
+        "max_steps": trainer.get("max_steps") == -1 and trainer.get("max_time") is None,
+        "max_epochs": trainer.get("max_epochs") not in (None, -1),
+        "min_epochs": (trainer.get("min_epochs") or 0) > 0,
+        "val_check_interval": "val_check_interval" in trainer and trainer.val_check_interval is None,
+        "check_val_every_n_epoch": (trainer.get("check_val_every_n_epoch") or 1) > 1,
+    }
+    key = next((key for key, is_wrong in wrong.items() if is_wrong), None)
+    if key is not None:
+        raise ConfigError(
+            f"trainer.{key}={trainer.get(key)}: grokkit draws training batches step by step and its epoch "
+            f"never ends, so {NEVER[key]}",
+            f"trainer.{key}",
         )
