@@ -54,3 +54,31 @@ def test_a_scalar_parameter_is_filtered_too():
     module.weight.grad = torch.tensor(2.0)
     callback.on_before_optimizer_step(SimpleNamespace(), module, None)
     assert module.weight.grad.item() == 3.0  # 2 + 1 x (0.5 x 2)
+
+
+@pytest.mark.slow
+def test_a_resume_with_another_lamb_filters_on_from_the_saved_averages(tmp_path):
+    """The averages are saved under one name whatever alpha and lamb are, and a checkpoint of older grokkit,
+    which named them by alpha and lamb, still gives them back."""
+    from test_cli import tiny_args
+
+    from grokkit.cli import build_cli, main
+
+    with_grokfast = ["--trainer.max_steps=10", "--trainer.callbacks+=grokkit.train.grokfast.Grokfast"]
+    main(tiny_args(tmp_path, *with_grokfast))
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=False)["callbacks"]["Grokfast"]["averages"]
+    older = torch.load(last, weights_only=False)
+    older["callbacks"] = {
+        "Grokfast{'alpha': 0.98, 'lamb': 2.0}": older["callbacks"].pop("Grokfast"),
+        **older["callbacks"],
+    }
+    torch.save(older, run / "older.ckpt")
+    for checkpoint in (last, run / "older.ckpt"):
+        args = tiny_args(tmp_path, *with_grokfast, "--trainer.callbacks.lamb=1.0")[1:]
+        cli = build_cli(args, run=False, save_config=False)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint)  # at max_steps: restores
+        (grokfast,) = [c for c in cli.trainer.callbacks if isinstance(c, Grokfast)]
+        assert grokfast.lamb == 1.0 and saved.keys() == grokfast.averages.keys()
+        assert all(torch.equal(saved[name], grokfast.averages[name]) for name in saved)

@@ -7,19 +7,18 @@ each parameter's gradient with an exponential moving average and adds the slow p
     g'_t = g_t + lamb * mu_t
 
 It runs after the backward pass and before the optimizer step (and before gradient clipping). The averages
-are part of the training state: they are saved in checkpoints, so a resumed run continues exactly.
+are part of the training state: they are saved in checkpoints, so a resumed run continues exactly, and a run
+resumed with another alpha or lamb filters on from them.
 """
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from grokkit.lightning_private import callback_state_key
 from grokkit.ranges import check_arguments
 from grokkit.torch_private import flag_non_finite_
 
@@ -37,9 +36,14 @@ class Grokfast(Callback):
         self.alpha, self.lamb = alpha, lamb
         self.averages: dict[str, torch.Tensor] = {}  # parameter name -> mu
 
-    @cached_property
-    def state_key(self) -> str:
-        return callback_state_key(self, alpha=self.alpha, lamb=self.lamb)
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Checkpoints of older grokkit named the state by alpha and lamb; Lightning loads it only by this name
+        states = checkpoint.get("callbacks", {})
+        named = [state for key, state in states.items() if key.startswith(f"{self.state_key}{{")]
+        if self.state_key not in states and len(named) == 1:
+            self.load_state_dict(named[0])
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
