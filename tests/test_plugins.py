@@ -13,10 +13,24 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import grokkit.probes.registry as registry
 from grokkit.cli import main
+from grokkit.probes import Probe
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBES = ["plugins.weight_norm.WeightNorm", "GrokkingOnset", "RunClassifier"]
 TRAJECTORY = [10, 13, 16, 20, 25, 32, 40, 50]  # log-spaced steps >= 10 of a 60-step run, 10 per decade
+
+
+class FailsFrom(Probe):
+    """Fails at every checkpoint from ``step`` on: an analysis that gets part of the way."""
+
+    def __init__(self, step: int = 20) -> None:
+        super().__init__()
+        self.step = step
+
+    def compute(self, trainer, pl_module) -> dict:
+        if trainer.global_step >= self.step:
+            raise ZeroDivisionError("division by zero")
+        return {"value": 1.0}
 
 
 def tiny_args(tmp_path, *extra, command="fit"):
@@ -114,6 +128,36 @@ def test_analyze_adds_or_replaces_probes_from_a_probes_config(tiny_run, tmp_path
         main(["analyze", str(tiny_run), "--probes-config", str(extra)])
     assert refused.value.code == 2
     assert json.loads((tiny_run / "analysis" / "summary.json").read_text()) == summary
+
+
+@pytest.mark.slow
+def test_a_failing_analysis_leaves_the_earlier_one_as_it_was(tiny_run, tmp_path, capsys):
+    main(["analyze", str(tiny_run), "--name", "analysis-kept"])
+    kept = (tiny_run / "analysis-kept" / "summary.json").read_text()
+    extra = tmp_path / "extra.yaml"
+    for (
+        probe,
+        code,
+        message,
+    ) in [  # refused by the probe's own check, before any checkpoint; failing at step 20
+        (
+            "{class_path: CausalTracing, init_args: {mid_stage: 99}}",
+            2,
+            "causal_tracing.mid_stage=99 must be a",
+        ),
+        (
+            "{class_path: test_plugins.FailsFrom}",
+            1,
+            "probe 'fails_from' failed at step 20: ZeroDivisionError",
+        ),
+    ]:
+        extra.write_text(f"trainer:\n  callbacks:\n    - {probe}\n")
+        with pytest.raises(SystemExit) as stopped:
+            main(["analyze", str(tiny_run), "--probes-config", str(extra), "--name", "analysis-kept"])
+        assert stopped.value.code == code
+        assert last_error_line(capsys).startswith(f"grokkit: error: {message}")
+        assert (tiny_run / "analysis-kept" / "summary.json").read_text() == kept
+        assert not [path.name for path in tiny_run.iterdir() if path.name.startswith(".")]  # no partial one
 
 
 @pytest.mark.slow
