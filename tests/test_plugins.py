@@ -14,10 +14,31 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import grokkit.probes.registry as registry
 from grokkit.cli import main
 from grokkit.probes import Probe
+from grokkit.train.board import ResultsBoard
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBES = ["plugins.weight_norm.WeightNorm", "GrokkingOnset", "RunClassifier"]
+PROBES = ["plugins.weight_norm.WeightNorm", "GrokkingOnset", "RunClassifier", "test_plugins.RunCounter"]
 TRAJECTORY = [10, 13, 16, 20, 25, 32, 40, 50]  # log-spaced steps >= 10 of a 60-step run, 10 per decade
+
+
+class RunCounter(Probe):
+    """A probe with state: the steps it ran at, and how many validations the results board holds."""
+
+    def __init__(self, every_n_steps: int = 1) -> None:
+        super().__init__(every_n_steps=every_n_steps)
+        self.steps: list[int] = []
+
+    def compute(self, trainer, pl_module) -> dict:
+        self.steps.append(trainer.global_step)
+        board_points = len(ResultsBoard.of(trainer).series("val", "train/acc"))
+        return {"steps": list(self.steps), "board_points": board_points}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "steps": list(self.steps)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.steps = list(state_dict["steps"])
 
 
 class FailsFrom(Probe):
@@ -158,6 +179,27 @@ def test_a_failing_analysis_leaves_the_earlier_one_as_it_was(tiny_run, tmp_path,
         assert last_error_line(capsys).startswith(f"grokkit: error: {message}")
         assert (tiny_run / "analysis-kept" / "summary.json").read_text() == kept
         assert not [path.name for path in tiny_run.iterdir() if path.name.startswith(".")]  # no partial one
+
+
+@pytest.mark.slow
+def test_validate_starts_the_probes_fresh_from_a_full_checkpoint(tiny_run, tmp_path):
+    """last.ckpt holds the probes' and the board's state at step 60: validate must not count step 60 twice."""
+    assert json.loads((tiny_run / "summary.json").read_text())["run_counter"]["steps"] == [20, 40, 60]
+    out = f"--trainer.logger.init_args.save_dir={tmp_path}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        main(
+            [
+                "validate",
+                "--config",
+                str(tiny_run / "config.yaml"),
+                out,
+                "--ckpt_path",
+                str(tiny_run / "checkpoints" / "last.ckpt"),
+            ]
+        )
+    summary = json.loads((tmp_path / "tiny" / "version_0" / "validate" / "summary.json").read_text())
+    assert summary["run_counter"] == {"step": 60, "steps": [60], "board_points": 1}  # as from weights alone
 
 
 @pytest.mark.slow

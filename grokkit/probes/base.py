@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.errors import ProbeError, StorageError
-from grokkit.lightning_private import callback_state_key
+from grokkit.lightning_private import callback_state_key, drop_callback_state
 from grokkit.ranges import check_arguments
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpointing import save_training_state
@@ -158,6 +158,12 @@ class Probe(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_run_step = state_dict["last_run_step"]
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        """Only a fit continues a probe's state. ``grokkit validate|test`` start it fresh: a full checkpoint's
+        state holds the run at the checkpoint's own step, which the probe would count twice."""
+        if trainer.state.fn != TrainerFn.FITTING:
+            drop_callback_state(checkpoint, self)
 
 
 def check_probes(callbacks: list[Callback], pl_module: L.LightningModule) -> None:
