@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import grokkit.probes.registry as registry
 from grokkit.cli import main
+from grokkit.errors import ConfigError
 from grokkit.probes import Probe
 from grokkit.train.board import ResultsBoard
 
@@ -52,6 +53,18 @@ class FailsFrom(Probe):
         if trainer.global_step >= self.step:
             raise ZeroDivisionError("division by zero")
         return {"value": 1.0}
+
+
+class SplitSize(Probe):
+    """Names itself after an argument it sets after the base class's constructor."""
+
+    def __init__(self, split: str = "test_inferred_iid", every_n_steps: int = 1) -> None:
+        super().__init__(every_n_steps=every_n_steps)
+        self.split = split
+
+    @property
+    def name(self) -> str:
+        return f"split_size/{self.split}"
 
 
 def tiny_args(tmp_path, *extra, command="fit"):
@@ -246,6 +259,12 @@ def test_a_probe_refusing_its_arguments_is_one_line(tmp_path, capsys):
     assert last_error_line(capsys).startswith(
         "grokkit: error: trainer.callbacks[0].init_args.stop_split='nope' (GrokkingOnset) must be one of id_atomic,"
     )
+
+
+def test_a_probe_may_name_itself_after_an_argument_set_after_the_base_constructor():
+    assert SplitSize(split="train_inferred").name == "split_size/train_inferred"
+    with pytest.raises(ConfigError, match=r"^SplitSize.every_n_steps=0 must lie in \[1,"):
+        SplitSize(every_n_steps=0)
 
 
 def test_entry_point_probes_load_and_a_broken_one_warns(monkeypatch, tmp_path, capsys):

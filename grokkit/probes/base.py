@@ -48,7 +48,9 @@ class Probe(Callback):
     def __init__(
         self, every_n_steps: int = 1, per_decade: int | None = None, sample_size: int = 300, seed: int = 0
     ) -> None:
-        check_arguments(self.name, type(self), locals())  # every argument in its range (grokkit.ranges)
+        # every argument in its range (grokkit.ranges), named by the class: a subclass's `name` may read
+        # attributes it sets after this constructor
+        check_arguments(type(self).__name__, type(self), locals())
         self.every_n_steps, self.per_decade = every_n_steps, per_decade
         self.sample_size, self.seed = sample_size, seed
         self.last_run_step: int | None = None
