@@ -12,6 +12,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import grokkit.probes.registry as registry
+from grokkit.allowed import Range
 from grokkit.cli import main
 from grokkit.errors import ConfigError
 from grokkit.probes import Probe
@@ -53,6 +54,26 @@ class FailsFrom(Probe):
         if trainer.global_step >= self.step:
             raise ZeroDivisionError("division by zero")
         return {"value": 1.0}
+
+
+class TopK(Probe):
+    """Declares the range of its own argument, as a plugin may."""
+
+    argument_ranges = {"top_k": Range(1, 100)}
+
+    def __init__(self, top_k: int = 5) -> None:
+        super().__init__()
+        self.top_k = top_k
+
+
+class Strict(Probe):
+    """Refuses a bad argument in its constructor, as a plugin may."""
+
+    def __init__(self, top_k: int = 5) -> None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        super().__init__()
+        self.top_k = top_k
 
 
 class SplitSize(Probe):
@@ -252,13 +273,39 @@ def test_unknown_class_path_is_one_clear_line(tmp_path, capsys):
     assert "unknown class 'Nope'" in last_error_line(capsys)
 
 
-def test_a_probe_refusing_its_arguments_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["GrokkingOnset", "stop_split=nope"],
+            "[0].init_args.stop_split='nope' (GrokkingOnset) must be one of id_",
+        ),
+        (
+            ["plugins.weight_norm.WeightNorm", "split=nosuch"],
+            "[0].init_args.split='nosuch' (WeightNorm) must be one of",
+        ),
+        (
+            ["test_plugins.TopK", "top_k=0"],
+            "[0].init_args.top_k=0 (TopK) must lie in [1, 100]",
+        ),  # its own range
+        (  # refused by its constructor
+            ["GrokkingOnset", "test_plugins.Strict", "top_k=0"],
+            "[1] (Strict): ValueError: top_k must be >= 1, got 0; its constructor refused its init_args",
+        ),
+    ],
+)
+def test_a_probe_refusing_its_arguments_is_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(ROOT)  # `plugins.` resolves from the repository root
+    *probes, setting = args
     with pytest.raises(SystemExit) as exit_info:
-        main(tiny_args(tmp_path, "--trainer.callbacks+=GrokkingOnset", "--trainer.callbacks.stop_split=nope"))
+        main(
+            tiny_args(
+                tmp_path, *(f"--trainer.callbacks+={p}" for p in probes), f"--trainer.callbacks.{setting}"
+            )
+        )
     assert exit_info.value.code == 2
-    assert last_error_line(capsys).startswith(
-        "grokkit: error: trainer.callbacks[0].init_args.stop_split='nope' (GrokkingOnset) must be one of id_atomic,"
-    )
+    assert last_error_line(capsys).startswith(f"grokkit: error: trainer.callbacks{message}")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()  # nothing written
 
 
 def test_a_probe_may_name_itself_after_an_argument_set_after_the_base_constructor():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
+from grokkit.allowed import Choice, Range
 from grokkit.errors import ProbeError, StorageError
 from grokkit.lightning_private import callback_state_key, drop_callback_state
 from grokkit.ranges import check_arguments
@@ -44,6 +45,9 @@ class Probe(Callback):
     """
 
     stage: int = 0
+    # What each constructor argument of a subclass may hold, checked on the parsed config before anything is
+    # built (grokkit.ranges), e.g. {"split": EVALUATED, "top_k": Range(1, 1000)}; merged with Probe's own.
+    argument_ranges: ClassVar[dict[str, Range | Choice]] = {}
 
     def __init__(
         self, every_n_steps: int = 1, per_decade: int | None = None, sample_size: int = 300, seed: int = 0
