@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,6 +27,18 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
         _fsync_directory(path.parent)  # the rename itself survives a power cut
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def replace_directory(new: Path, path: Path) -> None:
+    """Put the complete directory ``new`` in the place of ``path``. The old one is moved aside and deleted only
+    once the new one is in place: a crash in between leaves it whole, as ``.NAME.old`` beside it."""
+    old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(new, path)
+    _fsync_directory(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def torch_save(obj: Any, file: BinaryIO) -> None:

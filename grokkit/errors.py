@@ -4,6 +4,10 @@
 traceback (``--debug`` or ``GROKKIT_DEBUG=1`` shows it) and exits with :attr:`GrokkitError.exit_code`.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+
 
 class GrokkitError(Exception):
     """Base class of the errors grokkit reports in one line."""
@@ -39,3 +43,12 @@ class ProbeError(TrainingError):
 
 class StorageError(GrokkitError):
     """A file could not be written (a full disk, no permission); what was written before it is intact (exit 1)."""
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then the exceptions it was raised from or while handling, innermost last."""
+    seen, cause = set(), error
+    while cause is not None and id(cause) not in seen:
+        yield cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__

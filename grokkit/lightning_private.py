@@ -42,6 +42,12 @@ def callback_state_key(callback: Callback, **identity: Any) -> str:
     return callback._generate_state_key(**identity)
 
 
+def drop_callback_state(checkpoint: dict[str, Any], callback: Callback) -> None:
+    """Keep Lightning from loading ``callback``'s state from ``checkpoint``: called in ``on_load_checkpoint``,
+    which Lightning calls on every callback, with the dict it then reads each ``load_state_dict``'s state from."""
+    (checkpoint.get("callbacks") or {}).pop(callback.state_key, None)
+
+
 def last_checkpoints(callback: ModelCheckpoint, trainer: L.Trainer) -> set[str]:
     """The ``last*.ckpt`` files of a checkpoint callback, as ``--ckpt_path last`` finds them."""
     return callback._find_last_checkpoints(trainer)

@@ -3,7 +3,7 @@ config before anything is built.
 
 One declarative table, per class (keyed by import path, so this module imports none of them) and per
 constructor argument; a class also gets the ranges of its base classes (a probe plugin inherits the
-``Probe`` ones). :func:`check_ranges` walks a parsed config (``class_path`` objects and lists of them
+``Probe`` ones) and those it declares itself in a class attribute ``argument_ranges`` (a plugin's own). :func:`check_ranges` walks a parsed config (``class_path`` objects and lists of them
 included) and refuses the first value outside its range in one line naming the key, the value and the range.
 NaN and infinities are outside every range. ``None`` is left to the type (``Optional`` keys accept it).
 """
@@ -175,10 +175,12 @@ RANGES: dict[str, dict[str, Range | Choice]] = {
 
 
 def ranges_of(cls: type) -> dict[str, Range | Choice]:
-    """The ranges of ``cls``'s arguments, its base classes' included (the class's own win)."""
+    """The ranges of ``cls``'s arguments, its base classes' included (the class's own win): the table's, and
+    those a class declares in its ``argument_ranges`` attribute (a probe plugin, which the table cannot list)."""
     merged: dict[str, Range | Choice] = {}
     for base in reversed(cls.__mro__):
         merged.update(RANGES.get(f"{base.__module__}.{base.__qualname__}", {}))
+        merged.update(vars(base).get("argument_ranges", {}))
     return merged
 
 

@@ -12,11 +12,80 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import grokkit.probes.registry as registry
+from grokkit.allowed import Range
 from grokkit.cli import main
+from grokkit.errors import ConfigError
+from grokkit.probes import Probe
+from grokkit.train.board import ResultsBoard
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBES = ["plugins.weight_norm.WeightNorm", "GrokkingOnset", "RunClassifier"]
+PROBES = ["plugins.weight_norm.WeightNorm", "GrokkingOnset", "RunClassifier", "test_plugins.RunCounter"]
 TRAJECTORY = [10, 13, 16, 20, 25, 32, 40, 50]  # log-spaced steps >= 10 of a 60-step run, 10 per decade
+
+
+class RunCounter(Probe):
+    """A probe with state: the steps it ran at, and how many validations the results board holds."""
+
+    def __init__(self, every_n_steps: int = 1) -> None:
+        super().__init__(every_n_steps=every_n_steps)
+        self.steps: list[int] = []
+
+    def compute(self, trainer, pl_module) -> dict:
+        self.steps.append(trainer.global_step)
+        board_points = len(ResultsBoard.of(trainer).series("val", "train/acc"))
+        return {"steps": list(self.steps), "board_points": board_points}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "steps": list(self.steps)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.steps = list(state_dict["steps"])
+
+
+class FailsFrom(Probe):
+    """Fails at every checkpoint from ``step`` on: an analysis that gets part of the way."""
+
+    def __init__(self, step: int = 20) -> None:
+        super().__init__()
+        self.step = step
+
+    def compute(self, trainer, pl_module) -> dict:
+        if trainer.global_step >= self.step:
+            raise ZeroDivisionError("division by zero")
+        return {"value": 1.0}
+
+
+class TopK(Probe):
+    """Declares the range of its own argument, as a plugin may."""
+
+    argument_ranges = {"top_k": Range(1, 100)}
+
+    def __init__(self, top_k: int = 5) -> None:
+        super().__init__()
+        self.top_k = top_k
+
+
+class Strict(Probe):
+    """Refuses a bad argument in its constructor, as a plugin may."""
+
+    def __init__(self, top_k: int = 5) -> None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        super().__init__()
+        self.top_k = top_k
+
+
+class SplitSize(Probe):
+    """Names itself after an argument it sets after the base class's constructor."""
+
+    def __init__(self, split: str = "test_inferred_iid", every_n_steps: int = 1) -> None:
+        super().__init__(every_n_steps=every_n_steps)
+        self.split = split
+
+    @property
+    def name(self) -> str:
+        return f"split_size/{self.split}"
 
 
 def tiny_args(tmp_path, *extra, command="fit"):
@@ -117,6 +186,57 @@ def test_analyze_adds_or_replaces_probes_from_a_probes_config(tiny_run, tmp_path
 
 
 @pytest.mark.slow
+def test_a_failing_analysis_leaves_the_earlier_one_as_it_was(tiny_run, tmp_path, capsys):
+    main(["analyze", str(tiny_run), "--name", "analysis-kept"])
+    kept = (tiny_run / "analysis-kept" / "summary.json").read_text()
+    extra = tmp_path / "extra.yaml"
+    for (
+        probe,
+        code,
+        message,
+    ) in [  # refused by the probe's own check, before any checkpoint; failing at step 20
+        (
+            "{class_path: CausalTracing, init_args: {mid_stage: 99}}",
+            2,
+            "causal_tracing.mid_stage=99 must be a",
+        ),
+        (
+            "{class_path: test_plugins.FailsFrom}",
+            1,
+            "probe 'fails_from' failed at step 20: ZeroDivisionError",
+        ),
+    ]:
+        extra.write_text(f"trainer:\n  callbacks:\n    - {probe}\n")
+        with pytest.raises(SystemExit) as stopped:
+            main(["analyze", str(tiny_run), "--probes-config", str(extra), "--name", "analysis-kept"])
+        assert stopped.value.code == code
+        assert last_error_line(capsys).startswith(f"grokkit: error: {message}")
+        assert (tiny_run / "analysis-kept" / "summary.json").read_text() == kept
+        assert not [path.name for path in tiny_run.iterdir() if path.name.startswith(".")]  # no partial one
+
+
+@pytest.mark.slow
+def test_validate_starts_the_probes_fresh_from_a_full_checkpoint(tiny_run, tmp_path):
+    """last.ckpt holds the probes' and the board's state at step 60: validate must not count step 60 twice."""
+    assert json.loads((tiny_run / "summary.json").read_text())["run_counter"]["steps"] == [20, 40, 60]
+    out = f"--trainer.logger.init_args.save_dir={tmp_path}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        main(
+            [
+                "validate",
+                "--config",
+                str(tiny_run / "config.yaml"),
+                out,
+                "--ckpt_path",
+                str(tiny_run / "checkpoints" / "last.ckpt"),
+            ]
+        )
+    summary = json.loads((tmp_path / "tiny" / "version_0" / "validate" / "summary.json").read_text())
+    assert summary["run_counter"] == {"step": 60, "steps": [60], "board_points": 1}  # as from weights alone
+
+
+@pytest.mark.slow
 def test_validate_runs_the_probes_on_a_saved_checkpoint_at_its_step(tiny_run):
     checkpoint = tiny_run / "checkpoints" / "trajectory" / "step=00000020.ckpt"
     assert torch.load(checkpoint, weights_only=False)["global_step"] == 20
@@ -153,13 +273,45 @@ def test_unknown_class_path_is_one_clear_line(tmp_path, capsys):
     assert "unknown class 'Nope'" in last_error_line(capsys)
 
 
-def test_a_probe_refusing_its_arguments_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["GrokkingOnset", "stop_split=nope"],
+            "[0].init_args.stop_split='nope' (GrokkingOnset) must be one of id_",
+        ),
+        (
+            ["plugins.weight_norm.WeightNorm", "split=nosuch"],
+            "[0].init_args.split='nosuch' (WeightNorm) must be one of",
+        ),
+        (
+            ["test_plugins.TopK", "top_k=0"],
+            "[0].init_args.top_k=0 (TopK) must lie in [1, 100]",
+        ),  # its own range
+        (  # refused by its constructor
+            ["GrokkingOnset", "test_plugins.Strict", "top_k=0"],
+            "[1] (Strict): ValueError: top_k must be >= 1, got 0; its constructor refused its init_args",
+        ),
+    ],
+)
+def test_a_probe_refusing_its_arguments_is_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(ROOT)  # `plugins.` resolves from the repository root
+    *probes, setting = args
     with pytest.raises(SystemExit) as exit_info:
-        main(tiny_args(tmp_path, "--trainer.callbacks+=GrokkingOnset", "--trainer.callbacks.stop_split=nope"))
+        main(
+            tiny_args(
+                tmp_path, *(f"--trainer.callbacks+={p}" for p in probes), f"--trainer.callbacks.{setting}"
+            )
+        )
     assert exit_info.value.code == 2
-    assert last_error_line(capsys).startswith(
-        "grokkit: error: trainer.callbacks[0].init_args.stop_split='nope' (GrokkingOnset) must be one of id_atomic,"
-    )
+    assert last_error_line(capsys).startswith(f"grokkit: error: trainer.callbacks{message}")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()  # nothing written
+
+
+def test_a_probe_may_name_itself_after_an_argument_set_after_the_base_constructor():
+    assert SplitSize(split="train_inferred").name == "split_size/train_inferred"
+    with pytest.raises(ConfigError, match=r"^SplitSize.every_n_steps=0 must lie in \[1,"):
+        SplitSize(every_n_steps=0)
 
 
 def test_entry_point_probes_load_and_a_broken_one_warns(monkeypatch, tmp_path, capsys):

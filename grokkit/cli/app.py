@@ -6,27 +6,23 @@ the dataset and ``--ckpt_path`` before the run starts, and a new run claims its 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from jsonargparse import Namespace
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from grokkit.cli.callbacks import quiet_batch_hooks, trainer_callbacks, trainer_plugins, trainer_profiler
+from grokkit.cli.building import BuildingCLI
 from grokkit.cli.checkpoints import checked_ckpt_path, load_checkpoint
 from grokkit.cli.commands import TRAINER_COMMANDS
 from grokkit.cli.matching import check_checkpoint
 from grokkit.cli.rundir import check_run_directory, claim_run_directory, refuse_finished_run
 from grokkit.cli.settings import check_settings, config_sections
-from grokkit.errors import ConfigError, GrokkitError
-from grokkit.lightning_private import ConfiguredModelCLI, set_step
+from grokkit.lightning_private import set_step
 from grokkit.probes.base import check_probes
 from grokkit.train.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
 
 
-class GrokkitCLI(ConfiguredModelCLI):
+class GrokkitCLI(BuildingCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {name: skip for name, skip in LightningCLI.subcommands().items() if name in TRAINER_COMMANDS}
@@ -49,10 +45,6 @@ class GrokkitCLI(ConfiguredModelCLI):
             "order of floating-point sums, so a fixed count gives the same curves on every machine.",
         )
 
-    def section(self, config: Namespace, key: str, default: Any = None) -> Any:
-        """``config[key]``, within the subcommand's part of ``config`` when there is one."""
-        return config.get(str(self.subcommand), config).get(key, default)
-
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse, then refuse any number outside its range before anything (the seed included) is set."""
         super().parse_arguments(parser, args)
@@ -73,20 +65,6 @@ class GrokkitCLI(ConfiguredModelCLI):
             self.new_version = True
         elif self.subcommand in ("validate", "test") and init.get("sub_dir") is None:
             init.sub_dir = self.subcommand
-
-    def instantiate_trainer(self, **kwargs: Any):
-        """The configured trainer, with grokkit's callbacks, atomic writes, cheap hooks (:mod:`grokkit.cli.callbacks`)."""
-        configured = self.section(self.config_init, "trainer", default={})
-        callbacks, plugins = trainer_callbacks(configured, kwargs), trainer_plugins(configured)
-        trainer_profiler(configured, kwargs)
-        try:
-            trainer = super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
-        except (GrokkitError, MisconfigurationException):
-            raise
-        except Exception as error:  # e.g. an accelerator whose package is missing
-            reason = " ".join(f"{type(error).__name__}: {error}".split())
-            raise ConfigError(f"trainer: {reason}; check the trainer section of the config") from error
-        return quiet_batch_hooks(trainer)
 
     def before_fit(self) -> None:
         refuse_finished_run(self.trainer, self.new_version, self.config.fit.get("ckpt_path"))

@@ -27,7 +27,7 @@ from grokkit.cli.configfiles import read_config_file
 from grokkit.cli.console import quiet_known_noise
 from grokkit.cli.factory import build_cli
 from grokkit.cli.locate import config_paths, located
-from grokkit.errors import ConfigError, GrokkitError
+from grokkit.errors import ConfigError, GrokkitError, causes
 from grokkit.probes.registry import load_entry_point_probes
 
 
@@ -98,10 +98,4 @@ def errors_in_one_line() -> Iterator[None]:
 
 def one_line_cause(error: BaseException) -> BaseException | None:
     """The grokkit error (or Lightning's misconfiguration error) behind ``error``, if any."""
-    seen, cause = set(), error
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, (GrokkitError, MisconfigurationException)):
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return None
+    return next((c for c in causes(error) if isinstance(c, (GrokkitError, MisconfigurationException))), None)

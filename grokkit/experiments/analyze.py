@@ -6,7 +6,7 @@ whole run. This rebuilds the run from its ``config.yaml``, then, checkpoint by c
 loads the weights and runs one validation at that checkpoint's step: the module publishes the accuracies
 and every probe runs, as it would have live. Results go to ``RUN_DIR/analysis/`` (``summary.json`` and
 TensorBoard events; ``--name`` picks another folder, so that analyses sit side by side), replacing an earlier
-analysis of that name; the run's own files are not touched. Probes in
+analysis of that name once the new one is complete; the run's own files are not touched. Probes in
 ``--probes-config EXTRA.yaml`` (a ``trainer.callbacks`` list) are added, or replace the run's probe of the same
 class, e.g. to re-run the onset with other thresholds.
 """
@@ -19,11 +19,13 @@ from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from grokkit.cli import build_cli
+from grokkit.atomic import replace_directory
+from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.cli.configfiles import as_list, class_name, read_config_file
 from grokkit.cli.finished_run import run_config, run_dir_parser
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import set_step
+from grokkit.probes.base import check_probes
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.checkpointing import trajectory_files
@@ -71,13 +73,17 @@ def offline_config(run_dir: Path, probes_config: Path | None, name: str = "analy
 
 
 def analyze(run_dir: Path, probes_config: Path | None = None, name: str = "analysis") -> dict[str, Any]:
-    """Run the probes over every checkpoint of the run; returns the summary written to ``name/summary.json``."""
+    """Run the probes over every checkpoint of the run; returns the summary written to ``name/summary.json``.
+
+    The results are computed into ``.NAME.partial`` and replace an earlier ``NAME`` only once complete: a probe
+    that fails leaves the earlier analysis as it was."""
     if Path(name).name != name or name in (".", "..", *RUN_FOLDERS) or (run_dir / name).is_file():
         raise ConfigError(
             f"--name {name!r}: give the name of a new folder of the run, e.g. analysis-answered (not one of "
             f"{', '.join(RUN_FOLDERS)}, nor a path)"
         )
-    config = offline_config(run_dir, probes_config, name)
+    staging = run_dir / f".{name}.partial"
+    config = offline_config(run_dir, probes_config, staging.name)
     paths = [path for _, path in sorted(trajectory_files(run_dir).items())]  # in step order
     paths += [path for path in [run_dir / "checkpoints" / "last.ckpt"] if path.is_file()]
     if not paths:
@@ -89,7 +95,19 @@ def analyze(run_dir: Path, probes_config: Path | None = None, name: str = "analy
     checkpoints = [read_checkpoint(path, str(path)) for path in paths]
     checkpoints.sort(key=lambda checkpoint: checkpoint["global_step"])  # a killed run's last.ckpt: older
     cli = build_cli(config, prog="grokkit analyze", run=False, save_config=False)  # refuses bad probes first
-    shutil.rmtree(run_dir / name, ignore_errors=True)
+    check_probes(cli.trainer.callbacks, cli.model)  # and settings the run's model cannot run
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed analysis
+    try:
+        summary = run_probes(cli, checkpoints, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_directory(staging, run_dir / name)
+    return summary
+
+
+def run_probes(cli: GrokkitCLI, checkpoints: list[dict[str, Any]], run_dir: Path) -> dict[str, Any]:
+    """One validation per checkpoint, at its step, in step order; returns the summary."""
     trainer, module = cli.trainer, cli.model
     steps: list[int] = []
     for checkpoint in checkpoints:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -21,8 +21,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
+from grokkit.allowed import Choice, Range
 from grokkit.errors import ProbeError, StorageError
-from grokkit.lightning_private import callback_state_key
+from grokkit.lightning_private import callback_state_key, drop_callback_state
 from grokkit.ranges import check_arguments
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpointing import save_training_state
@@ -44,11 +45,16 @@ class Probe(Callback):
     """
 
     stage: int = 0
+    # What each constructor argument of a subclass may hold, checked on the parsed config before anything is
+    # built (grokkit.ranges), e.g. {"split": EVALUATED, "top_k": Range(1, 1000)}; merged with Probe's own.
+    argument_ranges: ClassVar[dict[str, Range | Choice]] = {}
 
     def __init__(
         self, every_n_steps: int = 1, per_decade: int | None = None, sample_size: int = 300, seed: int = 0
     ) -> None:
-        check_arguments(self.name, type(self), locals())  # every argument in its range (grokkit.ranges)
+        # every argument in its range (grokkit.ranges), named by the class: a subclass's `name` may read
+        # attributes it sets after this constructor
+        check_arguments(type(self).__name__, type(self), locals())
         self.every_n_steps, self.per_decade = every_n_steps, per_decade
         self.sample_size, self.seed = sample_size, seed
         self.last_run_step: int | None = None
@@ -158,6 +164,12 @@ class Probe(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_run_step = state_dict["last_run_step"]
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        """Only a fit continues a probe's state. ``grokkit validate|test`` start it fresh: a full checkpoint's
+        state holds the run at the checkpoint's own step, which the probe would count twice."""
+        if trainer.state.fn != TrainerFn.FITTING:
+            drop_callback_state(checkpoint, self)
 
 
 def check_probes(callbacks: list[Callback], pl_module: L.LightningModule) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 
 from grokkit.atomic import atomic_write
@@ -122,7 +123,9 @@ class ResultsBoard(Callback):
         checkpoint[CHECKPOINT_KEY] = {"sections": self.sections, "history": self.history}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        self.restore(checkpoint)
+        """Only a fit continues the board; ``grokkit validate|test`` score one checkpoint, with the probes."""
+        if trainer.state.fn == TrainerFn.FITTING:
+            self.restore(checkpoint)
 
     def restore(self, checkpoint: dict[str, Any]) -> ResultsBoard:
         """The board as a checkpoint saved it (a checkpoint without one leaves it as it is)."""
