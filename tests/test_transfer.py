@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,62 @@ def test_checkpoint_of_another_vocabulary_or_shape_is_refused(source_run, tmp_pa
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()  # refused before any work
 
 
+def write_overlay(path: Path, **data) -> Path:
+    """A 10-step fine-tune with the logit lens on the categories and the injection of ``data``."""
+    path.write_text(
+        yaml.safe_dump({
+            "trainer": {"max_steps": 10, "val_check_interval": 10, "enable_progress_bar": False, "callbacks": [
+                {"class_path": "grokkit.probes.LogitLens",
+                 "init_args": {"splits": ["new_old", "old_new", "new_new"], "sample_size": 50}}]},
+            "data": data,
+        })
+    )  # fmt: skip
+    return path
+
+
+def refused(capsys, *args: str) -> str:
+    """The one line of ``grokkit transfer ARGS``'s refusal."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["transfer", *args])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("grokkit: error: ")
+    return error[0]
+
+
+INJECTION = {"injection": {"n_new": 60, "replay_size": 300, "eval_size": 50}}
+
+
+def test_transfer_deletes_only_its_own_starts_and_only_once_their_data_are_checked(
+    source_run, tmp_path, capsys
+):
+    overlay = str(write_overlay(tmp_path / "overlay.yaml", **INJECTION))
+    foreign = tmp_path / "runs" / "scratch" / "version_0" / "config.yaml"  # --out runs: runs/scratch is a run
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("")
+    out = str(tmp_path / "runs")
+    assert "grokkit transfer did not write it" in refused(
+        capsys, "--source", str(source_run), "--config", overlay, "--out", out
+    )
+    assert foreign.is_file()
+    copy = tmp_path / "x" / "grokked"  # the source run itself inside --out, where its start would go
+    shutil.copytree(source_run, copy)
+    line = refused(
+        capsys, "--source", str(copy), "--config", overlay, "--out", str(copy.parent), "--starts", "grokked"
+    )
+    assert "holds the source run" in line and (copy / "checkpoints" / "last.ckpt").is_file()
+    # a rerun into a finished start whose injection cannot be built: refused before the start is emptied
+    finished = tmp_path / "out" / "grokked" / FINISHED
+    finished.parent.mkdir(parents=True)
+    finished.write_text("{}")
+    args = ["--source", str(source_run), "--config", overlay, "--out", str(finished.parent.parent)]
+    assert "data.injection.n_new=1000" in refused(
+        capsys, *args, "--starts", "grokked", "--data.injection.n_new=1000"
+    )
+    assert finished.is_file()
+
+
 @pytest.mark.slow
 def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, capsys, monkeypatch):
     overlay = tmp_path / "overlay.yaml"
@@ -150,6 +207,7 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
     stale = out / "scratch" / "events.out.tfevents.0.an-older-transfer"
     stale.parent.mkdir(parents=True)
     stale.write_text("")
+    (out / "scratch" / FINISHED).write_text("{}")  # an older transfer's start
     main(["transfer", "--source", str(source_run), "--config", str(overlay), "--out", str(out)])
     assert not stale.exists()  # a start trains afresh into its directory
     with open(out / "transfer.csv") as f:

@@ -30,7 +30,7 @@ from grokkit.cli.finished_run import run_config
 from grokkit.cli.parser import ToolParser
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
-from grokkit.experiments.transfer_report import FINISHED, STARTS, unfinished_starts, write_report
+from grokkit.experiments.transfer_report import FINISHED, STARTED, STARTS, unfinished_starts, write_report
 from grokkit.outputs import check_directory
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
@@ -89,6 +89,24 @@ def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dic
     return found
 
 
+def check_start_directory(directory: Path, source: Path) -> None:
+    """A start's directory is emptied before it trains: refuse one that is or holds the source run, or one
+    this tool did not write (neither empty nor marked by a start's files)."""
+    here, there = directory.resolve(), source.resolve()
+    if here == there or here in there.parents:
+        raise ConfigError(
+            f"--out: {directory} would be emptied for the {directory.name} start, and it holds the source run "
+            f"{source}; give another --out"
+        )
+    if not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
+        return
+    if not ((directory / STARTED).is_file() or (directory / FINISHED).is_file()):
+        raise ConfigError(
+            f"--out: {directory} would be emptied for the {directory.name} start, but grokkit transfer did not "
+            f"write it (no {STARTED} or {FINISHED}); move it away, or give another --out"
+        )
+
+
 def build_start(
     config: dict[str, Any], overlays: list[Path], extra: list[str], init_from: Path | None, run_dir: Path
 ) -> GrokkitCLI:
@@ -122,17 +140,21 @@ def transfer(
     config = run_config(source)
     checkpoints = start_checkpoints(source, split, starts) if set(starts) - {"scratch"} else {}
     for start in starts:
+        check_start_directory(out / start, source)
+    for start in starts:
         init_from, step = checkpoints.get(start, (None, None))
         cli = build_start(config, overlays, list(extra), init_from, out / start)
+        cli.datamodule.setup("fit")  # its data refused, if they are, before anything is deleted
         # a start trains afresh: no events or checkpoints of an older one stay beside it
         shutil.rmtree(out / start, ignore_errors=True)
-        cli.datamodule.setup("fit")
-        counts = {k: v for k, v in cli.datamodule.manifest["counts"].items() if k.startswith("eval_")}
         origin = {
             "source": str(source.resolve()),  # one run, however the command line spelled it
             "init_from": str(init_from) if init_from else None,
             "init_step": step,
         }
+        marker = json.dumps(origin).encode()
+        atomic_write(out / start / STARTED, lambda f, text=marker: f.write(text))
+        counts = {k: v for k, v in cli.datamodule.manifest["counts"].items() if k.startswith("eval_")}
         ResultsBoard.of(cli.trainer).publish("transfer", 0, {**origin, **counts})
         cli.trainer.validate(
             cli.model, datamodule=cli.datamodule, verbose=False

@@ -23,6 +23,7 @@ from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
 
 STARTS = ("grokked", "memorized", "scratch")
+STARTED = "transfer.json"  # in OUT/<start>/, written before the start trains: a directory transfer may empty
 FINISHED = "finished.json"  # in OUT/<start>/, written once the start's fit has returned
 CATEGORIES = {
     "new_old": "new + old (new fact as hop 1)",
