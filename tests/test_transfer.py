@@ -190,6 +190,27 @@ def test_transfer_deletes_only_its_own_starts_and_only_once_their_data_are_check
     assert finished.is_file()
 
 
+@pytest.mark.parametrize(
+    ("start", "changed", "message"),
+    [
+        ("grokked", "--data.seed=1", "last.ckpt was trained on another dataset (data.seed=0 there)"),
+        ("memorized", "--data.ood_fraction=0.1", "step=00000020.ckpt was trained on another dataset"),
+        ("scratch", "--data.phi=2", "was trained on another dataset (data.phi=3.0 there)"),
+    ],
+)
+def test_a_start_is_fine_tuned_only_on_the_dataset_its_source_learned(
+    source_run, tmp_path, capsys, start, changed, message
+):
+    overlay = str(write_overlay(tmp_path / "overlay.yaml", **INJECTION))
+    finished = tmp_path / "out" / start / FINISHED
+    finished.parent.mkdir(parents=True)
+    finished.write_text("{}")
+    args = ["--source", str(source_run), "--config", overlay, "--out", str(finished.parent.parent)]
+    line = refused(capsys, *args, "--starts", start, changed, "--data.eval_size=40")  # evaluation only: kept
+    assert message in line and "eval_size" not in line.partition("there")[0]
+    assert finished.is_file()
+
+
 @pytest.mark.slow
 def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, capsys, monkeypatch):
     overlay = tmp_path / "overlay.yaml"

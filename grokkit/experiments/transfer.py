@@ -26,8 +26,10 @@ import yaml
 from grokkit.atomic import atomic_write
 from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.cli.configfiles import read_config_file
-from grokkit.cli.finished_run import run_config
+from grokkit.cli.finished_run import data_module, run_config
+from grokkit.cli.matching import refuse_other_data
 from grokkit.cli.parser import ToolParser
+from grokkit.data import TwoHopDataModule
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.experiments.transfer_report import FINISHED, STARTED, STARTS, unfinished_starts, write_report
@@ -37,6 +39,9 @@ from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.checkpointing import trajectory_files
 
 DEFAULT_OVERLAY = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "cpu.yaml"
+EVALUATION_ONLY = (
+    "eval_size",
+)  # the source's evaluation sample: its training data and injection do not use it
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -107,6 +112,31 @@ def check_start_directory(directory: Path, source: Path) -> None:
         )
 
 
+def trained_data(config: dict[str, Any], init_from: Path | None) -> dict[str, Any] | None:
+    """The data parameters a start's weights were trained on: its checkpoint's record, or for the control, the
+    source run's ``config.yaml`` (``None``: a checkpoint of an older grokkit, without the record)."""
+    if init_from is None:
+        return data_module(config["data"]).params
+    checkpoint = read_checkpoint(init_from, str(init_from))
+    return checkpoint.get(TwoHopDataModule.__qualname__, {}).get("params")
+
+
+def check_start_data(data: TwoHopDataModule, trained: dict[str, Any] | None, where: str) -> None:
+    """A start fine-tunes on the dataset its weights learned, with new facts added: on another graph, split or
+    regime the "new" facts could overwrite facts it learned, and its "old" ones be facts it never saw."""
+
+    def kept(params: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in params.items() if key not in EVALUATION_ONLY}
+
+    refuse_other_data(
+        kept(trained) if trained is not None else None,
+        kept(data.source_params),
+        where,
+        "a transfer fine-tunes on the source run's dataset: keep the data keys of its config.yaml, setting only "
+        "data.injection, the batch sizes and data.eval_size",
+    )
+
+
 def build_start(
     config: dict[str, Any], overlays: list[Path], extra: list[str], init_from: Path | None, run_dir: Path
 ) -> GrokkitCLI:
@@ -144,6 +174,9 @@ def transfer(
     for start in starts:
         init_from, step = checkpoints.get(start, (None, None))
         cli = build_start(config, overlays, list(extra), init_from, out / start)
+        check_start_data(
+            cli.datamodule, trained_data(config, init_from), str(init_from or f"--source {source}")
+        )
         cli.datamodule.setup("fit")  # its data refused, if they are, before anything is deleted
         # a start trains afresh: no events or checkpoints of an older one stay beside it
         shutil.rmtree(out / start, ignore_errors=True)
