@@ -287,10 +287,20 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
     torch.save(state, checkpoint)
     write_report(out)
     count = next(key for key in origin if key.startswith("eval_"))
-    sections["transfer"] = {**origin, count: origin[count] + 1}  # another data.injection
-    torch.save(state, checkpoint)
-    with pytest.raises(ConfigError, match="fine-tuned on different data"):
-        write_report(out)
+    data = origin["data"]
+    for changed, message in (
+        ({count: origin[count] + 1}, f"{count}: grokked {origin[count]}, scratch {origin[count] + 1}"),
+        # the same counts, other new facts
+        (
+            {"data": {**data, "injection": {**data["injection"], "replay_size": 250}}},
+            "data.injection.replay_size: grokked 300, scratch 250",
+        ),
+        ({"data": {**data, "seed": 1}}, r"data.seed: grokked 0, scratch 1\)"),
+    ):
+        sections["transfer"] = {**origin, **changed}
+        torch.save(state, checkpoint)
+        with pytest.raises(ConfigError, match=f"fine-tuned on different data \\({message}"):
+            write_report(out)
 
 
 def board(run: Path) -> dict:

@@ -184,6 +184,7 @@ def transfer(
             "source": str(source.resolve()),  # one run, however the command line spelled it
             "init_from": str(init_from) if init_from else None,
             "init_step": step,
+            "data": cli.datamodule.params,  # the new facts: the report mixes only starts on the same ones
         }
         marker = json.dumps(origin).encode()
         atomic_write(out / start / STARTED, lambda f, text=marker: f.write(text))
