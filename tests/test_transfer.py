@@ -17,6 +17,7 @@ from grokkit.data.kg import EOS, graph_from_triples, query_keys
 from grokkit.data.splits import SplitSpec, build_splits
 from grokkit.data.store import _to_tensors
 from grokkit.errors import ConfigError
+from grokkit.experiments.analyze import analyze
 from grokkit.experiments.transfer import start_checkpoints
 from grokkit.experiments.transfer_report import FINISHED, circuit_tag, write_report
 from grokkit.results.export import export
@@ -213,7 +214,9 @@ def test_a_start_is_fine_tuned_only_on_the_dataset_its_source_learned(
 
 @pytest.mark.parametrize("unset", [[], ["--data.injection=null"]])
 def test_a_transfer_without_injected_facts_is_refused(source_run, tmp_path, capsys, unset):
-    overlay = write_overlay(tmp_path / "overlay.yaml", **(INJECTION if unset else {}))  # the lens on its splits
+    overlay = write_overlay(
+        tmp_path / "overlay.yaml", **(INJECTION if unset else {})
+    )  # the lens on its splits
     args = ["--source", str(source_run), "--config", str(overlay), "--out", str(tmp_path / "out"), *unset]
     assert refused(capsys, *args).startswith("grokkit: error: data.injection is not set")
     assert not (tmp_path / "out").exists()
@@ -276,7 +279,7 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
             "--out",
             str(out),
             "--starts",
-            "scratch",
+            "grokked,scratch",
         ]
     )
     assert f"{out / 'memorized'} left out: its fit did not finish" in capsys.readouterr().out
@@ -309,6 +312,14 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
         torch.save(state, checkpoint)
         with pytest.raises(ConfigError, match=f"fine-tuned on different data \\({message}"):
             write_report(out)
+    # the start's config.yaml names its checkpoint for any working directory; analyze reads the start's own
+    config_file = out / "grokked" / "config.yaml"
+    init_from = Path(yaml.safe_load(config_file.read_text())["model"]["init_from"])
+    assert init_from.is_absolute() and init_from.samefile(source_run / "checkpoints" / "last.ckpt")
+    monkeypatch.chdir(tmp_path)
+    assert analyze(out / "grokked")["analysis"]["steps"] == [10]
+    config_file.write_text(config_file.read_text().replace(str(init_from), str(tmp_path / "moved-away.ckpt")))
+    assert analyze(out / "grokked")["analysis"]["steps"] == [10]
 
 
 def board(run: Path) -> dict:

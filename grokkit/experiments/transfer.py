@@ -54,7 +54,8 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dict[str, tuple[Path, int]]:
-    """The checkpoints (and their steps) of the ``grokked`` and ``memorized`` starts among ``starts``."""
+    """The checkpoints (absolute: a start's ``config.yaml`` names its checkpoint for any working directory) and
+    their steps of the ``grokked`` and ``memorized`` starts among ``starts``."""
     onset = read_json(run_dir / "summary.json", "give a run of `grokkit fit` with the GrokkingOnset probe")
     grokking = onset.get("grokking") or {}
     t_gen = [t for t in ((grokking.get("t_gen") or {}).get(split) or {}).values() if t is not None]
@@ -79,7 +80,7 @@ def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dic
             raise ConfigError(
                 f"{last} is from step {step}, before t_gen {min(t_gen)} ({split}): let the run finish"
             )
-        found["grokked"] = (last, step)
+        found["grokked"] = (last.resolve(), step)
     if "memorized" in starts:
         files = trajectory_files(run_dir)
         steps = sorted(step for step in files if t_mem <= step < min(t_gen))
@@ -90,7 +91,7 @@ def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dic
             )
         path, step = files[steps[0]], steps[0]
         read_checkpoint(path, str(path))  # before any start trains: the start is read only when it is built
-        found["memorized"] = (path, step)
+        found["memorized"] = (path.resolve(), step)
     return found
 
 
