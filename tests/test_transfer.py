@@ -349,6 +349,11 @@ def test_a_category_traced_by_causal_tracing_reports_the_causal_strength_as_its_
             "the run has no t_mem",
         ),
         ({"t_mem": 300, "t_gen": {"test_inferred_iid": {"0.9": None}}}, ("grokked",), "the run has no t_gen"),
+        (
+            {"t_mem": 800, "t_gen": {"test_inferred_iid": {"0.9": 700}}},
+            ("memorized",),
+            r"generalized \(t_gen 700, test_inferred_iid\) no later than it memorized \(t_mem 800\).*--starts grokked,scratch",
+        ),
         # a run that never memorized (by the ID training splits) but generalized is a grokked source
         ({"t_mem": None, "t_gen": {"test_inferred_iid": {"0.9": 800}}}, ("grokked",), "last.ckpt not found"),
     ],

@@ -26,12 +26,11 @@ import yaml
 from grokkit.atomic import atomic_write
 from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.cli.configfiles import read_config_file
-from grokkit.cli.finished_run import data_module, run_config
-from grokkit.cli.matching import refuse_other_data
+from grokkit.cli.finished_run import run_config
 from grokkit.cli.parser import ToolParser
-from grokkit.data import TwoHopDataModule
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
+from grokkit.experiments.transfer_checks import check_start_data, check_start_directory, trained_data
 from grokkit.experiments.transfer_report import FINISHED, STARTED, STARTS, unfinished_starts, write_report
 from grokkit.outputs import check_directory
 from grokkit.train.board import ResultsBoard
@@ -39,9 +38,6 @@ from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.checkpointing import trajectory_files
 
 DEFAULT_OVERLAY = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "cpu.yaml"
-EVALUATION_ONLY = (
-    "eval_size",
-)  # the source's evaluation sample: its training data and injection do not use it
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -82,66 +78,27 @@ def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dic
             )
         found["grokked"] = (last.resolve(), step)
     if "memorized" in starts:
-        files = trajectory_files(run_dir)
-        steps = sorted(step for step in files if t_mem <= step < min(t_gen))
-        if not steps:
-            raise ConfigError(
-                f"{run_dir}: no trajectory checkpoint between t_mem {t_mem} and t_gen {min(t_gen)} ({split}): no "
-                "memorized-but-not-generalized state to start from; train with a higher trajectory.per_decade"
-            )
-        path, step = files[steps[0]], steps[0]
-        read_checkpoint(path, str(path))  # before any start trains: the start is read only when it is built
-        found["memorized"] = (path.resolve(), step)
+        found["memorized"] = memorized_checkpoint(run_dir, t_mem, min(t_gen), split)
     return found
 
 
-def check_start_directory(directory: Path, source: Path) -> None:
-    """A start's directory is emptied before it trains: refuse one that is or holds the source run, or one
-    this tool did not write (neither empty nor marked by a start's files)."""
-    here, there = directory.resolve(), source.resolve()
-    if here == there or here in there.parents:
+def memorized_checkpoint(run_dir: Path, t_mem: int, t_gen: int, split: str) -> tuple[Path, int]:
+    """The first trajectory checkpoint at or after ``t_mem`` and before ``t_gen`` (absolute), and its step."""
+    if t_mem >= t_gen:  # no trajectory, however dense, holds a step in between
         raise ConfigError(
-            f"--out: {directory} would be emptied for the {directory.name} start, and it holds the source run "
-            f"{source}; give another --out"
+            f"{run_dir / 'summary.json'}: the run generalized (t_gen {t_gen}, {split}) no later than it memorized "
+            f"(t_mem {t_mem}), so it has no memorized start; leave it out: --starts grokked,scratch"
         )
-    if not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
-        return
-    if not ((directory / STARTED).is_file() or (directory / FINISHED).is_file()):
+    files = trajectory_files(run_dir)
+    steps = sorted(step for step in files if t_mem <= step < t_gen)
+    if not steps:
         raise ConfigError(
-            f"--out: {directory} would be emptied for the {directory.name} start, but grokkit transfer did not "
-            f"write it (no {STARTED} or {FINISHED}); move it away, or give another --out"
+            f"{run_dir}: no trajectory checkpoint between t_mem {t_mem} and t_gen {t_gen} ({split}): no "
+            "memorized-but-not-generalized state to start from; train with a higher trajectory.per_decade"
         )
-
-
-def trained_data(config: dict[str, Any], init_from: Path | None) -> dict[str, Any] | None:
-    """The data parameters a start's weights were trained on: its checkpoint's record, or for the control, the
-    source run's ``config.yaml`` (``None``: a checkpoint of an older grokkit, without the record)."""
-    if init_from is None:
-        return data_module(config["data"]).params
-    checkpoint = read_checkpoint(init_from, str(init_from))
-    return checkpoint.get(TwoHopDataModule.__qualname__, {}).get("params")
-
-
-def check_start_data(data: TwoHopDataModule, trained: dict[str, Any] | None, where: str) -> None:
-    """A start fine-tunes on the dataset its weights learned, with new facts added (``data.injection``): on another graph, split or
-    regime the "new" facts could overwrite facts it learned, and its "old" ones be facts it never saw."""
-    if data.injection is None:  # else it trains on the source's own data, and the table has nothing to show
-        raise ConfigError(
-            "data.injection is not set: a transfer fine-tunes on injected new facts; set it in the --config "
-            "overlay, e.g. data: {injection: {n_new: 2000, replay_size: 8000, eval_size: 3000}}",
-            "data.injection",
-        )
-
-    def kept(params: dict[str, Any]) -> dict[str, Any]:
-        return {key: value for key, value in params.items() if key not in EVALUATION_ONLY}
-
-    refuse_other_data(
-        kept(trained) if trained is not None else None,
-        kept(data.source_params),
-        where,
-        "a transfer fine-tunes on the source run's dataset: keep the data keys of its config.yaml, setting only "
-        "data.injection, the batch sizes and data.eval_size",
-    )
+    path, step = files[steps[0]], steps[0]
+    read_checkpoint(path, str(path))  # before any start trains: the start is read only when it is built
+    return path.resolve(), step
 
 
 def build_start(
