@@ -19,7 +19,7 @@ from grokkit.data.store import _to_tensors
 from grokkit.errors import ConfigError
 from grokkit.experiments.analyze import analyze
 from grokkit.experiments.transfer import start_checkpoints
-from grokkit.experiments.transfer_report import FINISHED, circuit_tag, write_report
+from grokkit.experiments.transfer_report import CATEGORIES, FINISHED, circuit_tag, write_report
 from grokkit.results.export import export
 from grokkit.train.board import CHECKPOINT_KEY
 
@@ -255,7 +255,9 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
     assert table.count("\n") == 5 and "(n=60)" in table and "(n=50)" in table
     assert (out / "transfer.png").read_bytes()[:4] == b"\x89PNG"
     # a start's config.yaml holds its injection as a mapping; grokkit export builds the run's data from it
-    assert export(out / "grokked").is_file()
+    items = torch.load(export(out / "grokked"), weights_only=True)["items"]  # its new-fact queries too
+    assert list(items) == ["train_inferred", "test_inferred_iid", "test_inferred_ood", *CATEGORIES]
+    assert len(items["new_old"]) == 50
     # each start really holds the source's weights of its step: its step-0 validation is the source's there
     source = dict(board(source_run)["history"]["val"])
     for start, step in (("grokked", 30), ("memorized", 20)):
