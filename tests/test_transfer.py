@@ -222,6 +222,25 @@ def test_a_transfer_without_injected_facts_is_refused(source_run, tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--starts", "grokked,grokked"],
+            "--starts grokked,grokked: choose among grokked,memorized,scratch, each once",
+        ),
+        (
+            ["--model.init_from", "x.ckpt"],
+            "--model.init_from: grokkit transfer gives each start its checkpoint",
+        ),
+    ],
+)
+def test_what_transfer_sets_itself_is_refused(source_run, tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    assert message in refused(capsys, "--source", str(source_run), "--out", str(out), *args)
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, capsys, monkeypatch):
     overlay = tmp_path / "overlay.yaml"

@@ -185,8 +185,14 @@ def transfer_command(argv: list[str]) -> None:
     )
     args, extra = parser.parse_known_args(argv)
     starts = tuple(args.starts.split(","))
-    if not starts or set(starts) - set(STARTS):
-        raise ConfigError(f"--starts {args.starts}: choose among {','.join(STARTS)}")
+    if not starts or set(starts) - set(STARTS) or len(set(starts)) < len(starts):
+        raise ConfigError(f"--starts {args.starts}: choose among {','.join(STARTS)}, each once")
+    if any(arg.partition("=")[0] == "--model.init_from" for arg in extra):  # each start's own would win
+        raise ConfigError(
+            "--model.init_from: grokkit transfer gives each start its checkpoint (choose them with --starts); "
+            "leave it out",
+            "model.init_from",
+        )
     if args.split not in EVAL_SPLITS:
         raise ConfigError(f"--split {args.split}: no such split; choose one of {', '.join(EVAL_SPLITS)}")
     out = check_directory(args.out or args.source / "transfer", "--out")
