@@ -179,7 +179,7 @@ def test_transfer_deletes_only_its_own_starts_and_only_once_their_data_are_check
     line = refused(
         capsys, "--source", str(copy), "--config", overlay, "--out", str(copy.parent), "--starts", "grokked"
     )
-    assert "holds the source run" in line and (copy / "checkpoints" / "last.ckpt").is_file()
+    assert "and it is the source run" in line and (copy / "checkpoints" / "last.ckpt").is_file()
     # a rerun into a finished start whose injection cannot be built: refused before the start is emptied
     finished = tmp_path / "out" / "grokked" / FINISHED
     finished.parent.mkdir(parents=True)

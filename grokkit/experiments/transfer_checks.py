@@ -23,8 +23,8 @@ def check_start_directory(directory: Path, source: Path) -> None:
     here, there = directory.resolve(), source.resolve()
     if here == there or here in there.parents:
         raise ConfigError(
-            f"--out: {directory} would be emptied for the {directory.name} start, and it holds the source run "
-            f"{source}; give another --out"
+            f"--out: {directory} would be emptied for the {directory.name} start, and it "
+            f"{'is' if here == there else 'holds'} the source run {source}; give another --out"
         )
     if not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
         return
