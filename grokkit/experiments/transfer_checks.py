@@ -45,8 +45,9 @@ def trained_data(config: dict[str, Any], init_from: Path | None) -> dict[str, An
 
 
 def check_start_data(data: TwoHopDataModule, trained: dict[str, Any] | None, where: str) -> None:
-    """A start fine-tunes on the dataset its weights learned, with new facts added (``data.injection``): on another graph, split or
-    regime the "new" facts could overwrite facts it learned, and its "old" ones be facts it never saw."""
+    """A start fine-tunes on the dataset its weights learned, with new facts added (``data.injection``): on
+    another graph, split or regime the "new" facts could overwrite facts it learned, and its "old" ones be
+    facts it never saw."""
     if data.injection is None:  # else it trains on the source's own data, and the table has nothing to show
         raise ConfigError(
             "data.injection is not set: a transfer fine-tunes on injected new facts; set it in the --config "
