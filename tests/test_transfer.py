@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,9 @@ from grokkit.data.kg import EOS, graph_from_triples, query_keys
 from grokkit.data.splits import SplitSpec, build_splits
 from grokkit.data.store import _to_tensors
 from grokkit.errors import ConfigError
+from grokkit.experiments.analyze import analyze
 from grokkit.experiments.transfer import start_checkpoints
-from grokkit.experiments.transfer_report import FINISHED, circuit_tag, write_report
+from grokkit.experiments.transfer_report import CATEGORIES, FINISHED, circuit_tag, write_report
 from grokkit.results.export import export
 from grokkit.train.board import CHECKPOINT_KEY
 
@@ -133,6 +135,112 @@ def test_checkpoint_of_another_vocabulary_or_shape_is_refused(source_run, tmp_pa
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()  # refused before any work
 
 
+def write_overlay(path: Path, **data) -> Path:
+    """A 10-step fine-tune with the logit lens on the categories and the injection of ``data``."""
+    path.write_text(
+        yaml.safe_dump({
+            "trainer": {"max_steps": 10, "val_check_interval": 10, "enable_progress_bar": False, "callbacks": [
+                {"class_path": "grokkit.probes.LogitLens",
+                 "init_args": {"splits": ["new_old", "old_new", "new_new"], "sample_size": 50}}]},
+            "data": data,
+        })
+    )  # fmt: skip
+    return path
+
+
+def refused(capsys, *args: str) -> str:
+    """The one line of ``grokkit transfer ARGS``'s refusal."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["transfer", *args])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("grokkit: error: ")
+    return error[0]
+
+
+INJECTION = {"injection": {"n_new": 60, "replay_size": 300, "eval_size": 50}}
+
+
+def test_transfer_deletes_only_its_own_starts_and_only_once_their_data_are_checked(
+    source_run, tmp_path, capsys
+):
+    overlay = str(write_overlay(tmp_path / "overlay.yaml", **INJECTION))
+    foreign = tmp_path / "runs" / "scratch" / "version_0" / "config.yaml"  # --out runs: runs/scratch is a run
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("")
+    out = str(tmp_path / "runs")
+    assert "grokkit transfer did not write it" in refused(
+        capsys, "--source", str(source_run), "--config", overlay, "--out", out
+    )
+    assert foreign.is_file()
+    copy = tmp_path / "x" / "grokked"  # the source run itself inside --out, where its start would go
+    shutil.copytree(source_run, copy)
+    line = refused(
+        capsys, "--source", str(copy), "--config", overlay, "--out", str(copy.parent), "--starts", "grokked"
+    )
+    assert "and it is the source run" in line and (copy / "checkpoints" / "last.ckpt").is_file()
+    # a rerun into a finished start whose injection cannot be built: refused before the start is emptied
+    finished = tmp_path / "out" / "grokked" / FINISHED
+    finished.parent.mkdir(parents=True)
+    finished.write_text("{}")
+    args = ["--source", str(source_run), "--config", overlay, "--out", str(finished.parent.parent)]
+    assert "data.injection.n_new=1000" in refused(
+        capsys, *args, "--starts", "grokked", "--data.injection.n_new=1000"
+    )
+    assert finished.is_file()
+
+
+@pytest.mark.parametrize(
+    ("start", "changed", "message"),
+    [
+        ("grokked", "--data.seed=1", "last.ckpt was trained on another dataset (data.seed=0 there)"),
+        ("memorized", "--data.ood_fraction=0.1", "step=00000020.ckpt was trained on another dataset"),
+        ("scratch", "--data.phi=2", "was trained on another dataset (data.phi=3.0 there)"),
+    ],
+)
+def test_a_start_is_fine_tuned_only_on_the_dataset_its_source_learned(
+    source_run, tmp_path, capsys, start, changed, message
+):
+    overlay = str(write_overlay(tmp_path / "overlay.yaml", **INJECTION))
+    finished = tmp_path / "out" / start / FINISHED
+    finished.parent.mkdir(parents=True)
+    finished.write_text("{}")
+    args = ["--source", str(source_run), "--config", overlay, "--out", str(finished.parent.parent)]
+    line = refused(capsys, *args, "--starts", start, changed, "--data.eval_size=40")  # evaluation only: kept
+    assert message in line and "eval_size" not in line.partition("there")[0]
+    assert finished.is_file()
+
+
+@pytest.mark.parametrize("unset", [[], ["--data.injection=null"]])
+def test_a_transfer_without_injected_facts_is_refused(source_run, tmp_path, capsys, unset):
+    overlay = write_overlay(
+        tmp_path / "overlay.yaml", **(INJECTION if unset else {})
+    )  # the lens on its splits
+    args = ["--source", str(source_run), "--config", str(overlay), "--out", str(tmp_path / "out"), *unset]
+    assert refused(capsys, *args).startswith("grokkit: error: data.injection is not set")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--starts", "grokked,grokked"],
+            "--starts grokked,grokked: choose among grokked,memorized,scratch, each once",
+        ),
+        (
+            ["--model.init_from", "x.ckpt"],
+            "--model.init_from: grokkit transfer gives each start its checkpoint",
+        ),
+    ],
+)
+def test_what_transfer_sets_itself_is_refused(source_run, tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    assert message in refused(capsys, "--source", str(source_run), "--out", str(out), *args)
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, capsys, monkeypatch):
     overlay = tmp_path / "overlay.yaml"
@@ -150,6 +258,7 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
     stale = out / "scratch" / "events.out.tfevents.0.an-older-transfer"
     stale.parent.mkdir(parents=True)
     stale.write_text("")
+    (out / "scratch" / FINISHED).write_text("{}")  # an older transfer's start
     main(["transfer", "--source", str(source_run), "--config", str(overlay), "--out", str(out)])
     assert not stale.exists()  # a start trains afresh into its directory
     with open(out / "transfer.csv") as f:
@@ -165,7 +274,9 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
     assert table.count("\n") == 5 and "(n=60)" in table and "(n=50)" in table
     assert (out / "transfer.png").read_bytes()[:4] == b"\x89PNG"
     # a start's config.yaml holds its injection as a mapping; grokkit export builds the run's data from it
-    assert export(out / "grokked").is_file()
+    items = torch.load(export(out / "grokked"), weights_only=True)["items"]  # its new-fact queries too
+    assert list(items) == ["train_inferred", "test_inferred_iid", "test_inferred_ood", *CATEGORIES]
+    assert len(items["new_old"]) == 50
     # each start really holds the source's weights of its step: its step-0 validation is the source's there
     source = dict(board(source_run)["history"]["val"])
     for start, step in (("grokked", 30), ("memorized", 20)):
@@ -189,7 +300,7 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
             "--out",
             str(out),
             "--starts",
-            "scratch",
+            "grokked,scratch",
         ]
     )
     assert f"{out / 'memorized'} left out: its fit did not finish" in capsys.readouterr().out
@@ -208,10 +319,28 @@ def test_transfer_command_runs_three_starts_and_reports(source_run, tmp_path, ca
     torch.save(state, checkpoint)
     write_report(out)
     count = next(key for key in origin if key.startswith("eval_"))
-    sections["transfer"] = {**origin, count: origin[count] + 1}  # another data.injection
-    torch.save(state, checkpoint)
-    with pytest.raises(ConfigError, match="fine-tuned on different data"):
-        write_report(out)
+    data = origin["data"]
+    for changed, message in (
+        ({count: origin[count] + 1}, f"{count}: grokked {origin[count]}, scratch {origin[count] + 1}"),
+        # the same counts, other new facts
+        (
+            {"data": {**data, "injection": {**data["injection"], "replay_size": 250}}},
+            "data.injection.replay_size: grokked 300, scratch 250",
+        ),
+        ({"data": {**data, "seed": 1}}, r"data.seed: grokked 0, scratch 1\)"),
+    ):
+        sections["transfer"] = {**origin, **changed}
+        torch.save(state, checkpoint)
+        with pytest.raises(ConfigError, match=f"fine-tuned on different data \\({message}"):
+            write_report(out)
+    # the start's config.yaml names its checkpoint for any working directory; analyze reads the start's own
+    config_file = out / "grokked" / "config.yaml"
+    init_from = Path(yaml.safe_load(config_file.read_text())["model"]["init_from"])
+    assert init_from.is_absolute() and init_from.samefile(source_run / "checkpoints" / "last.ckpt")
+    monkeypatch.chdir(tmp_path)
+    assert analyze(out / "grokked")["analysis"]["steps"] == [10]
+    config_file.write_text(config_file.read_text().replace(str(init_from), str(tmp_path / "moved-away.ckpt")))
+    assert analyze(out / "grokked")["analysis"]["steps"] == [10]
 
 
 def board(run: Path) -> dict:
@@ -241,6 +370,11 @@ def test_a_category_traced_by_causal_tracing_reports_the_causal_strength_as_its_
             "the run has no t_mem",
         ),
         ({"t_mem": 300, "t_gen": {"test_inferred_iid": {"0.9": None}}}, ("grokked",), "the run has no t_gen"),
+        (
+            {"t_mem": 800, "t_gen": {"test_inferred_iid": {"0.9": 700}}},
+            ("memorized",),
+            r"generalized \(t_gen 700, test_inferred_iid\) no later than it memorized \(t_mem 800\).*--starts grokked,scratch",
+        ),
         # a run that never memorized (by the ID training splits) but generalized is a grokked source
         ({"t_mem": None, "t_gen": {"test_inferred_iid": {"0.9": 800}}}, ("grokked",), "last.ckpt not found"),
     ],

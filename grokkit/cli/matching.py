@@ -47,12 +47,19 @@ def check_checkpoint(
         )
     refuse_a_changed_fired_switch(checkpoint.get("callbacks", {}), fit, path)
     if resumes(path, Path(fit.log_dir or ".")):
-        refuse_other_data(checkpoint.get(type(data).__qualname__, {}).get("params"), data.params, path)
+        refuse_other_data(
+            checkpoint.get(type(data).__qualname__, {}).get("params"),
+            data.params,
+            f"--ckpt_path {path}",
+            "resume with the run's data settings, or start a new run from it: "
+            "--trainer.logger.init_args.version=null",
+        )
 
 
-def refuse_other_data(trained: dict | None, configured: dict, path: str) -> None:
-    """A run resumed on another dataset would be two runs' halves under one config.yaml (a checkpoint of an
-    older grokkit, without the record, is not checked)."""
+def refuse_other_data(trained: dict | None, configured: dict, where: str, fix: str) -> None:
+    """Weights trained on one dataset and trained on with another: a run resumed on another dataset would be
+    two runs' halves under one config.yaml, a transfer would fine-tune on a graph its start never learned (a
+    checkpoint of an older grokkit, without the record, is not checked). ``where`` names the checkpoint."""
     if trained is None:
         return
     changed = sorted(
@@ -61,8 +68,7 @@ def refuse_other_data(trained: dict | None, configured: dict, path: str) -> None
     if changed:
         was = ", ".join(f"data.{key}={trained.get(key)}" for key in changed)
         raise ConfigError(
-            f"--ckpt_path {path} was trained on another dataset ({was} there); resume with the run's data "
-            "settings, or start a new run from it: --trainer.logger.init_args.version=null",
+            f"{where} was trained on another dataset ({was} there); {fix}",
             *(f"data.{key}" for key in changed),
         )
 

@@ -45,6 +45,7 @@ class AnalysisLogger(TensorBoardLogger):
 def offline_config(run_dir: Path, probes_config: Path | None, name: str = "analysis") -> dict[str, Any]:
     """The run's config logging to ``RUN_DIR/name``, with the extra probes (replacing any of the same class)."""
     config = run_config(run_dir)
+    config["model"]["init_from"] = None  # each checkpoint brings its own weights: the file need not exist
     extra = read_config_file(probes_config) if probes_config is not None else {}
     added = as_list((extra.get("trainer") or {}).get("callbacks"))
     if probes_config is not None and not added:

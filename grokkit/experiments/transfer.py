@@ -30,7 +30,8 @@ from grokkit.cli.finished_run import run_config
 from grokkit.cli.parser import ToolParser
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
-from grokkit.experiments.transfer_report import FINISHED, STARTS, unfinished_starts, write_report
+from grokkit.experiments.transfer_checks import check_start_data, check_start_directory, trained_data
+from grokkit.experiments.transfer_report import FINISHED, STARTED, STARTS, unfinished_starts, write_report
 from grokkit.outputs import check_directory
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
@@ -49,7 +50,8 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dict[str, tuple[Path, int]]:
-    """The checkpoints (and their steps) of the ``grokked`` and ``memorized`` starts among ``starts``."""
+    """The checkpoints (absolute: a start's ``config.yaml`` names its checkpoint for any working directory) and
+    their steps of the ``grokked`` and ``memorized`` starts among ``starts``."""
     onset = read_json(run_dir / "summary.json", "give a run of `grokkit fit` with the GrokkingOnset probe")
     grokking = onset.get("grokking") or {}
     t_gen = [t for t in ((grokking.get("t_gen") or {}).get(split) or {}).values() if t is not None]
@@ -74,19 +76,29 @@ def start_checkpoints(run_dir: Path, split: str, starts: tuple[str, ...]) -> dic
             raise ConfigError(
                 f"{last} is from step {step}, before t_gen {min(t_gen)} ({split}): let the run finish"
             )
-        found["grokked"] = (last, step)
+        found["grokked"] = (last.resolve(), step)
     if "memorized" in starts:
-        files = trajectory_files(run_dir)
-        steps = sorted(step for step in files if t_mem <= step < min(t_gen))
-        if not steps:
-            raise ConfigError(
-                f"{run_dir}: no trajectory checkpoint between t_mem {t_mem} and t_gen {min(t_gen)} ({split}): no "
-                "memorized-but-not-generalized state to start from; train with a higher trajectory.per_decade"
-            )
-        path, step = files[steps[0]], steps[0]
-        read_checkpoint(path, str(path))  # before any start trains: the start is read only when it is built
-        found["memorized"] = (path, step)
+        found["memorized"] = memorized_checkpoint(run_dir, t_mem, min(t_gen), split)
     return found
+
+
+def memorized_checkpoint(run_dir: Path, t_mem: int, t_gen: int, split: str) -> tuple[Path, int]:
+    """The first trajectory checkpoint at or after ``t_mem`` and before ``t_gen`` (absolute), and its step."""
+    if t_mem >= t_gen:  # no trajectory, however dense, holds a step in between
+        raise ConfigError(
+            f"{run_dir / 'summary.json'}: the run generalized (t_gen {t_gen}, {split}) no later than it memorized "
+            f"(t_mem {t_mem}), so it has no memorized start; leave it out: --starts grokked,scratch"
+        )
+    files = trajectory_files(run_dir)
+    steps = sorted(step for step in files if t_mem <= step < t_gen)
+    if not steps:
+        raise ConfigError(
+            f"{run_dir}: no trajectory checkpoint between t_mem {t_mem} and t_gen {t_gen} ({split}): no "
+            "memorized-but-not-generalized state to start from; train with a higher trajectory.per_decade"
+        )
+    path, step = files[steps[0]], steps[0]
+    read_checkpoint(path, str(path))  # before any start trains: the start is read only when it is built
+    return path.resolve(), step
 
 
 def build_start(
@@ -122,17 +134,25 @@ def transfer(
     config = run_config(source)
     checkpoints = start_checkpoints(source, split, starts) if set(starts) - {"scratch"} else {}
     for start in starts:
+        check_start_directory(out / start, source)
+    for start in starts:
         init_from, step = checkpoints.get(start, (None, None))
         cli = build_start(config, overlays, list(extra), init_from, out / start)
+        check_start_data(
+            cli.datamodule, trained_data(config, init_from), str(init_from or f"--source {source}")
+        )
+        cli.datamodule.setup("fit")  # its data refused, if they are, before anything is deleted
         # a start trains afresh: no events or checkpoints of an older one stay beside it
         shutil.rmtree(out / start, ignore_errors=True)
-        cli.datamodule.setup("fit")
-        counts = {k: v for k, v in cli.datamodule.manifest["counts"].items() if k.startswith("eval_")}
         origin = {
             "source": str(source.resolve()),  # one run, however the command line spelled it
             "init_from": str(init_from) if init_from else None,
             "init_step": step,
+            "data": cli.datamodule.params,  # the new facts: the report mixes only starts on the same ones
         }
+        marker = json.dumps(origin).encode()
+        atomic_write(out / start / STARTED, lambda f, text=marker: f.write(text))
+        counts = {k: v for k, v in cli.datamodule.manifest["counts"].items() if k.startswith("eval_")}
         ResultsBoard.of(cli.trainer).publish("transfer", 0, {**origin, **counts})
         cli.trainer.validate(
             cli.model, datamodule=cli.datamodule, verbose=False
@@ -165,8 +185,14 @@ def transfer_command(argv: list[str]) -> None:
     )
     args, extra = parser.parse_known_args(argv)
     starts = tuple(args.starts.split(","))
-    if not starts or set(starts) - set(STARTS):
-        raise ConfigError(f"--starts {args.starts}: choose among {','.join(STARTS)}")
+    if not starts or set(starts) - set(STARTS) or len(set(starts)) < len(starts):
+        raise ConfigError(f"--starts {args.starts}: choose among {','.join(STARTS)}, each once")
+    if any(arg.partition("=")[0] == "--model.init_from" for arg in extra):  # each start's own would win
+        raise ConfigError(
+            "--model.init_from: grokkit transfer gives each start its checkpoint (choose them with --starts); "
+            "leave it out",
+            "model.init_from",
+        )
     if args.split not in EVAL_SPLITS:
         raise ConfigError(f"--split {args.split}: no such split; choose one of {', '.join(EVAL_SPLITS)}")
     out = check_directory(args.out or args.source / "transfer", "--out")

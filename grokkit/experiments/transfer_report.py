@@ -23,6 +23,7 @@ from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
 
 STARTS = ("grokked", "memorized", "scratch")
+STARTED = "transfer.json"  # in OUT/<start>/, written before the start trains: a directory transfer may empty
 FINISHED = "finished.json"  # in OUT/<start>/, written once the start's fit has returned
 CATEGORIES = {
     "new_old": "new + old (new fact as hop 1)",
@@ -153,6 +154,28 @@ def unfinished_starts(out: Path) -> list[str]:
     return [s for s in STARTS if last_checkpoint(out, s).is_file() and not finished(out, s)]
 
 
+def data_record(origin: dict[str, Any]) -> dict[str, Any]:
+    """What a start was fine-tuned on, as flat keys: its data parameters (``data.injection.n_new``, ...) and
+    evaluation counts."""
+    data = dict(origin.get("data") or {})
+    record = {f"data.injection.{key}": value for key, value in (data.pop("injection", None) or {}).items()}
+    record |= {f"data.{key}": value for key, value in data.items()}
+    return record | {key: n for key, n in origin.items() if key.startswith("eval_")}
+
+
+def refuse_different_data(out: Path, records: dict[str, dict[str, Any]]) -> None:
+    """One table compares starts on the same new facts: refuse starts whose data records differ."""
+    keys = sorted({key for record in records.values() for key in record})
+    differing = [key for key in keys if len({repr(record.get(key)) for record in records.values()}) > 1]
+    if differing:
+        key = differing[0]
+        values = ", ".join(f"{start} {record.get(key)}" for start, record in records.items())
+        raise ConfigError(
+            f"{out} holds starts fine-tuned on different data ({key}: {values}); rerun every start with one data "
+            "setting, or give another --out"
+        )
+
+
 def write_report(out: Path) -> list[dict[str, Any]]:
     """``out/transfer.md``, ``.csv`` and ``.png`` from every finished start under ``out``; returns the table's
     rows."""
@@ -174,12 +197,7 @@ def write_report(out: Path) -> list[dict[str, Any]]:
             f"{out} holds starts fine-tuned from different runs ({', '.join(sorted(map(str, sources)))}); rerun "
             "every start from one --source, or give another --out"
         )
-    data = [{key: n for key, n in origin.items() if key.startswith("eval_")} for origin in origins.values()]
-    if any(counts != data[0] for counts in data):
-        raise ConfigError(
-            f"{out} holds starts fine-tuned on different data (evaluation counts {' vs '.join(map(str, data))}: "
-            "another data.injection); rerun every start with one, or give another --out"
-        )
+    refuse_different_data(out, {start: data_record(origin) for start, origin in origins.items()})
     counts = next(iter(origins.values()))
     rows = [summarize(start, curves[start], traced[start], origins[start].get("init_step")) for start in runs]
     atomic_write(out / "transfer.md", lambda f: f.write(markdown(rows, counts).encode()))

@@ -21,7 +21,7 @@ from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.models import Decoder
 from grokkit.outputs import check_file
-from grokkit.probes.causal_tracing import TWO_HOP_SPLITS
+from grokkit.probes.causal_tracing import TRACEABLE_SPLITS
 from grokkit.train.checkpoint_file import read_checkpoint
 from grokkit.train.checkpointing import atomic_torch_save
 from grokkit.train.warm_start import load_network_weights
@@ -100,6 +100,12 @@ def run_decoder(run_dir: Path, checkpoint: Path) -> tuple[Decoder, TwoHopDataMod
     return decoder.eval(), data
 
 
+def two_hop_items(data: TwoHopDataModule) -> dict[str, torch.Tensor]:
+    """The run's two-hop evaluation items (h r1 r2 t </a>) per split, a transfer run's new-fact categories
+    included."""
+    return {split: data.split_items(split) for split in TRACEABLE_SPLITS if split in data.eval_splits}
+
+
 def export(run_dir: Path, checkpoint: Path | None = None, out: Path | None = None) -> Path:
     """Write the run's decoder as a TransformerLens file (config, weights, vocabulary); returns its path."""
     checkpoint = checkpoint or run_dir / "checkpoints" / "last.ckpt"
@@ -111,7 +117,7 @@ def export(run_dir: Path, checkpoint: Path | None = None, out: Path | None = Non
             "config": hooked_transformer_config(decoder, data.vocab_size),
             "state_dict": hooked_transformer_weights(decoder),
             "vocab": ["<pad>", "</a>", *vocab["entities"], *vocab["relations"]],  # token id = list index
-            "items": {split: data.split_items(split) for split in TWO_HOP_SPLITS},  # h r1 r2 t </a>
+            "items": two_hop_items(data),
             "checkpoint": str(checkpoint),
         },
         out,
