@@ -118,7 +118,7 @@ def test_a_sweep_refuses_a_trial_name_its_earlier_run_gave_other_values(sweep_di
     out, _, _ = sweep_dir
     copy = shutil.copytree(out, tmp_path / "sweep")
     plan = json.loads((copy / "sweep.json").read_text())
-    plan["trials"][FIRST] = {"data.phi": 3.0, "seed_everything": 1}  # as a tied axis would have named it
+    plan["trials"][FIRST] = {"data.phi": 3.5}  # two values of one name (by hand: a name is its values)
     (copy / "sweep.json").write_text(json.dumps(plan))
     base = yaml.safe_load((copy / "base.yaml").read_text())
     base["trainer"]["logger"]["init_args"]["save_dir"] = str(copy.resolve())  # the copy's own runs
@@ -128,7 +128,9 @@ def test_a_sweep_refuses_a_trial_name_its_earlier_run_gave_other_values(sweep_di
     with pytest.raises(SystemExit) as refused:
         main([*command, "--dry-run"])
     assert refused.value.code == 2
-    assert f"its trial {FIRST} ran with {{'data.phi': 3.0, 'seed_everything': 1}}" in capsys.readouterr().err
+    assert (
+        f"its trial {FIRST} ran with {{'data.phi': 3.5}}, not {{'data.phi': 3.0}}" in capsys.readouterr().err
+    )
     plan["trials"] = {"phi=3": {"data.phi": 3}, SECOND: {"data.phi": 4.0}}  # an earlier `--grid data.phi=[3]`
     (copy / "sweep.json").write_text(json.dumps(plan))
     with pytest.raises(SystemExit):
@@ -164,6 +166,34 @@ def test_compare_labels_two_sweeps_apart_and_groups_list_values(sweep_dir, tmp_p
         .axes[0]
         .get_title()
         .endswith("(1 trial not finished: not drawn)")
+    )
+
+
+@pytest.mark.slow
+def test_compare_groups_by_every_sweeps_grid_keys(sweep_dir, tmp_path):
+    """A grid key only one of the sweeps has still splits the lines (its column comes after the other sweep's
+    summary columns in the joined table)."""
+    out, _, _ = sweep_dir
+    plain, seeded = shutil.copytree(out, tmp_path / "a"), shutil.copytree(out, tmp_path / "b")
+    plan = json.loads((seeded / "sweep.json").read_text())
+    plan["trials"] = {name: {**point, "data.seed": 1} for name, point in plan["trials"].items()}
+    (seeded / "sweep.json").write_text(json.dumps(plan))
+    lines = summary_figure([plain, seeded], "data.phi", "val.step").axes[0].get_lines()
+    assert [list(line.get_xdata()) for line in lines] == [[3.0, 4.0], [3.0, 4.0]]
+
+
+def test_a_sweep_refuses_an_out_whose_sweep_has_other_axes(tmp_path, capsys):
+    """``phi=3.0,seed=0`` would train ``phi=3.0``'s config again: refused before anything is written."""
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps({"trials": {"phi=3.0": {"data.phi": 3.0}}}))
+    sweep = ["sweep", "--config", str(ROOT / "configs/tiny.yaml"), "--out", str(out), "--dry-run"]
+    with pytest.raises(SystemExit) as refused:
+        main([*sweep, "--grid", "data.phi=[3.0]", "--grid", "data.seed=[0,1]", f"--data.data_dir={tmp_path}"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"grokkit: error: {out} holds a sweep over data.phi, not data.phi, data.seed: its trials and these "
+        "would not be one grid; use another --out"
     )
 
 

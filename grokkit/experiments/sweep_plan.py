@@ -26,7 +26,7 @@ from grokkit.cli.settings import check_settings, config_sections
 from grokkit.errors import ConfigError
 from grokkit.experiments import grid
 from grokkit.experiments.trial import config_flags
-from grokkit.results.runs import SWEEP_PLAN, flatten
+from grokkit.results.runs import SWEEP_PLAN, flatten, grid_keys, sweep_trials
 
 BASE = "base.yaml"
 
@@ -170,24 +170,30 @@ def check_same_base(sweep_dir: Path, base: dict[str, Any]) -> None:
 
 def earlier_trials(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     """Every trial's point that earlier runs of the sweep planned (``sweep.json``; none in a new sweep)."""
-    path = sweep_dir / SWEEP_PLAN
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())["trials"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    return sweep_trials(sweep_dir) if (sweep_dir / SWEEP_PLAN).is_file() else {}
+
+
+def check_same_axes(
+    sweep_dir: Path, earlier: dict[str, dict[str, Any]], points: dict[str, dict[str, Any]]
+) -> None:
+    """Refuse trials over other grid keys than the earlier runs': with ``data.seed`` added to ``data.phi``,
+    ``phi=3.0,seed=0`` would train ``phi=3.0``'s config again, and the table mix the two grids."""
+    before, now = grid_keys(earlier), grid_keys(points)
+    if earlier and set(before) != set(now):
         raise ConfigError(
-            f"{path} is not the sweep.json `grokkit sweep` writes (no trials object); move it away, or give another --out"
-        ) from None
+            f"{sweep_dir} holds a sweep over {', '.join(before)}, not {', '.join(now)}: its trials and these "
+            "would not be one grid; use another --out"
+        )
 
 
 def check_same_points(
     sweep_dir: Path, earlier: dict[str, dict[str, Any]], points: dict[str, dict[str, Any]]
 ) -> None:
-    """Refuse a trial whose name an earlier run of the sweep gave other values: its finished run would be kept
-    under values it did not train with (``data.seed=[0]`` and ``data.seed,seed_everything=[0]`` are both
-    ``seed=0``); and a trial whose values an earlier one trained under another name (``phi=9`` after
-    ``phi=9.0``)."""
+    """Refuse trials over other grid keys (:func:`check_same_axes`); a trial whose name an earlier run of the
+    sweep gave other values: its finished run would be kept under values it did not train with
+    (``data.seed=[0]`` and ``data.seed,seed_everything=[0]`` are both ``seed=0``); and a trial whose values an
+    earlier one trained under another name (``phi=9`` after ``phi=9.0``)."""
+    check_same_axes(sweep_dir, earlier, points)
     for name, point in points.items():
         if earlier.get(name, point) != point:
             raise ConfigError(
