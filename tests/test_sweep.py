@@ -182,6 +182,25 @@ def test_compare_groups_by_every_sweeps_grid_keys(sweep_dir, tmp_path):
     assert [list(line.get_xdata()) for line in lines] == [[3.0, 4.0], [3.0, 4.0]]
 
 
+@pytest.mark.slow
+def test_a_trial_stopped_by_max_time_is_unfinished_and_resumes_under_a_longer_one(tmp_path):
+    """Lightning ends a fit that ``trainer.max_time`` stopped with exit code 0: the trial is still unfinished,
+    and the sweep run again with another max_time (its base config otherwise the same) resumes it."""
+    command = [
+        sys.executable, "-m", "grokkit", "sweep", "--config", str(ROOT / "configs/tiny.yaml"),
+        "--grid", "data.phi=[3.0]", "--trainer.max_steps=1500", "--trainer.val_check_interval=500",
+        f"--data.data_dir={tmp_path / 'data'}", "--out", str(tmp_path / "sweep"),
+    ]  # fmt: skip
+    stopped = subprocess.run([*command, "--trainer.max_time=00:00:00:01"], capture_output=True, text=True)
+    assert stopped.returncode == 1 and "phi=3.0 unfinished" in stopped.stdout, stopped.stderr[-3000:]
+    assert "phi=3.0: trainer.max_time stopped them; give a longer --trainer.max_time" in stopped.stderr
+    assert list(load_sweep(tmp_path / "sweep")["status"]) == ["unfinished"]
+    resumed = subprocess.run([*command, "--trainer.max_time=null"], capture_output=True, text=True)
+    assert resumed.returncode == 0 and "1 trials (0 finished earlier, kept)" in resumed.stdout, resumed.stderr
+    assert list(load_sweep(tmp_path / "sweep")[["status", "val.step"]].iloc[0]) == ["done", 1500]
+    assert "Restored all states" in (tmp_path / "sweep" / "phi=3.0" / "fit.log").read_text()
+
+
 def test_a_sweep_refuses_an_out_whose_sweep_has_other_axes(tmp_path, capsys):
     """``phi=3.0,seed=0`` would train ``phi=3.0``'s config again: refused before anything is written."""
     out = tmp_path / "sweep"
@@ -296,6 +315,7 @@ def test_an_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     trial = Trial(
         "phi=3.0", {"data.phi": 3.0}, tmp_path, tmp_path / "base.yaml", threads=1, cwd=str(tmp_path)
     )
+    (tmp_path / "base.yaml").write_text("trainer: {max_time: '00:01:00:00'}")
     trial.run_dir.mkdir()
     (trial.run_dir / "fit.log").write_text("")  # a fit killed before it wrote its config.yaml
     fresh = ["--config", str(tmp_path / "base.yaml"), "--data.phi", "3.0"]
@@ -304,7 +324,8 @@ def test_an_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     (trial.run_dir / "checkpoints").mkdir(parents=True)
     (trial.run_dir / "config.yaml").write_text("")
     (trial.run_dir / "events.out.tfevents.1").write_text("")
-    resume = ["--config", str(trial.run_dir / "config.yaml"), "--ckpt_path", "last"]
+    resume = ["--config", str(trial.run_dir / "config.yaml"), "--trainer.max_time", "00:01:00:00"]
+    resume += ["--ckpt_path", "last"]  # under the sweep's max_time: a longer one resumes a trial it stopped
     assert trial.fit_args() == resume  # grokkit fit decides: from step 0, or refused past a last.ckpt
     assert (trial.run_dir / "events.out.tfevents.1").is_file()  # nothing deleted here
     (trial.run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")

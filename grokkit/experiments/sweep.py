@@ -41,7 +41,7 @@ from grokkit.experiments.sweep_plan import (
     read_configs,
     write_plan,
 )
-from grokkit.experiments.trial import Trial, is_done, run_trial
+from grokkit.experiments.trial import Trial, is_done, not_finished, run_trial
 from grokkit.outputs import check_directory
 
 
@@ -58,7 +58,8 @@ class TrialLines(tune.Callback):
         self.say(trial, "started")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.say(trial, f"done ({trial.last_result.get('seconds', 0):.0f} s)")
+        result = trial.last_result  # unfinished: stopped by trainer.max_time
+        self.say(trial, f"{result.get('status', 'done')} ({result.get('seconds', 0):.0f} s)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.say(trial, f"failed; see {self.trials[trial.config['trial']].run_dir / 'fit.log'}")
@@ -211,11 +212,7 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
         run_on_ray(pending, options, sweep_dir)
     failed = [trial for trial in trials if not is_done(trial.run_dir)]
     if failed:
-        names = ", ".join(trial.name for trial in failed[:3]) + (", ..." if len(failed) > 3 else "")
-        raise TrainingError(
-            f"{len(failed)} of {len(trials)} trials did not finish ({names}; see RUN/fit.log); "
-            "run the same command again to resume them"
-        )
+        raise TrainingError(not_finished(failed, len(trials)))
     print(f"grokkit sweep: all {len(trials)} trials done; grokkit.results.load_sweep({str(sweep_dir)!r})")
     return sweep_dir
 

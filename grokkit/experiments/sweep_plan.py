@@ -155,12 +155,17 @@ def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]], writ
 
 
 def check_same_base(sweep_dir: Path, base: dict[str, Any]) -> None:
-    """Refuse to mix trials of another base config into a sweep directory."""
+    """Refuse to mix trials of another base config into a sweep directory. ``trainer.max_time`` may differ:
+    it changes no trial's numbers, only where one stops, and a trial it stopped resumes under the new one."""
     path = sweep_dir / BASE
     if not path.is_file():
         return
     earlier, now = flatten(yaml.safe_load(path.read_text())), flatten(base)
-    differing = sorted(key for key in earlier.keys() | now.keys() if earlier.get(key) != now.get(key))
+    differing = sorted(
+        key
+        for key in earlier.keys() | now.keys()
+        if earlier.get(key) != now.get(key) and not f"{key}.".startswith("trainer.max_time.")
+    )
     if differing:
         raise ConfigError(
             f"{sweep_dir} holds a sweep of another config (it differs in {', '.join(differing[:3])}); "
