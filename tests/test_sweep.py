@@ -254,6 +254,23 @@ def test_bad_grids_are_refused_before_any_trial(tmp_path, capsys, bad, expected)
     assert not (tmp_path / "sweep").exists()
 
 
+def test_a_grid_reads_scientific_notation_as_numbers(tmp_path, capsys):
+    """``1e-3`` (a string in YAML 1.1) is 0.001 in a --grid flag and in a file's sweep section: given beside
+    0.001 it is one config under two names, refused; alone it names its trial as 0.001 does."""
+    overlay = tmp_path / "lr.yaml"
+    overlay.write_text("sweep:\n  grid:\n    model.lr: [1e-3, 0.001]\n")
+    sweep = ["sweep", "--config", str(ROOT / "configs/tiny.yaml"), "--out", str(tmp_path / "sweep")]
+    for grid_source in (["--grid", "model.lr=[1e-3,0.001]"], ["--config", str(overlay)]):
+        with pytest.raises(SystemExit) as refused:
+            main([*sweep, *grid_source, "--dry-run"])
+        assert refused.value.code == 2
+        assert "model.lr: value 0.001 is given twice" in capsys.readouterr().err
+    assert grid.trial_points([grid.parse_flag("model.lr=[1e-3,2E-3]")]) == {
+        "lr=0.001": {"model.lr": 0.001},
+        "lr=0.002": {"model.lr": 0.002},
+    }
+
+
 def test_a_dry_run_refuses_a_dataset_that_cannot_be_built_and_writes_nothing(tmp_path, capsys):
     sweep = ["sweep", "--config", str(ROOT / "configs/tiny.yaml"), "--dry-run", f"--out={tmp_path / 'sweep'}"]
     data = f"--data.data_dir={tmp_path / 'data'}"

@@ -51,7 +51,7 @@ def read_configs(paths: list[str]) -> tuple[list[str], list[grid.Axis]]:
     args, axes = [], []
     for path in paths:
         try:
-            content = yaml.safe_load(Path(path).read_text())
+            content = grid.load_yaml(Path(path).read_text())
         except FileNotFoundError:
             raise ConfigError(f"--config {path}: no such file") from None
         except yaml.YAMLError as error:
