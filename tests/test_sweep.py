@@ -243,6 +243,15 @@ def test_compare_draws_a_png_and_writes_tensorboard(sweep_dir, tmp_path, how):
         (["--grid", "data.phi=[]"], "--grid data.phi: the list of values is empty"),
         (["--grid", "data.phi=9.0"], "--grid data.phi: the values must be a list"),
         ([], "no grid"),
+        (["--grid", "threads=[1,2]", "--dry-run"], "grid key threads: a trial's torch threads are the CPUs"),
+        (
+            ["--grid", "data.phi=[3.0]", "--threads", "4", "--cpus-per-trial", "1", "--dry-run"],
+            "--threads 4 and --cpus-per-trial 1: a trial's torch threads are its CPUs",
+        ),
+        (
+            ["--grid", "data.phi=[3.0]", "--trainer.logger.init_args.name=x", "--dry-run"],
+            "--trainer.logger.init_args.name: grokkit sweep sets the logger itself",
+        ),
     ],
 )
 def test_bad_grids_are_refused_before_any_trial(tmp_path, capsys, bad, expected):

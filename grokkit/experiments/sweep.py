@@ -29,16 +29,19 @@ except ImportError:
 
 from grokkit.experiments import grid
 from grokkit.experiments.sweep_plan import (
-    BASE,
     base_config,
     build_datasets,
     check_axes,
+    check_flags,
     check_points,
+    config_cli,
+    read_configs,
+)
+from grokkit.experiments.sweep_record import (
+    BASE,
     check_same_base,
     check_same_points,
-    config_cli,
     earlier_trials,
-    read_configs,
     write_plan,
 )
 from grokkit.experiments.trial import Trial, is_done, not_finished, run_trial
@@ -178,6 +181,7 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
     )
     cli = config_cli([*config_args, *fit_flags])
     parser, config = cli.parser, cli.config
+    check_flags(fit_flags, options.cpus_per_trial, config.get("threads"))
     options.cpus_per_trial = options.cpus_per_trial or config.get("threads") or 1
     if options.max_concurrent is None and not options.address:
         options.max_concurrent = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
