@@ -310,6 +310,19 @@ def test_a_grid_over_an_injection_key_sets_it_inside_the_injection(tmp_path, cap
     assert not (tmp_path / "sweep").exists()
 
 
+def test_the_csv_command_refuses_a_directory_as_out_and_a_directory_without_a_run(tmp_path):
+    cases = [
+        ((tmp_path, tmp_path), f"OUT {tmp_path}: is a directory; give a file name inside it"),
+        ((tmp_path, tmp_path / "x.csv"), f"{tmp_path}: not a run or sweep directory (no TensorBoard events)"),
+    ]
+    for args, message in cases:
+        command = [sys.executable, "-m", "grokkit.results", *map(str, args)]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr.startswith(f"grokkit: error: {message}"), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_compare_refuses_a_figure_name_of_no_format_before_reading_runs(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(tmp_path / "no-run"), "--out", str(tmp_path / "fig.txt")])

@@ -25,7 +25,7 @@ from grokkit.atomic import atomic_write
 from grokkit.cli.parser import ToolParser
 from grokkit.errors import ConfigError
 from grokkit.outputs import figure_format
-from grokkit.results.runs import SWEEP_PLAN, grid_keys, load_run, load_sweep, sweep_trials
+from grokkit.results.runs import SWEEP_PLAN, check_run_dir, grid_keys, load_run, load_sweep, sweep_trials
 
 CURVE_TAGS = ("val/train/acc", "val/test_inferred_iid/acc", "val/test_inferred_ood/acc")
 
@@ -43,15 +43,8 @@ def expand_runs(paths: list[Path]) -> dict[str, Path]:
         if is_sweep(path):
             trials = [name for name in load_sweep(path)["trial"] if (path / name).is_dir()]
             found = {f"{path.name}/{name}" if prefix else name: path / name for name in trials}
-        elif any(path.glob("events.out.tfevents.*")):
-            found = {f"{path.parent.name}/{path.name}": path}
         else:
-            what = (
-                "not a run or sweep directory (no TensorBoard events)"
-                if path.is_dir()
-                else "no such directory"
-            )
-            raise ConfigError(f"{path}: {what}; give a directory that grokkit fit or grokkit sweep wrote")
+            found = {f"{path.parent.name}/{path.name}": check_run_dir(path)}
         if same := sorted(found.keys() & runs.keys()):
             raise ConfigError(
                 f"{path}: its {same[0]} has the label of another run given; compare them separately"

@@ -47,6 +47,16 @@ def trial_status(run_dir: Path) -> str:
         return "unfinished"
 
 
+def check_run_dir(path: Path) -> Path:
+    """Refuse a directory that holds no run (no TensorBoard events): its table would be empty."""
+    if not any(path.glob("events.out.tfevents.*")):
+        what = (
+            "not a run or sweep directory (no TensorBoard events)" if path.is_dir() else "no such directory"
+        )
+        raise ConfigError(f"{path}: {what}; give a directory that grokkit fit or grokkit sweep wrote")
+    return path
+
+
 def load_run(run_dir: str | Path) -> Run:
     """The run's scalars, read from its TensorBoard events (a resumed run's repeated steps keep the later
     value), and its ``summary.json``."""
