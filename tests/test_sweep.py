@@ -201,6 +201,23 @@ def test_a_trial_stopped_by_max_time_is_unfinished_and_resumes_under_a_longer_on
     assert "Restored all states" in (tmp_path / "sweep" / "phi=3.0" / "fit.log").read_text()
 
 
+@pytest.mark.slow
+def test_a_trial_whose_config_the_fit_refuses_is_not_advised_to_resume(tmp_path):
+    """A model that cannot be built (33 wide, 2 heads) fails its trial with exit code 2: running the same
+    command again would fail it again."""
+    command = [
+        sys.executable, "-m", "grokkit", "sweep", "--config", str(ROOT / "configs/tiny.yaml"),
+        "--grid", "model.network.init_args.d_model=[33]", f"--data.data_dir={tmp_path / 'data'}",
+        "--out", str(tmp_path / "sweep"),
+    ]  # fmt: skip
+    failed = subprocess.run(command, capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1] == (
+        "grokkit: error: 1 of 1 trials did not finish (see RUN/fit.log): d_model=33: their config was refused "
+        "(exit code 2); fix it: resuming cannot help"
+    )
+
+
 def test_a_sweep_refuses_an_out_whose_sweep_has_other_axes(tmp_path, capsys):
     """``phi=3.0,seed=0`` would train ``phi=3.0``'s config again: refused before anything is written."""
     out = tmp_path / "sweep"

@@ -132,13 +132,9 @@ def how_it_ended(run_dir: Path) -> str:
         marker = json.loads((run_dir / TRIAL_MARKER).read_text())
     except (OSError, json.JSONDecodeError):
         return "other"  # killed before its fit ended
-    return (
-        "max_time"
-        if marker.get("status") == "unfinished"
-        else "input"
-        if marker.get("returncode") == 2
-        else "other"
-    )
+    if marker.get("status") == "unfinished":
+        return "max_time"
+    return "input" if marker.get("returncode") == 2 else "other"
 
 
 def not_finished(trials: list[Trial], total: int) -> str:
