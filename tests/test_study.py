@@ -111,6 +111,18 @@ def test_bad_study_input_is_one_line_and_exit_2(args, message, tmp_path, capsys)
     assert err.startswith("grokkit: error:") and message in err and not list(tmp_path.iterdir())
 
 
+def test_report_only_refuses_a_sweep_that_is_not_a_study(tmp_path, capsys):
+    (tmp_path / "sweep.json").write_text(json.dumps({"trials": {"phi=3.0": {"data.phi": 3.0}}}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "--out", str(tmp_path), "--report-only"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"grokkit: error: {tmp_path}: its trial phi=3.0 is not a study's (regime=REGIME,seed=N); give a "
+        "directory written by `grokkit study`"
+    )
+    assert [path.name for path in tmp_path.iterdir()] == ["sweep.json"]
+
+
 def test_the_regimes_are_he_et_al_s_at_either_scale():
     """The study's overlays carry He et al.'s regime numbers (configs/he2026), and both bases exist."""
     he = {regime: ROOT / f"configs/he2026/{regime}.yaml" for regime in HE_LABELS}

@@ -118,7 +118,7 @@ def test_a_sweep_refuses_a_trial_name_its_earlier_run_gave_other_values(sweep_di
     out, _, _ = sweep_dir
     copy = shutil.copytree(out, tmp_path / "sweep")
     plan = json.loads((copy / "sweep.json").read_text())
-    plan["trials"][FIRST] = {"data.phi": 3.0, "seed_everything": 1}  # as a tied axis would have named it
+    plan["trials"][FIRST] = {"data.phi": 3.5}  # two values of one name (by hand: a name is its values)
     (copy / "sweep.json").write_text(json.dumps(plan))
     base = yaml.safe_load((copy / "base.yaml").read_text())
     base["trainer"]["logger"]["init_args"]["save_dir"] = str(copy.resolve())  # the copy's own runs
@@ -128,7 +128,9 @@ def test_a_sweep_refuses_a_trial_name_its_earlier_run_gave_other_values(sweep_di
     with pytest.raises(SystemExit) as refused:
         main([*command, "--dry-run"])
     assert refused.value.code == 2
-    assert f"its trial {FIRST} ran with {{'data.phi': 3.0, 'seed_everything': 1}}" in capsys.readouterr().err
+    assert (
+        f"its trial {FIRST} ran with {{'data.phi': 3.5}}, not {{'data.phi': 3.0}}" in capsys.readouterr().err
+    )
     plan["trials"] = {"phi=3": {"data.phi": 3}, SECOND: {"data.phi": 4.0}}  # an earlier `--grid data.phi=[3]`
     (copy / "sweep.json").write_text(json.dumps(plan))
     with pytest.raises(SystemExit):
@@ -168,6 +170,70 @@ def test_compare_labels_two_sweeps_apart_and_groups_list_values(sweep_dir, tmp_p
 
 
 @pytest.mark.slow
+def test_compare_groups_by_every_sweeps_grid_keys(sweep_dir, tmp_path):
+    """A grid key only one of the sweeps has still splits the lines (its column comes after the other sweep's
+    summary columns in the joined table)."""
+    out, _, _ = sweep_dir
+    plain, seeded = shutil.copytree(out, tmp_path / "a"), shutil.copytree(out, tmp_path / "b")
+    plan = json.loads((seeded / "sweep.json").read_text())
+    plan["trials"] = {name: {**point, "data.seed": 1} for name, point in plan["trials"].items()}
+    (seeded / "sweep.json").write_text(json.dumps(plan))
+    lines = summary_figure([plain, seeded], "data.phi", "val.step").axes[0].get_lines()
+    assert [list(line.get_xdata()) for line in lines] == [[3.0, 4.0], [3.0, 4.0]]
+
+
+@pytest.mark.slow
+def test_a_trial_stopped_by_max_time_is_unfinished_and_resumes_under_a_longer_one(tmp_path):
+    """Lightning ends a fit that ``trainer.max_time`` stopped with exit code 0: the trial is still unfinished,
+    and the sweep run again with another max_time (its base config otherwise the same) resumes it."""
+    command = [
+        sys.executable, "-m", "grokkit", "sweep", "--config", str(ROOT / "configs/tiny.yaml"),
+        "--grid", "data.phi=[3.0]", "--trainer.max_steps=1500", "--trainer.val_check_interval=500",
+        f"--data.data_dir={tmp_path / 'data'}", "--out", str(tmp_path / "sweep"),
+    ]  # fmt: skip
+    stopped = subprocess.run([*command, "--trainer.max_time=00:00:00:01"], capture_output=True, text=True)
+    assert stopped.returncode == 1 and "phi=3.0 unfinished" in stopped.stdout, stopped.stderr[-3000:]
+    assert "phi=3.0: trainer.max_time stopped them; give a longer --trainer.max_time" in stopped.stderr
+    assert list(load_sweep(tmp_path / "sweep")["status"]) == ["unfinished"]
+    resumed = subprocess.run([*command, "--trainer.max_time=null"], capture_output=True, text=True)
+    assert resumed.returncode == 0 and "1 trials (0 finished earlier, kept)" in resumed.stdout, resumed.stderr
+    assert list(load_sweep(tmp_path / "sweep")[["status", "val.step"]].iloc[0]) == ["done", 1500]
+    assert "Restored all states" in (tmp_path / "sweep" / "phi=3.0" / "fit.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_trial_whose_config_the_fit_refuses_is_not_advised_to_resume(tmp_path):
+    """A model that cannot be built (33 wide, 2 heads) fails its trial with exit code 2: running the same
+    command again would fail it again."""
+    command = [
+        sys.executable, "-m", "grokkit", "sweep", "--config", str(ROOT / "configs/tiny.yaml"),
+        "--grid", "model.network.init_args.d_model=[33]", f"--data.data_dir={tmp_path / 'data'}",
+        "--out", str(tmp_path / "sweep"),
+    ]  # fmt: skip
+    failed = subprocess.run(command, capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1] == (
+        "grokkit: error: 1 of 1 trials did not finish (see RUN/fit.log): d_model=33: their config was refused "
+        "(exit code 2); fix it: resuming cannot help"
+    )
+
+
+def test_a_sweep_refuses_an_out_whose_sweep_has_other_axes(tmp_path, capsys):
+    """``phi=3.0,seed=0`` would train ``phi=3.0``'s config again: refused before anything is written."""
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps({"trials": {"phi=3.0": {"data.phi": 3.0}}}))
+    sweep = ["sweep", "--config", str(ROOT / "configs/tiny.yaml"), "--out", str(out), "--dry-run"]
+    with pytest.raises(SystemExit) as refused:
+        main([*sweep, "--grid", "data.phi=[3.0]", "--grid", "data.seed=[0,1]", f"--data.data_dir={tmp_path}"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"grokkit: error: {out} holds a sweep over data.phi, not data.phi, data.seed: its trials and these "
+        "would not be one grid; use another --out"
+    )
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "how",
     [[], ["--panels"], ["--x", "data.phi", "--y", "val.test_inferred_iid/acc"]],
@@ -194,6 +260,15 @@ def test_compare_draws_a_png_and_writes_tensorboard(sweep_dir, tmp_path, how):
         (["--grid", "data.phi=[]"], "--grid data.phi: the list of values is empty"),
         (["--grid", "data.phi=9.0"], "--grid data.phi: the values must be a list"),
         ([], "no grid"),
+        (["--grid", "threads=[1,2]", "--dry-run"], "grid key threads: a trial's torch threads are the CPUs"),
+        (
+            ["--grid", "data.phi=[3.0]", "--threads", "4", "--cpus-per-trial", "1", "--dry-run"],
+            "--threads 4 and --cpus-per-trial 1: a trial's torch threads are its CPUs",
+        ),
+        (
+            ["--grid", "data.phi=[3.0]", "--trainer.logger.init_args.name=x", "--dry-run"],
+            "--trainer.logger.init_args.name: grokkit sweep sets the logger itself",
+        ),
     ],
 )
 def test_bad_grids_are_refused_before_any_trial(tmp_path, capsys, bad, expected):
@@ -203,6 +278,23 @@ def test_bad_grids_are_refused_before_any_trial(tmp_path, capsys, bad, expected)
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("grokkit: error: ") and expected in error
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_grid_reads_scientific_notation_as_numbers(tmp_path, capsys):
+    """``1e-3`` (a string in YAML 1.1) is 0.001 in a --grid flag and in a file's sweep section: given beside
+    0.001 it is one config under two names, refused; alone it names its trial as 0.001 does."""
+    overlay = tmp_path / "lr.yaml"
+    overlay.write_text("sweep:\n  grid:\n    model.lr: [1e-3, 0.001]\n")
+    sweep = ["sweep", "--config", str(ROOT / "configs/tiny.yaml"), "--out", str(tmp_path / "sweep")]
+    for grid_source in (["--grid", "model.lr=[1e-3,0.001]"], ["--config", str(overlay)]):
+        with pytest.raises(SystemExit) as refused:
+            main([*sweep, *grid_source, "--dry-run"])
+        assert refused.value.code == 2
+        assert "model.lr: value 0.001 is given twice" in capsys.readouterr().err
+    assert grid.trial_points([grid.parse_flag("model.lr=[1e-3,2E-3]")]) == {
+        "lr=0.001": {"model.lr": 0.001},
+        "lr=0.002": {"model.lr": 0.002},
+    }
 
 
 def test_a_dry_run_refuses_a_dataset_that_cannot_be_built_and_writes_nothing(tmp_path, capsys):
@@ -233,6 +325,19 @@ def test_a_grid_over_an_injection_key_sets_it_inside_the_injection(tmp_path, cap
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("grokkit: error: trial n_new=10: data.injection.n_new=10 needs 5 free relation")
     assert not (tmp_path / "sweep").exists()
+
+
+def test_the_csv_command_refuses_a_directory_as_out_and_a_directory_without_a_run(tmp_path):
+    cases = [
+        ((tmp_path, tmp_path), f"OUT {tmp_path}: is a directory; give a file name inside it"),
+        ((tmp_path, tmp_path / "x.csv"), f"{tmp_path}: not a run or sweep directory (no TensorBoard events)"),
+    ]
+    for args, message in cases:
+        command = [sys.executable, "-m", "grokkit.results", *map(str, args)]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr.startswith(f"grokkit: error: {message}"), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_compare_refuses_a_figure_name_of_no_format_before_reading_runs(tmp_path, capsys):
@@ -266,6 +371,7 @@ def test_an_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     trial = Trial(
         "phi=3.0", {"data.phi": 3.0}, tmp_path, tmp_path / "base.yaml", threads=1, cwd=str(tmp_path)
     )
+    (tmp_path / "base.yaml").write_text("trainer: {max_time: '00:01:00:00'}")
     trial.run_dir.mkdir()
     (trial.run_dir / "fit.log").write_text("")  # a fit killed before it wrote its config.yaml
     fresh = ["--config", str(tmp_path / "base.yaml"), "--data.phi", "3.0"]
@@ -274,7 +380,8 @@ def test_an_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     (trial.run_dir / "checkpoints").mkdir(parents=True)
     (trial.run_dir / "config.yaml").write_text("")
     (trial.run_dir / "events.out.tfevents.1").write_text("")
-    resume = ["--config", str(trial.run_dir / "config.yaml"), "--ckpt_path", "last"]
+    resume = ["--config", str(trial.run_dir / "config.yaml"), "--trainer.max_time", "00:01:00:00"]
+    resume += ["--ckpt_path", "last"]  # under the sweep's max_time: a longer one resumes a trial it stopped
     assert trial.fit_args() == resume  # grokkit fit decides: from step 0, or refused past a last.ckpt
     assert (trial.run_dir / "events.out.tfevents.1").is_file()  # nothing deleted here
     (trial.run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")

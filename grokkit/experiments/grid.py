@@ -10,12 +10,30 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from grokkit.errors import ConfigError
+
+
+class GridLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2's floats: ``1e-3`` is a number (YAML 1.1, PyYAML's, wants ``1.0e-3``), as
+    jsonargparse reads it too, so that ``[1e-3, 0.001]`` is one value given twice, not a string and a float."""
+
+
+GridLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` as :class:`GridLoader` reads it (a ``--grid`` list, a config file holding a ``sweep:`` section)."""
+    return yaml.load(text, Loader=GridLoader)  # a SafeLoader: plain data only
 
 
 @dataclass(frozen=True)
@@ -67,7 +85,7 @@ def parse_flag(text: str) -> Axis:
     if not sep:
         raise ConfigError(f"--grid {text}: expected KEY=[VALUE,...], e.g. --grid data.phi=[7.2,9.0]")
     try:
-        parsed = yaml.safe_load(values)
+        parsed = load_yaml(values)
     except yaml.YAMLError:
         raise ConfigError(f"--grid {text}: the values are not a YAML list, e.g. [7.2,9.0]") from None
     return parse_axis(keys, parsed, "--grid")

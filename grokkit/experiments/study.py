@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -48,6 +49,17 @@ TIMING = "study.json"  # the wall time of the last `grokkit study` that trained
 
 def trial_name(regime: str, seed: int) -> str:
     return f"regime={regime},seed={seed}"
+
+
+def check_study_trials(study_dir: Path, names: list[str]) -> None:
+    """Refuse a sweep whose trials are not named as a study's (``regime=natural,seed=0``): its table has no
+    regime or seed to read."""
+    for name in names:
+        if not re.fullmatch(r"regime=[^,]+,seed=-?[0-9]+", name):
+            raise ConfigError(
+                f"{study_dir}: its trial {name} is not a study's (regime=REGIME,seed=N); give a directory "
+                "written by `grokkit study`"
+            )
 
 
 def regime_points(seeds: list[int]) -> dict[str, dict[str, Any]]:
@@ -139,6 +151,7 @@ def report(study_dir: Path) -> pd.DataFrame:
     if not (study_dir / SWEEP_PLAN).is_file():
         raise ConfigError(f"{study_dir}: no {SWEEP_PLAN}; give a directory written by `grokkit study`")
     trials = load_sweep(study_dir)
+    check_study_trials(study_dir, list(trials["trial"]))
     empty = pd.DataFrame({"step": [], "tag": [], "value": []})
     scalars = {
         name: load_run(study_dir / name).scalars if (study_dir / name).is_dir() else empty

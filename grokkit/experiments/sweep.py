@@ -29,19 +29,22 @@ except ImportError:
 
 from grokkit.experiments import grid
 from grokkit.experiments.sweep_plan import (
-    BASE,
     base_config,
     build_datasets,
     check_axes,
+    check_flags,
     check_points,
+    config_cli,
+    read_configs,
+)
+from grokkit.experiments.sweep_record import (
+    BASE,
     check_same_base,
     check_same_points,
-    config_cli,
     earlier_trials,
-    read_configs,
     write_plan,
 )
-from grokkit.experiments.trial import Trial, is_done, run_trial
+from grokkit.experiments.trial import Trial, is_done, not_finished, run_trial
 from grokkit.outputs import check_directory
 
 
@@ -58,7 +61,8 @@ class TrialLines(tune.Callback):
         self.say(trial, "started")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.say(trial, f"done ({trial.last_result.get('seconds', 0):.0f} s)")
+        result = trial.last_result  # unfinished: stopped by trainer.max_time
+        self.say(trial, f"{result.get('status', 'done')} ({result.get('seconds', 0):.0f} s)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.say(trial, f"failed; see {self.trials[trial.config['trial']].run_dir / 'fit.log'}")
@@ -177,6 +181,7 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
     )
     cli = config_cli([*config_args, *fit_flags])
     parser, config = cli.parser, cli.config
+    check_flags(fit_flags, options.cpus_per_trial, config.get("threads"))
     options.cpus_per_trial = options.cpus_per_trial or config.get("threads") or 1
     if options.max_concurrent is None and not options.address:
         options.max_concurrent = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
@@ -211,11 +216,7 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
         run_on_ray(pending, options, sweep_dir)
     failed = [trial for trial in trials if not is_done(trial.run_dir)]
     if failed:
-        names = ", ".join(trial.name for trial in failed[:3]) + (", ..." if len(failed) > 3 else "")
-        raise TrainingError(
-            f"{len(failed)} of {len(trials)} trials did not finish ({names}; see RUN/fit.log); "
-            "run the same command again to resume them"
-        )
+        raise TrainingError(not_finished(failed, len(trials)))
     print(f"grokkit sweep: all {len(trials)} trials done; grokkit.results.load_sweep({str(sweep_dir)!r})")
     return sweep_dir
 

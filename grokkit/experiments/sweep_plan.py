@@ -3,22 +3,20 @@
 The ``--config`` files (a file's ``sweep:`` section taken out) and ``fit`` flags resolve, through ``grokkit
 fit``'s own parser, into one base config that logs each trial to ``SWEEP/<trial name>``; every grid key must
 be a key of it and every value parse as that key's type; each distinct dataset is built once, so trials
-running in parallel only read it. ``SWEEP/base.yaml`` and ``SWEEP/sweep.json`` (every trial's point) record
-the plan, and a sweep directory refuses trials of another base config.
+running in parallel only read it. :mod:`grokkit.experiments.sweep_record` keeps the plan in the sweep
+directory and checks it against the earlier runs'.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jsonargparse import ArgumentError, Namespace
 
-from grokkit.atomic import atomic_write
 from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.cli.finished_run import data_module
 from grokkit.cli.parser import GrokkitParser
@@ -26,9 +24,6 @@ from grokkit.cli.settings import check_settings, config_sections
 from grokkit.errors import ConfigError
 from grokkit.experiments import grid
 from grokkit.experiments.trial import config_flags
-from grokkit.results.runs import SWEEP_PLAN, flatten
-
-BASE = "base.yaml"
 
 
 class ConfigOnlyCLI(GrokkitCLI):
@@ -51,7 +46,7 @@ def read_configs(paths: list[str]) -> tuple[list[str], list[grid.Axis]]:
     args, axes = [], []
     for path in paths:
         try:
-            content = yaml.safe_load(Path(path).read_text())
+            content = grid.load_yaml(Path(path).read_text())
         except FileNotFoundError:
             raise ConfigError(f"--config {path}: no such file") from None
         except yaml.YAMLError as error:
@@ -80,11 +75,34 @@ def base_config(parser: GrokkitParser, config: Namespace, sweep_dir: Path, threa
     return base
 
 
+def check_flags(fit_flags: list[str], cpus_per_trial: int | None, threads: int | None) -> None:
+    """Refuse a config flag the sweep would override unseen: the logger's (a run directory per trial in
+    --out), and a ``--threads`` other than ``--cpus-per-trial`` (a trial's torch threads are the CPUs Ray
+    reserves for it)."""
+    names = [arg.partition("=")[0] for arg in fit_flags if arg.startswith("--")]
+    for name in names:
+        if name == "--trainer.logger" or name.startswith("--trainer.logger."):
+            raise ConfigError(
+                f"{name}: grokkit sweep sets the logger itself (a run directory per trial); leave the flag out "
+                "and choose the sweep's directory with --out"
+            )
+    if "--threads" in names and cpus_per_trial is not None and threads != cpus_per_trial:
+        raise ConfigError(
+            f"--threads {threads} and --cpus-per-trial {cpus_per_trial}: a trial's torch threads are its CPUs; "
+            "give --cpus-per-trial alone"
+        )
+
+
 def check_keys(config: Namespace, keys: list[str], what: str) -> None:
     """Refuse a key the config does not have, or one the sweep sets itself; ``what`` names the keys in errors."""
     for key in keys:
         if key.startswith("trainer.logger"):
             raise ConfigError(f"{what} key {key}: grokkit sweep sets the logger itself (one run per trial)")
+        if key == "threads":
+            raise ConfigError(
+                f"{what} key threads: a trial's torch threads are the CPUs Ray reserves for it; give "
+                "--cpus-per-trial instead"
+            )
         if key not in config:
             raise ConfigError(
                 f"{what} key {key} is not a config key; `grokkit fit --config ... --print_config` lists them"
@@ -152,58 +170,3 @@ def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]], writ
             raise ConfigError(f"trial {name}: {error}") from None
         built.add(datamodule.dataset_dir)
     return len(built)
-
-
-def check_same_base(sweep_dir: Path, base: dict[str, Any]) -> None:
-    """Refuse to mix trials of another base config into a sweep directory."""
-    path = sweep_dir / BASE
-    if not path.is_file():
-        return
-    earlier, now = flatten(yaml.safe_load(path.read_text())), flatten(base)
-    differing = sorted(key for key in earlier.keys() | now.keys() if earlier.get(key) != now.get(key))
-    if differing:
-        raise ConfigError(
-            f"{sweep_dir} holds a sweep of another config (it differs in {', '.join(differing[:3])}); "
-            "give the same --config files and flags to continue it, or another --out"
-        )
-
-
-def earlier_trials(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    """Every trial's point that earlier runs of the sweep planned (``sweep.json``; none in a new sweep)."""
-    path = sweep_dir / SWEEP_PLAN
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())["trials"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise ConfigError(
-            f"{path} is not the sweep.json `grokkit sweep` writes (no trials object); move it away, or give another --out"
-        ) from None
-
-
-def check_same_points(
-    sweep_dir: Path, earlier: dict[str, dict[str, Any]], points: dict[str, dict[str, Any]]
-) -> None:
-    """Refuse a trial whose name an earlier run of the sweep gave other values: its finished run would be kept
-    under values it did not train with (``data.seed=[0]`` and ``data.seed,seed_everything=[0]`` are both
-    ``seed=0``); and a trial whose values an earlier one trained under another name (``phi=9`` after
-    ``phi=9.0``)."""
-    for name, point in points.items():
-        if earlier.get(name, point) != point:
-            raise ConfigError(
-                f"{sweep_dir}: its trial {name} ran with {earlier[name]}, not {point}; give the grid it ran "
-                "with, or another --out"
-            )
-        twin = next((other for other, values in earlier.items() if values == point and other != name), None)
-        if twin is not None:  # 9 and 9.0: one config, which would train twice under two names
-            raise ConfigError(
-                f"{sweep_dir}: trial {name} has the values of its trial {twin} ({point}); write the grid's values "
-                f"as they were written then ({twin}), or give another --out"
-            )
-
-
-def write_plan(sweep_dir: Path, base: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None:
-    """``base.yaml`` and ``sweep.json``: every trial's point, the earlier runs' included."""
-    plan = {"base": BASE, "trials": trials}
-    atomic_write(sweep_dir / BASE, lambda f: f.write(yaml.safe_dump(base, sort_keys=False).encode()))
-    atomic_write(sweep_dir / SWEEP_PLAN, lambda f: f.write(json.dumps(plan, indent=1).encode()))

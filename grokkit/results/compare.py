@@ -25,7 +25,7 @@ from grokkit.atomic import atomic_write
 from grokkit.cli.parser import ToolParser
 from grokkit.errors import ConfigError
 from grokkit.outputs import figure_format
-from grokkit.results.runs import SWEEP_PLAN, load_run, load_sweep
+from grokkit.results.runs import SWEEP_PLAN, check_run_dir, grid_keys, load_run, load_sweep, sweep_trials
 
 CURVE_TAGS = ("val/train/acc", "val/test_inferred_iid/acc", "val/test_inferred_ood/acc")
 
@@ -43,15 +43,8 @@ def expand_runs(paths: list[Path]) -> dict[str, Path]:
         if is_sweep(path):
             trials = [name for name in load_sweep(path)["trial"] if (path / name).is_dir()]
             found = {f"{path.name}/{name}" if prefix else name: path / name for name in trials}
-        elif any(path.glob("events.out.tfevents.*")):
-            found = {f"{path.parent.name}/{path.name}": path}
         else:
-            what = (
-                "not a run or sweep directory (no TensorBoard events)"
-                if path.is_dir()
-                else "no such directory"
-            )
-            raise ConfigError(f"{path}: {what}; give a directory that grokkit fit or grokkit sweep wrote")
+            found = {f"{path.parent.name}/{path.name}": check_run_dir(path)}
         if same := sorted(found.keys() & runs.keys()):
             raise ConfigError(
                 f"{path}: its {same[0]} has the label of another run given; compare them separately"
@@ -125,8 +118,8 @@ def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
             raise ConfigError(
                 f"{flag} {key}: no such column; the sweeps have {', '.join(table.columns[:12])}, ..."
             )
-    first_summary_column = list(table.columns).index("status")
-    groups = [key for key in table.columns[1:first_summary_column] if key != x]
+    keys = dict.fromkeys(key for path in sweeps for key in grid_keys(sweep_trials(path)))
+    groups = [key for key in keys if key != x]
     unfinished = int((table["status"] != "done").sum())  # their summaries are a last validation's
     table = table[table["status"] == "done"].copy()
     table[groups] = table[groups].map(lambda v: str(v) if isinstance(v, list) else v)  # e.g. betas: hashable

@@ -47,6 +47,16 @@ def trial_status(run_dir: Path) -> str:
         return "unfinished"
 
 
+def check_run_dir(path: Path) -> Path:
+    """Refuse a directory that holds no run (no TensorBoard events): its table would be empty."""
+    if not any(path.glob("events.out.tfevents.*")):
+        what = (
+            "not a run or sweep directory (no TensorBoard events)" if path.is_dir() else "no such directory"
+        )
+        raise ConfigError(f"{path}: {what}; give a directory that grokkit fit or grokkit sweep wrote")
+    return path
+
+
 def load_run(run_dir: str | Path) -> Run:
     """The run's scalars, read from its TensorBoard events (a resumed run's repeated steps keep the later
     value), and its ``summary.json``."""
@@ -69,22 +79,45 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(scalars.reset_index(drop=True), summary)
 
 
+def sweep_trials(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every trial's point (name -> config key -> value), as ``SWEEP/sweep.json`` lists them."""
+    path = sweep_dir / SWEEP_PLAN
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: give a directory written by `grokkit sweep`")
+    try:
+        trials = json.loads(path.read_text())["trials"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        trials = None
+    if not isinstance(trials, dict) or not all(isinstance(point, dict) for point in trials.values()):
+        raise ConfigError(
+            f"{path} is not the sweep.json `grokkit sweep` writes (no trials object); move it away, or give "
+            "another directory"
+        )
+    return trials
+
+
+def grid_keys(trials: dict[str, dict[str, Any]]) -> list[str]:
+    """The config keys the trials' points set (a sweep's axes), in the order they first appear."""
+    return list(dict.fromkeys(key for point in trials.values() for key in point))
+
+
 def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per trial of a ``grokkit sweep``: ``trial``, its grid values (one column per config key),
     ``status`` (done, failed, or unfinished) and every scalar field of its summary.json, flattened
     (``grokking.t_mem``, ``grokking.t_gen.test_inferred_iid.0.9``, ``classification.label``,
     ``val.test_inferred_iid/acc``, ...)."""
     sweep_dir = Path(sweep_dir)
-    plan_path = sweep_dir / SWEEP_PLAN
-    if not plan_path.is_file():
-        raise ConfigError(f"{plan_path} not found: give a directory written by `grokkit sweep`")
+    trials = sweep_trials(sweep_dir)
+    keys = dict.fromkeys(
+        grid_keys(trials)
+    )  # every grid column before status, where a trial lacks its key too
     rows = []
-    for name, point in json.loads(plan_path.read_text())["trials"].items():
+    for name, point in trials.items():
         run_dir = sweep_dir / name
         summary_path = run_dir / "summary.json"
         summary = flatten(json.loads(summary_path.read_text())) if summary_path.is_file() else {}
         scalars = {
             key: v for key, v in summary.items() if v is None or isinstance(v, (bool, int, float, str))
         }
-        rows.append({"trial": name, **point, "status": trial_status(run_dir), **scalars})
+        rows.append({"trial": name, **keys, **point, "status": trial_status(run_dir), **scalars})
     return pd.DataFrame(rows)
