@@ -80,9 +80,7 @@ class Trial:
         """A fit that started (it wrote its config.yaml) goes on as ``grokkit fit --ckpt_path last`` takes it:
         from its ``last.ckpt``, from step 0 if it stopped before its first one, refused if it got past one that
         is gone (nothing is deleted); else the trial starts from scratch."""
-        if (
-            self.run_dir / "config.yaml"
-        ).is_file():  # the sweep's max_time: a longer one resumes a trial it stopped
+        if (self.run_dir / "config.yaml").is_file():  # under the sweep's max_time: a longer one resumes it
             max_time = yaml.safe_load(self.base.read_text())["trainer"].get("max_time")
             config = ["--config", str(self.run_dir / "config.yaml")]
             return [*config, *config_flags({"trainer.max_time": max_time}), "--ckpt_path", "last"]
