@@ -21,7 +21,7 @@ from test_cli import ROOT
 from grokkit.cli import main
 from grokkit.errors import ConfigError
 from grokkit.experiments import grid
-from grokkit.experiments.trial import Trial
+from grokkit.experiments.trial import Trial, not_finished
 from grokkit.results import load_run, load_sweep
 from grokkit.results.compare import Line, expand_runs, panels_figure, summary_figure
 
@@ -185,36 +185,46 @@ def test_compare_groups_by_every_sweeps_grid_keys(sweep_dir, tmp_path):
 @pytest.mark.slow
 def test_a_trial_stopped_by_max_time_is_unfinished_and_resumes_under_a_longer_one(tmp_path):
     """Lightning ends a fit that ``trainer.max_time`` stopped with exit code 0: the trial is still unfinished,
-    and the sweep run again with another max_time (its base config otherwise the same) resumes it."""
-    command = [
-        sys.executable, "-m", "grokkit", "sweep", "--config", str(ROOT / "configs/tiny.yaml"),
-        "--grid", "data.phi=[3.0]", "--trainer.max_steps=1500", "--trainer.val_check_interval=500",
-        f"--data.data_dir={tmp_path / 'data'}", "--out", str(tmp_path / "sweep"),
-    ]  # fmt: skip
-    stopped = subprocess.run([*command, "--trainer.max_time=00:00:00:01"], capture_output=True, text=True)
-    assert stopped.returncode == 1 and "phi=3.0 unfinished" in stopped.stdout, stopped.stderr[-3000:]
-    assert "phi=3.0: trainer.max_time stopped them; give a longer --trainer.max_time" in stopped.stderr
-    assert list(load_sweep(tmp_path / "sweep")["status"]) == ["unfinished"]
-    resumed = subprocess.run([*command, "--trainer.max_time=null"], capture_output=True, text=True)
-    assert resumed.returncode == 0 and "1 trials (0 finished earlier, kept)" in resumed.stdout, resumed.stderr
-    assert list(load_sweep(tmp_path / "sweep")[["status", "val.step"]].iloc[0]) == ["done", 1500]
-    assert "Restored all states" in (tmp_path / "sweep" / "phi=3.0" / "fit.log").read_text()
+    and run again under a base config with another max_time (as a sweep rerun gives it) it resumes."""
+    sweep_dir, base = tmp_path / "sweep", yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    logger = {"save_dir": str(sweep_dir), "name": "", "version": "", "default_hp_metric": False}
+    base["trainer"].update(
+        max_steps=1500,
+        val_check_interval=500,
+        max_time="00:00:00:01",
+        enable_progress_bar=False,
+        logger={"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": logger},
+    )
+    base["data"]["data_dir"] = str(tmp_path / "data")
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    trial = Trial("phi=3.0", {"data.phi": 3.0}, sweep_dir, tmp_path / "base.yaml", 1, str(ROOT))
+    assert trial.run()["status"] == "unfinished"
+    assert not_finished([trial], 1) == (
+        "1 of 1 trials did not finish (see RUN/fit.log): phi=3.0: trainer.max_time stopped them; give a longer "
+        "--trainer.max_time to resume them"
+    )
+    base["trainer"]["max_time"] = None
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    assert trial.run()["status"] == "done"
+    assert json.loads((trial.run_dir / "summary.json").read_text())["val"]["step"] == 1500
+    assert "Restored all states" in (trial.run_dir / "fit.log").read_text()
 
 
 @pytest.mark.slow
 def test_a_trial_whose_config_the_fit_refuses_is_not_advised_to_resume(tmp_path):
     """A model that cannot be built (33 wide, 2 heads) fails its trial with exit code 2: running the same
     command again would fail it again."""
-    command = [
-        sys.executable, "-m", "grokkit", "sweep", "--config", str(ROOT / "configs/tiny.yaml"),
-        "--grid", "model.network.init_args.d_model=[33]", f"--data.data_dir={tmp_path / 'data'}",
-        "--out", str(tmp_path / "sweep"),
-    ]  # fmt: skip
-    failed = subprocess.run(command, capture_output=True, text=True)
-    assert failed.returncode == 1
-    assert failed.stderr.strip().splitlines()[-1] == (
-        "grokkit: error: 1 of 1 trials did not finish (see RUN/fit.log): d_model=33: their config was refused "
-        "(exit code 2); fix it: resuming cannot help"
+    base = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    base["data"]["data_dir"], base["trainer"]["logger"] = str(tmp_path / "data"), False
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    trial = Trial(
+        "d_model=33", {"model.network.init_args.d_model": 33}, tmp_path, tmp_path / "base.yaml", 1, "."
+    )
+    with pytest.raises(RuntimeError, match="exited with 2"):
+        trial.run()
+    assert not_finished([trial], 1) == (
+        "1 of 1 trials did not finish (see RUN/fit.log): d_model=33: their config was refused (exit code 2); fix "
+        "it: resuming cannot help"
     )
 
 
