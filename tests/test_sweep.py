@@ -305,6 +305,11 @@ def test_a_grid_reads_scientific_notation_as_numbers(tmp_path, capsys):
         "lr=0.001": {"model.lr": 0.001},
         "lr=0.002": {"model.lr": 0.002},
     }
+    # a sweep of older grokkit kept 1e-3 as text, under the name lr=1e-3: its trials keep their names
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text(json.dumps({"trials": {"lr=1e-3": {"model.lr": "1e-3"}}}))
+    main([*sweep, "--grid", "model.lr=[1e-3,2e-3]", f"--data.data_dir={tmp_path / 'data'}", "--dry-run"])
+    assert capsys.readouterr().out.split("\n")[1:3] == ["  lr=1e-3", "  lr=0.002"]
 
 
 def test_a_dry_run_refuses_a_dataset_that_cannot_be_built_and_writes_nothing(tmp_path, capsys):

@@ -19,7 +19,13 @@ from grokkit.data.store import _to_tensors
 from grokkit.errors import ConfigError
 from grokkit.experiments.analyze import analyze
 from grokkit.experiments.transfer import start_checkpoints
-from grokkit.experiments.transfer_report import CATEGORIES, FINISHED, circuit_tag, write_report
+from grokkit.experiments.transfer_report import (
+    CATEGORIES,
+    FINISHED,
+    circuit_tag,
+    refuse_different_data,
+    write_report,
+)
 from grokkit.results.export import export
 from grokkit.train.board import CHECKPOINT_KEY
 
@@ -189,6 +195,15 @@ def test_transfer_deletes_only_its_own_starts_and_only_once_their_data_are_check
         capsys, *args, "--starts", "grokked", "--data.injection.n_new=1000"
     )
     assert finished.is_file()
+    # a start of older grokkit (no marker) that was killed midway: its last.ckpt's results say it is a start
+    last = tmp_path / "out" / "scratch" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    for sections, kept in (({}, False), ({"transfer": {"step": 0}}, True)):
+        torch.save(
+            {"state_dict": {}, "global_step": 5, CHECKPOINT_KEY: {"sections": sections, "history": {}}}, last
+        )
+        line = refused(capsys, *args, "--starts", "scratch", "--data.injection.n_new=1000")
+        assert ("data.injection.n_new=1000" in line) is kept and last.is_file(), line
 
 
 @pytest.mark.parametrize(
@@ -384,3 +399,11 @@ def test_each_start_asks_the_source_run_for_what_it_needs(tmp_path, grokking, st
     with pytest.raises(ConfigError, match=message):
         start_checkpoints(tmp_path, "test_inferred_iid", starts)
     assert start_checkpoints(tmp_path, "test_inferred_iid", ("scratch",)) == {}
+
+
+def test_the_report_compares_the_data_records_all_its_starts_hold():
+    """A start of older grokkit records its evaluation counts only: those are compared, and nothing else."""
+    older, newer = {"eval_new_old": 50}, {"data.seed": 0, "eval_new_old": 50}
+    refuse_different_data(Path("out"), {"grokked": newer, "scratch": older})
+    with pytest.raises(ConfigError, match=r"different data \(eval_new_old: grokked 50, scratch 40\)"):
+        refuse_different_data(Path("out"), {"grokked": newer, "scratch": {"eval_new_old": 40}})

@@ -42,6 +42,7 @@ from grokkit.experiments.sweep_record import (
     check_same_base,
     check_same_points,
     earlier_trials,
+    named_as_earlier,
     write_plan,
 )
 from grokkit.experiments.trial import Trial, is_done, not_finished, run_trial
@@ -194,6 +195,7 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
         check_points(cli, config, base, trials)
         points = trials
     earlier = earlier_trials(sweep_dir)
+    points = named_as_earlier(earlier, points)
     check_same_points(sweep_dir, earlier, points)
     if options.dry_run:
         build_datasets(base, points, write=False)

@@ -16,6 +16,7 @@ import yaml
 
 from grokkit.atomic import atomic_write
 from grokkit.errors import ConfigError
+from grokkit.experiments.grid import load_yaml
 from grokkit.results.runs import SWEEP_PLAN, flatten, grid_keys, sweep_trials
 
 BASE = "base.yaml"
@@ -43,6 +44,28 @@ def check_same_base(sweep_dir: Path, base: dict[str, Any]) -> None:
 def earlier_trials(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     """Every trial's point that earlier runs of the sweep planned (``sweep.json``; none in a new sweep)."""
     return sweep_trials(sweep_dir) if (sweep_dir / SWEEP_PLAN).is_file() else {}
+
+
+def named_as_earlier(
+    earlier: dict[str, dict[str, Any]], points: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """``points``, a trial that an earlier run planned with a number kept as text (``--grid model.lr=[1e-3]``
+    read the YAML 1.1 way, as a string, named ``lr=1e-3``) under that run's name and values: the same config,
+    which its finished run holds."""
+    renamed = {}
+    for name, point in points.items():
+        twin = next(
+            (other for other, values in earlier.items() if values != point and as_numbers(values) == point),
+            None,
+        )
+        renamed[twin or name] = point if twin is None else earlier[twin]
+    return renamed
+
+
+def as_numbers(point: dict[str, Any]) -> dict[str, Any]:
+    """``point`` with each text that YAML 1.2 reads as a float, a float."""
+    read = {key: load_yaml(value) if isinstance(value, str) else value for key, value in point.items()}
+    return {key: read[key] if isinstance(read[key], float) else value for key, value in point.items()}
 
 
 def check_same_axes(

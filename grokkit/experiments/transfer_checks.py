@@ -11,6 +11,7 @@ from grokkit.cli.matching import refuse_other_data
 from grokkit.data import TwoHopDataModule
 from grokkit.errors import ConfigError
 from grokkit.experiments.transfer_report import FINISHED, STARTED
+from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
 
 # the source's evaluation sample: neither its training data nor the injection depend on it
@@ -28,11 +29,21 @@ def check_start_directory(directory: Path, source: Path) -> None:
         )
     if not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
         return
-    if not ((directory / STARTED).is_file() or (directory / FINISHED).is_file()):
+    if not ((directory / STARTED).is_file() or (directory / FINISHED).is_file() or killed_start(directory)):
         raise ConfigError(
             f"--out: {directory} would be emptied for the {directory.name} start, but grokkit transfer did not "
             f"write it (no {STARTED} or {FINISHED}); move it away, or give another --out"
         )
+
+
+def killed_start(directory: Path) -> bool:
+    """A start that a grokkit without the ``transfer.json`` marker began and that never finished: its
+    ``last.ckpt``'s results hold the section every start publishes before it trains."""
+    last = directory / "checkpoints" / "last.ckpt"
+    return (
+        last.is_file()
+        and ResultsBoard().restore(read_checkpoint(last, str(last))).latest("transfer") is not None
+    )
 
 
 def trained_data(config: dict[str, Any], init_from: Path | None) -> dict[str, Any] | None:

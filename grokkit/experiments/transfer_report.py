@@ -164,8 +164,9 @@ def data_record(origin: dict[str, Any]) -> dict[str, Any]:
 
 
 def refuse_different_data(out: Path, records: dict[str, dict[str, Any]]) -> None:
-    """One table compares starts on the same new facts: refuse starts whose data records differ."""
-    keys = sorted({key for record in records.values() for key in record})
+    """One table compares starts on the same new facts: refuse starts whose data records differ (in the keys
+    all of them hold: a start of an older grokkit records its evaluation counts only)."""
+    keys = sorted(set.intersection(*(set(record) for record in records.values())))
     differing = [key for key in keys if len({repr(record.get(key)) for record in records.values()}) > 1]
     if differing:
         key = differing[0]
