@@ -28,6 +28,7 @@ SIZE = Range(1, 65536)
 DEPTH = Range(1, 4096)
 BATCH = Range(1, 2**20)
 EVALUATED = Choice("grokkit.data.splits.EVAL_SPLITS")  # the splits every validation scores
+SCORED = Choice("grokkit.data.injection.SCORED_SPLITS")  # and the injected ones of a transfer run
 TWO_HOP = Choice("grokkit.probes.logit_lens.PREFIX")  # the two-hop splits a probe can read
 
 CLASSIFIER_THRESHOLDS = {

@@ -24,7 +24,7 @@ import lightning as L
 import torch
 
 from grokkit.probes import Probe
-from grokkit.ranges import EVALUATED
+from grokkit.ranges import SCORED
 
 
 class WeightNorm(Probe):
@@ -42,7 +42,7 @@ class WeightNorm(Probe):
     stage = 0  # a measurement: it reads nothing other probes publish
     # What an argument may hold, checked on the parsed config before anything is built (a bad value is refused
     # in one line): a Choice of names, or a Range(low, high) for a number (grokkit.allowed).
-    argument_ranges = {"split": EVALUATED}  # the splits every validation scores
+    argument_ranges = {"split": SCORED}  # the splits a validation scores, a transfer run's injected ones too
 
     # Constructor arguments must be typed: grokkit parses the config against this signature. The schedule and
     # sample arguments go to the base class, which decides when the probe runs (by default, every validation).

@@ -82,3 +82,18 @@ def test_a_resume_with_another_lamb_filters_on_from_the_saved_averages(tmp_path)
         (grokfast,) = [c for c in cli.trainer.callbacks if isinstance(c, Grokfast)]
         assert grokfast.lamb == 1.0 and saved.keys() == grokfast.averages.keys()
         assert all(torch.equal(saved[name], grokfast.averages[name]) for name in saved)
+
+
+def test_a_run_takes_one_filter(tmp_path, capsys):
+    from test_cli import tiny_args
+
+    from grokkit.cli import main
+
+    filters = ["--trainer.callbacks+=grokkit.train.grokfast.Grokfast"] * 2
+    with pytest.raises(SystemExit) as refused:
+        main(tiny_args(tmp_path, *filters, "--trainer.callbacks.lamb=1.0"))
+    assert refused.value.code == 2 and not (tmp_path / "runs").exists()
+    assert (
+        "grokkit: error: trainer.callbacks[0] and [1]: 2 Grokfast filters; a run takes one"
+        in capsys.readouterr().err
+    )

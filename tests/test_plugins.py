@@ -292,6 +292,10 @@ def test_unknown_class_path_is_one_clear_line(tmp_path, capsys):
             ["GrokkingOnset", "test_plugins.Strict", "top_k=0"],
             "[1] (Strict): ValueError: top_k must be >= 1, got 0; its constructor refused its init_args",
         ),
+        (  # the second of two: the one refused is named
+            ["test_plugins.Strict", "test_plugins.Strict", "top_k=0"],
+            "[1] (Strict): ValueError: top_k must be >= 1, got 0; its constructor refused its init_args",
+        ),
     ],
 )
 def test_a_probe_refusing_its_arguments_is_one_line(tmp_path, capsys, monkeypatch, args, message):

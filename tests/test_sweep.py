@@ -415,3 +415,16 @@ def test_a_series_of_one_point_is_drawn_as_a_marker():
         panels_figure({"acc": [Line("one", one), Line("two", two)]}, accuracy_axis=True).axes[0].get_lines()
     )
     assert [line.get_marker() for line in lines] == ["o", "None"]
+
+
+def test_a_trial_of_a_grid_over_max_time_resumes_under_its_own(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"trainer": {"max_time": None}}))
+    for point, max_time in (
+        ({"trainer.max_time": "00:00:00:02"}, "00:00:00:02"),
+        ({"data.phi": 3.0}, "null"),
+    ):
+        trial = Trial("t", point, tmp_path, tmp_path / "base.yaml", 1, ".")
+        trial.run_dir.mkdir(exist_ok=True)
+        (trial.run_dir / "config.yaml").write_text("")  # a fit that started: it resumes
+        args = trial.fit_args()
+        assert args[args.index("--trainer.max_time") + 1] == max_time and args[-2:] == ["--ckpt_path", "last"]

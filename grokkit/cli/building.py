@@ -65,12 +65,23 @@ def refused_callback(error: BaseException, configured: list[Namespace]) -> Confi
         ]
         if not indices:
             return None
-        key = f"trainer.callbacks[{indices[0]}]"
+        index = next((i for i in indices if refuses(owner, configured[i])), indices[0])
+        key = f"trainer.callbacks[{index}]"
         return ConfigError(
             f"{key} ({owner.__name__}): {type(cause).__name__}: {cause}; its constructor refused its init_args",
             key,
         )
     return None
+
+
+def refuses(owner: type, item: Namespace) -> bool:
+    """Whether ``owner``'s constructor refuses ``item``'s init_args: of several callbacks of one class, built in
+    their order, the first it refuses is the one that stopped the build."""
+    try:
+        owner(**(item.get("init_args") or Namespace()).as_dict())
+    except Exception:
+        return True
+    return False
 
 
 def under_construction(error: BaseException) -> type | None:

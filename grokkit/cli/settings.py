@@ -6,6 +6,7 @@ from __future__ import annotations
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
+from grokkit.cli.configfiles import as_list
 from grokkit.errors import ConfigError
 from grokkit.ranges import check_ranges
 from grokkit.train.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
@@ -25,6 +26,7 @@ def check_settings(config: Namespace, sections: dict[str, type]) -> None:
     check_ranges(config, sections)
     model, trainer = config.get("model") or Namespace(), config.get("trainer") or Namespace()
     refuse_epoch_bounds(trainer)
+    refuse_two_filters(as_list(trainer.get("callbacks")))
     refuse_accumulation(model.get("compile", "auto"), trainer.get("accumulate_grad_batches") or 1)
     if trainer.get("enable_checkpointing") is False:  # Lightning would refuse grokkit's own checkpoints
         raise ConfigError(
@@ -71,4 +73,17 @@ def refuse_epoch_bounds(trainer: Namespace) -> None:
             f"trainer.{key}={trainer.get(key)}: grokkit draws training batches step by step and its epoch "
             f"never ends, so {NEVER[key]}",
             f"trainer.{key}",
+        )
+
+
+def refuse_two_filters(callbacks: list) -> None:
+    """Grokfast's averages are one state of the run: a second filter would have no name to be saved under."""
+    filters = [
+        f"[{i}]" for i, c in enumerate(callbacks) if c.get("class_path") == "grokkit.train.grokfast.Grokfast"
+    ]
+    if len(filters) > 1:
+        raise ConfigError(
+            f"trainer.callbacks{' and '.join(filters)}: {len(filters)} Grokfast filters; a run takes one (keep one, "
+            "with the alpha and lamb to train with)",
+            "trainer.callbacks",
         )

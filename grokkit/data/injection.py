@@ -22,11 +22,15 @@ import numpy as np
 import torch
 
 from grokkit.data.kg import KnowledgeGraph, atomic_items, enumerate_two_hop, query_keys, two_hop_items
-from grokkit.data.splits import Splits
+from grokkit.data.splits import EVAL_SPLITS, Splits
 from grokkit.errors import ConfigError
 from grokkit.tokens import EOS, N_SPECIAL
 
 INJECTION_SPLITS = ("new_atomic", "new_old", "old_new", "new_new")
+SCORED_SPLITS = (
+    *EVAL_SPLITS,
+    *INJECTION_SPLITS,
+)  # what a validation can score: the injected in transfer runs
 CATEGORIES = {"new_old": (True, False), "old_new": (False, True), "new_new": (True, True)}  # hop is new?
 
 

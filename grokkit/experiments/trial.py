@@ -81,7 +81,9 @@ class Trial:
         from its ``last.ckpt``, from step 0 if it stopped before its first one, refused if it got past one that
         is gone (nothing is deleted); else the trial starts from scratch."""
         if (self.run_dir / "config.yaml").is_file():  # under the sweep's max_time: a longer one resumes it
-            max_time = yaml.safe_load(self.base.read_text())["trainer"].get("max_time")
+            max_time = self.point.get(
+                "trainer.max_time", yaml.safe_load(self.base.read_text())["trainer"].get("max_time")
+            )  # a grid over max_time: the trial's own
             config = ["--config", str(self.run_dir / "config.yaml")]
             return [*config, *config_flags({"trainer.max_time": max_time}), "--ckpt_path", "last"]
         shutil.rmtree(self.run_dir, ignore_errors=True)  # the log of a fit killed before it wrote its config
