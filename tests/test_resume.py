@@ -396,9 +396,8 @@ def test_a_fork_is_its_own_run_and_starts_again_from_the_checkpoint_it_left_from
     main([*tiny_args(tmp_path), "--config", str(fork / "config.yaml"), "--ckpt_path", "last"])
     assert torch.load(fork / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 28
     assert "lr-AdamW/decay" not in scalars(fork)  # logged at steps 9 and 19 by a run from nothing
-    assert yaml.safe_load((fork / "config.yaml").read_text())["ckpt_path"] == str(
-        source
-    )  # the resume kept it
+    # the resume kept it
+    assert yaml.safe_load((fork / "config.yaml").read_text())["ckpt_path"] == str(source)
     main(
         [
             *tiny_args(tmp_path),

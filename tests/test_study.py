@@ -88,9 +88,8 @@ def test_only_a_finished_run_agrees_with_he_et_al(study_dir, tmp_path):
     (run / "summary.json").write_text(json.dumps(summary))
     assert report(study).set_index("regime").loc["natural", "agrees"]
     marker = json.loads((run / TRIAL_MARKER).read_text())
-    (run / TRIAL_MARKER).write_text(
-        json.dumps({**marker, "status": "failed"})
-    )  # its label: a last validation's
+    # failed: its label is a last validation's
+    (run / TRIAL_MARKER).write_text(json.dumps({**marker, "status": "failed"}))
     assert not report(study).set_index("regime").loc["natural", "agrees"]
 
 

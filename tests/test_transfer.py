@@ -229,9 +229,8 @@ def test_a_start_is_fine_tuned_only_on_the_dataset_its_source_learned(
 
 @pytest.mark.parametrize("unset", [[], ["--data.injection=null"]])
 def test_a_transfer_without_injected_facts_is_refused(source_run, tmp_path, capsys, unset):
-    overlay = write_overlay(
-        tmp_path / "overlay.yaml", **(INJECTION if unset else {})
-    )  # the lens on its splits
+    # with --data.injection=null: an overlay that sets it (for the lens on its splits), unset again
+    overlay = write_overlay(tmp_path / "overlay.yaml", **(INJECTION if unset else {}))
     args = ["--source", str(source_run), "--config", str(overlay), "--out", str(tmp_path / "out"), *unset]
     assert refused(capsys, *args).startswith("grokkit: error: data.injection is not set")
     assert not (tmp_path / "out").exists()

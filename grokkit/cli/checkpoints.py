@@ -66,9 +66,8 @@ def checked_ckpt_path(cli: LightningCLI, pinned: bool) -> str | None:
         origin = fork_origin(saved)
         start = read_checkpoint(origin, f"ckpt_path {origin} (in {saved})")["global_step"] if origin else 0
         if restart_in_place(cli.trainer, start):
-            cli.config[subcommand].ckpt_path = cli.config_init[subcommand].ckpt_path = (
-                origin  # config.yaml too
-            )
+            # the run's config.yaml keeps it too
+            cli.config[subcommand].ckpt_path = cli.config_init[subcommand].ckpt_path = origin
             return origin
     if subcommand == "fit":
         raise ConfigError(

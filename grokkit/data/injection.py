@@ -27,10 +27,8 @@ from grokkit.errors import ConfigError
 from grokkit.tokens import EOS, N_SPECIAL
 
 INJECTION_SPLITS = ("new_atomic", "new_old", "old_new", "new_new")
-SCORED_SPLITS = (
-    *EVAL_SPLITS,
-    *INJECTION_SPLITS,
-)  # what a validation can score: the injected in transfer runs
+# what a validation can score: the injected ones in transfer runs
+SCORED_SPLITS = (*EVAL_SPLITS, *INJECTION_SPLITS)
 CATEGORIES = {"new_old": (True, False), "old_new": (False, True), "new_new": (True, True)}  # hop is new?
 
 

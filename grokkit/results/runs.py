@@ -108,9 +108,8 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     ``val.test_inferred_iid/acc``, ...)."""
     sweep_dir = Path(sweep_dir)
     trials = sweep_trials(sweep_dir)
-    keys = dict.fromkeys(
-        grid_keys(trials)
-    )  # every grid column before status, where a trial lacks its key too
+    # every grid column before status, also where a trial lacks its key
+    keys = dict.fromkeys(grid_keys(trials))
     rows = []
     for name, point in trials.items():
         run_dir = sweep_dir / name
