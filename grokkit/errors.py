@@ -41,6 +41,13 @@ class ProbeError(TrainingError):
     """A probe raised; the training state was saved first when a ``fit`` was running."""
 
 
+class BusyError(GrokkitError):
+    """Another process works in the directory a command would write (exit code 75, sysexits' EX_TEMPFAIL: retry
+    once it has ended)."""
+
+    exit_code = 75
+
+
 class StorageError(GrokkitError):
     """A file could not be written (a full disk, no permission); what was written before it is intact (exit 1)."""
 

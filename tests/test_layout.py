@@ -18,6 +18,7 @@ LAYERS = {
         (
             "grokkit.errors",
             "grokkit.atomic",
+            "grokkit.locking",
             "grokkit.outputs",
             "grokkit.allowed",
             "grokkit.ranges",

@@ -1,7 +1,6 @@
 """``grokkit sweep`` on Ray Tune, ``grokkit.results`` and ``grokkit compare``, on one real tiny sweep: two
 trials, killed after the first has finished, then started again."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_cli import ROOT
+from test_concurrency import locked_elsewhere, snapshot
 
 from grokkit.cli import main
 from grokkit.errors import ConfigError
@@ -38,15 +38,6 @@ def sweep_command(tmp_path: Path) -> list[str]:
         "--out", str(tmp_path / "sweep"),
         "--max-concurrent", "1",
     ]  # fmt: skip
-
-
-def snapshot(run_dir: Path) -> dict[str, str]:
-    """Every file of a run directory with the hash of its content."""
-    return {
-        str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(run_dir.rglob("*"))
-        if path.is_file()
-    }
 
 
 def kill_session(process: subprocess.Popen) -> None:
@@ -73,8 +64,10 @@ def sweep_dir(tmp_path_factory):
         while not (out / FIRST / "trial.json").exists():
             assert first.poll() is None and time.monotonic() < deadline, "the first trial did not finish"
             time.sleep(0.05)
+        locked = locked_elsewhere(out)  # the second trial is pending or running: the sweep holds its --out
     finally:
         kill_session(first)
+    assert locked
     killed = {"first": snapshot(out / FIRST), "second_done": (out / SECOND / "trial.json").exists()}
     second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_concurrency import held_by_another_process
 
 from grokkit.cli import main
 from grokkit.data import TwoHopDataModule
@@ -154,12 +155,12 @@ def write_overlay(path: Path, **data) -> Path:
     return path
 
 
-def refused(capsys, *args: str) -> str:
+def refused(capsys, *args: str, exit_code: int = 2) -> str:
     """The one line of ``grokkit transfer ARGS``'s refusal."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         main(["transfer", *args])
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == exit_code
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("grokkit: error: ")
     return error[0]
@@ -225,6 +226,22 @@ def test_a_start_is_fine_tuned_only_on_the_dataset_its_source_learned(
     line = refused(capsys, *args, "--starts", start, changed, "--data.eval_size=40")  # evaluation only: kept
     assert message in line and "eval_size" not in line.partition("there")[0]
     assert finished.is_file()
+
+
+def test_a_transfer_into_an_out_another_process_works_in_is_refused_untouched(source_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "scratch").mkdir(parents=True)
+    (out / "scratch" / FINISHED).write_text("{}")
+    overlay = str(write_overlay(tmp_path / "overlay.yaml", **INJECTION))
+    with held_by_another_process(out):
+        line = refused(
+            capsys, "--source", str(source_run), "--config", overlay, "--out", str(out), exit_code=75
+        )
+    assert line == (
+        f"grokkit: error: --out {out}: another grokkit process is running in it (it holds the directory's "
+        "lock); wait for it to end, or choose another --out"
+    )
+    assert [path.name for path in (out / "scratch").iterdir()] == [FINISHED]
 
 
 @pytest.mark.parametrize("unset", [[], ["--data.injection=null"]])

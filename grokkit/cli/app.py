@@ -6,6 +6,9 @@ the dataset and ``--ckpt_path`` before the run starts, and a new run claims its 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import lightning as L
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -18,6 +21,7 @@ from grokkit.cli.matching import check_checkpoint
 from grokkit.cli.rundir import check_run_directory, claim_run_directory, refuse_finished_run
 from grokkit.cli.settings import check_settings, config_sections
 from grokkit.lightning_private import set_step
+from grokkit.locking import hold
 from grokkit.probes.base import check_probes
 from grokkit.train.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
 
@@ -67,10 +71,13 @@ class GrokkitCLI(BuildingCLI):
             init.sub_dir = self.subcommand
 
     def before_fit(self) -> None:
+        if not self.new_version:  # a run on disk: before anything reads, clears or resumes it
+            hold_run(self.trainer, create=False)
         refuse_finished_run(self.trainer, self.new_version, self.config.fit.get("ckpt_path"))
         self.check_inputs()
         if self.new_version:
             claim_run_directory(self.trainer, self.config.fit.trainer.logger.init_args)
+        hold_run(self.trainer, create=True)
 
     def before_validate(self) -> None:
         """`grokkit validate|test --ckpt_path CKPT` logs at CKPT's step (Lightning restores it only in fit)."""
@@ -95,3 +102,16 @@ class GrokkitCLI(BuildingCLI):
             check_checkpoint(checkpoint, path, self.model, self.datamodule, fit)
         self.datamodule.setup(self.subcommand)  # raises on a corrupt dataset directory; idempotent
         return checkpoint
+
+
+def hold_run(trainer: L.Trainer, create: bool) -> None:
+    """One process at a time trains a run (:mod:`grokkit.locking`): a second ``--ckpt_path last`` of a run being
+    trained would resume (or clear) it under the first, and both would write its checkpoints and events."""
+    logger = trainer.logger
+    if isinstance(logger, TensorBoardLogger) and (create or Path(logger.log_dir).is_dir()):
+        run_dir = Path(logger.log_dir)
+        hold(
+            run_dir,
+            f"{run_dir} is being trained by another process (it holds the run directory's lock); wait for it "
+            "to end, or stop it and resume with --ckpt_path last",
+        )

@@ -2,8 +2,9 @@
 
 Bad input (a config value, a data file, a dataset directory, a checkpoint) is refused before anything is
 written, in one line ``grokkit: error: ...`` naming the field or file and the fix (exit code 2); a run that
-has to stop (a non-finite loss, a failing probe, a full disk) says so in one line too (exit code 1), and a run
-stopped by SIGTERM exits with 143, as a process killed by it would.
+has to stop (a non-finite loss, a failing probe, a full disk) says so in one line too (exit code 1), a
+directory another grokkit process works in is refused with 75 (try again once it has ended), and a run stopped
+by SIGTERM exits with 143, as a process killed by it would.
 ``--debug`` (or ``GROKKIT_DEBUG=1``) shows the traceback instead.
 """
 
@@ -28,13 +29,16 @@ from grokkit.cli.console import quiet_known_noise
 from grokkit.cli.factory import build_cli
 from grokkit.cli.locate import config_paths, located
 from grokkit.errors import ConfigError, GrokkitError, causes
+from grokkit.locking import scope
 from grokkit.probes.registry import load_entry_point_probes
 
 
 def main(args: ArgsType = None) -> None:
-    """``grokkit ...``; the invocation state (``--debug``, the arguments) does not outlive the call."""
+    """``grokkit ...``; the invocation state (``--debug``, the arguments) and the directory locks do not outlive
+    the call."""
     try:
-        run_command(args)
+        with scope():
+            run_command(args)
     finally:
         invocation.debug, invocation.argv = False, []
 

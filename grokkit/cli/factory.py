@@ -11,6 +11,7 @@ from grokkit.cli.app import GrokkitCLI
 from grokkit.cli.parser import GrokkitParser
 from grokkit.cli.runconfig import RunConfig
 from grokkit.data import TwoHopDataModule
+from grokkit.locking import scope
 from grokkit.train.module import GrokModule
 
 TRAINER_DEFAULTS = {
@@ -46,6 +47,7 @@ def build_cli(
     if not save_config:
         del kwargs["save_config_kwargs"]
         kwargs["save_config_callback"] = None
-    with warnings.catch_warnings():  # a tool's own args (transfer, analyze, sweep) are not sys.argv's
+    # scope(): a fit's run lock ends with it; a tool's own args (transfer, analyze, sweep) are not sys.argv's
+    with warnings.catch_warnings(), scope():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return cli_class(GrokModule, TwoHopDataModule, **kwargs, args=args, run=run)

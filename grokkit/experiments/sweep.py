@@ -46,6 +46,7 @@ from grokkit.experiments.sweep_record import (
     write_plan,
 )
 from grokkit.experiments.trial import Trial, is_done, not_finished, run_trial
+from grokkit.locking import busy_out, hold, hold_if_present, scope
 from grokkit.outputs import check_directory
 
 
@@ -164,6 +165,7 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return options, rest
 
 
+@scope()
 def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> Path | None:
     """The command: check everything, build the datasets, run the unfinished trials; returns the sweep dir
     (``None`` for ``--dry-run``, which lists the trials after the checks and writes nothing). ``trials``
@@ -180,6 +182,7 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
     sweep_dir = check_directory(
         Path(options.out or Path("runs", "sweeps", Path(options.config[-1]).stem)), "--out"
     )
+    hold_if_present(sweep_dir, busy_out(sweep_dir))  # before its trials and plan are read
     cli = config_cli([*config_args, *fit_flags])
     parser, config = cli.parser, cli.config
     check_flags(fit_flags, options.cpus_per_trial, config.get("threads"))
@@ -202,6 +205,7 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
         print(f"grokkit sweep: {len(points)} trials -> {sweep_dir}", *points, sep="\n  ")
         return None
     n_datasets = build_datasets(base, points)
+    hold(sweep_dir, busy_out(sweep_dir))  # before its first write
     write_plan(sweep_dir, base, {**earlier, **points})
     root = sweep_dir.resolve()  # a Ray worker runs in a directory of its own: trials need absolute paths
     trials = [

@@ -32,6 +32,7 @@ from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.experiments.transfer_checks import check_start_data, check_start_directory, trained_data
 from grokkit.experiments.transfer_report import FINISHED, STARTED, STARTS, unfinished_starts, write_report
+from grokkit.locking import busy_out, hold, hold_if_present, scope
 from grokkit.outputs import check_directory
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
@@ -120,6 +121,7 @@ def build_start(
     return build_cli(args, prog="grokkit transfer", run=False)
 
 
+@scope()
 def transfer(
     source: Path,
     out: Path,
@@ -133,6 +135,7 @@ def transfer(
         read_config_file(overlay)
     config = run_config(source)
     checkpoints = start_checkpoints(source, split, starts) if set(starts) - {"scratch"} else {}
+    hold_if_present(out, busy_out(out))  # before its starts are checked
     for start in starts:
         check_start_directory(out / start, source)
     for start in starts:
@@ -142,6 +145,7 @@ def transfer(
             cli.datamodule, trained_data(config, init_from), str(init_from or f"--source {source}")
         )
         cli.datamodule.setup("fit")  # its data refused, if they are, before anything is deleted
+        hold(out, busy_out(out))
         # a start trains afresh: no events or checkpoints of an older one stay beside it
         shutil.rmtree(out / start, ignore_errors=True)
         origin = {
