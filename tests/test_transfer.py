@@ -262,13 +262,28 @@ def test_a_transfer_without_injected_facts_is_refused(source_run, tmp_path, caps
         ),
         (
             ["--model.init_from", "x.ckpt"],
-            "--model.init_from: grokkit transfer gives each start its checkpoint",
+            "model.init_from: grokkit transfer gives each start its checkpoint (choose them with --starts); "
+            "leave it out of the overlays and flags",
+        ),
+        (
+            ["--trainer.logger.init_args.save_dir=elsewhere"],
+            "trainer.logger: grokkit transfer logs each start into its directory under --out",
+        ),
+        (
+            ["--config", "OVERLAY"],  # an overlay's init_from would be replaced by each start's
+            "model.init_from: grokkit transfer gives each start its checkpoint (choose them with --starts); "
+            "leave it out of the overlays and flags (set in OVERLAY, line 4)",
         ),
     ],
 )
 def test_what_transfer_sets_itself_is_refused(source_run, tmp_path, capsys, args, message):
-    out = tmp_path / "out"
-    assert message in refused(capsys, "--source", str(source_run), "--out", str(out), *args)
+    out, overlay = tmp_path / "out", tmp_path / "overlay.yaml"
+    overlay.write_text(
+        "data:\n  injection: {n_new: 60, replay_size: 300, eval_size: 50}\nmodel:\n  init_from: x.ckpt\n"
+    )
+    args = [str(overlay) if arg == "OVERLAY" else arg for arg in args]
+    line = refused(capsys, "--source", str(source_run), "--out", str(out), *args)
+    assert message.replace("OVERLAY", str(overlay)) in line
     assert not out.exists()
 
 

@@ -30,7 +30,12 @@ from grokkit.cli.finished_run import run_config
 from grokkit.cli.parser import ToolParser
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
-from grokkit.experiments.transfer_checks import check_start_data, check_start_directory, trained_data
+from grokkit.experiments.transfer_checks import (
+    check_start_data,
+    check_start_directory,
+    refuse_what_transfer_sets,
+    trained_data,
+)
 from grokkit.experiments.transfer_report import FINISHED, STARTED, STARTS, unfinished_starts, write_report
 from grokkit.locking import busy_out, hold, hold_if_present, scope
 from grokkit.outputs import check_directory
@@ -131,8 +136,7 @@ def transfer(
     extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Fine-tune the starts, then write the table and figure of every start under ``out``; returns its rows."""
-    for overlay in overlays:
-        read_config_file(overlay)
+    refuse_what_transfer_sets([read_config_file(overlay) for overlay in overlays], extra)
     config = run_config(source)
     checkpoints = start_checkpoints(source, split, starts) if set(starts) - {"scratch"} else {}
     hold_if_present(out, busy_out(out))  # before its starts are checked
@@ -191,12 +195,6 @@ def transfer_command(argv: list[str]) -> None:
     starts = tuple(args.starts.split(","))
     if not starts or set(starts) - set(STARTS) or len(set(starts)) < len(starts):
         raise ConfigError(f"--starts {args.starts}: choose among {','.join(STARTS)}, each once")
-    if any(arg.partition("=")[0] == "--model.init_from" for arg in extra):  # each start's own would win
-        raise ConfigError(
-            "--model.init_from: grokkit transfer gives each start its checkpoint (choose them with --starts); "
-            "leave it out",
-            "model.init_from",
-        )
     if args.split not in EVAL_SPLITS:
         raise ConfigError(f"--split {args.split}: no such split; choose one of {', '.join(EVAL_SPLITS)}")
     out = check_directory(args.out or args.source / "transfer", "--out")

@@ -16,6 +16,22 @@ from grokkit.train.checkpoint_file import read_checkpoint
 
 # the source's evaluation sample: neither its training data nor the injection depend on it
 EVALUATION_ONLY = ("eval_size",)
+SET_BY_TRANSFER = {  # each start's own: an overlay's or a flag's value would be replaced without a word
+    "model.init_from": "gives each start its checkpoint (choose them with --starts)",
+    "trainer.logger": "logs each start into its directory under --out",
+}
+
+
+def refuse_what_transfer_sets(overlays: list[dict[str, Any]], extra: tuple[str, ...]) -> None:
+    """Refuse an overlay or flag that sets what each start sets itself (:data:`SET_BY_TRANSFER`)."""
+    for key, what in SET_BY_TRANSFER.items():
+        section, _, name = key.partition(".")
+        in_overlay = any(isinstance(o.get(section), dict) and name in o[section] for o in overlays)
+        flag = f"--{key}"
+        if in_overlay or any(
+            arg.partition("=")[0] in (flag, f"{flag}+") or arg.startswith(f"{flag}.") for arg in extra
+        ):
+            raise ConfigError(f"{key}: grokkit transfer {what}; leave it out of the overlays and flags", key)
 
 
 def check_start_directory(directory: Path, source: Path) -> None:
