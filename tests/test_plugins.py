@@ -13,7 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import grokkit.probes.registry as registry
 from grokkit.allowed import Range
-from grokkit.cli import main
+from grokkit.cli import build_cli, main
+from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.probes import Probe
 from grokkit.train.board import ResultsBoard
@@ -237,7 +238,7 @@ def test_validate_starts_the_probes_fresh_from_a_full_checkpoint(tiny_run, tmp_p
 
 
 @pytest.mark.slow
-def test_validate_runs_the_probes_on_a_saved_checkpoint_at_its_step(tiny_run):
+def test_validate_runs_the_probes_on_a_saved_checkpoint_at_its_step(tiny_run, capsys):
     checkpoint = tiny_run / "checkpoints" / "trajectory" / "step=00000020.ckpt"
     assert torch.load(checkpoint, weights_only=False)["global_step"] == 20
     training_summary = (tiny_run / "summary.json").read_text()
@@ -252,11 +253,20 @@ def test_validate_runs_the_probes_on_a_saved_checkpoint_at_its_step(tiny_run):
         )  # fmt: skip
     summary = json.loads((tiny_run / "validate" / "summary.json").read_text())  # not over the run's own files
     assert summary["val"]["step"] == 20 and summary["weight_norm"]["step"] == 20
+    # one table, a row per split and a column per metric (Lightning's repeats them once per dataloader)
+    out = capsys.readouterr().out
+    table = [line.split("│")[1:-1] for line in out.splitlines() if line.startswith("│")]
+    rows = {cells[0].strip(): [cell.strip() for cell in cells[1:]] for cells in table}
+    assert "grokkit validate, step 20" in out and "DataLoader" not in out
+    assert list(rows) == [*EVAL_SPLITS, "train"] and rows["train"][1] == ""  # acc, loss; no loss of train
+    assert rows["test_inferred_iid"][0] == f"{summary['val']['test_inferred_iid/acc']:.4f}"
+
     assert summary["grokking"]["step"] == 20
     assert (tiny_run / "summary.json").read_text() == training_summary
     # validate's config.yaml names the checkpoint it scored (a fit's resume of its own run would not)
     assert yaml.safe_load((tiny_run / "validate" / "config.yaml").read_text())["ckpt_path"] == str(checkpoint)
-    main(["test", "--config", str(tiny_run / "config.yaml"), "--ckpt_path", str(checkpoint)])
+    # the Python API, as a notebook calls it (no `grokkit` command line for the errors to read)
+    build_cli(["test", "--config", str(tiny_run / "config.yaml"), "--ckpt_path", str(checkpoint)])
     assert scalars(tiny_run / "test")["test/test_inferred_iid/acc"] == [20]  # logged at the checkpoint's step
 
 

@@ -6,9 +6,6 @@ the dataset and ``--ckpt_path`` before the run starts, and a new run claims its 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import lightning as L
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -19,9 +16,10 @@ from grokkit.cli.checkpoints import checked_ckpt_path, load_checkpoint
 from grokkit.cli.commands import TRAINER_COMMANDS
 from grokkit.cli.matching import check_checkpoint
 from grokkit.cli.rundir import check_run_directory, claim_run_directory, refuse_finished_run
+from grokkit.cli.runlock import hold_run
+from grokkit.cli.scores import print_scores
 from grokkit.cli.settings import check_settings, config_sections
 from grokkit.lightning_private import set_step
-from grokkit.locking import hold
 from grokkit.probes.base import check_probes
 from grokkit.train.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
 
@@ -87,6 +85,11 @@ class GrokkitCLI(BuildingCLI):
 
     before_test = before_validate
 
+    def after_validate(self) -> None:
+        print_scores(self.trainer, self.subcommand)
+
+    after_test = after_validate
+
     def check_inputs(self) -> dict | None:
         """Check the run directory, the probes and ``--ckpt_path``, then build or verify the dataset; returns
         the checkpoint."""
@@ -102,16 +105,3 @@ class GrokkitCLI(BuildingCLI):
             check_checkpoint(checkpoint, path, self.model, self.datamodule, fit)
         self.datamodule.setup(self.subcommand)  # raises on a corrupt dataset directory; idempotent
         return checkpoint
-
-
-def hold_run(trainer: L.Trainer, create: bool) -> None:
-    """One process at a time trains a run (:mod:`grokkit.locking`): a second ``--ckpt_path last`` of a run being
-    trained would resume (or clear) it under the first, and both would write its checkpoints and events."""
-    logger = trainer.logger
-    if isinstance(logger, TensorBoardLogger) and (create or Path(logger.log_dir).is_dir()):
-        run_dir = Path(logger.log_dir)
-        hold(
-            run_dir,
-            f"{run_dir} is being trained by another process (it holds the run directory's lock); wait for it "
-            "to end, or stop it and resume with --ckpt_path last",
-        )

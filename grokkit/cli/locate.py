@@ -22,7 +22,7 @@ PROBES_SECTION = "trainer.callbacks"  # the only part of a --probes-config file 
 def config_args(argv: list[str]) -> list[tuple[str, str]]:
     """``(flag, value)`` of every ``--config`` and ``--probes-config``, in order (``FLAG V`` or ``FLAG=V``)."""
     found = []
-    for arg, following in zip(argv, [*argv[1:], None], strict=True):
+    for arg, following in zip(argv, [*argv[1:], None][: len(argv)], strict=True):  # no arguments: none
         flag, equals, value = arg.partition("=")
         if flag in CONFIG_FLAGS and (equals or following is not None):
             found.append((flag, value if equals else str(following)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -52,6 +52,13 @@ class GrokkitParser(LightningArgumentParser):
             message += located(key)
         sys.stderr.write(f"grokkit: error: {message} (see `{command} --help`)\n")
         sys.exit(2)
+
+    def add_method_arguments(self, theclass: type, themethod: str, *args: Any, **kwargs: Any) -> list[str]:
+        """``validate``/``test`` print grokkit's table (:mod:`grokkit.cli.scores`): Lightning's is off by default."""
+        added = super().add_method_arguments(theclass, themethod, *args, **kwargs)
+        if "verbose" in added:
+            self.set_defaults(verbose=False)
+        return added
 
 
 class ToolParser(argparse.ArgumentParser):
