@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.image
 import pandas as pd
 import pytest
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_cli import ROOT
@@ -272,6 +273,10 @@ def test_compare_draws_a_png_and_writes_tensorboard(sweep_dir, tmp_path, how):
             ["--grid", "data.phi=[3.0]", "--trainer.logger.init_args.name=x", "--dry-run"],
             "--trainer.logger.init_args.name: grokkit sweep sets the logger itself",
         ),
+        (
+            ["--grid", "trainer.accelerator=[cpu,gpu]", "--dry-run"],
+            "trainer.accelerator=gpu (trial accelerator=gpu) with --gpus-per-trial 0: Ray hides every GPU",
+        ),
     ],
 )
 def test_bad_grids_are_refused_before_any_trial(tmp_path, capsys, bad, expected):
@@ -281,6 +286,30 @@ def test_bad_grids_are_refused_before_any_trial(tmp_path, capsys, bad, expected)
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("grokkit: error: ") and expected in error
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_says_when_its_trials_leave_this_machines_gpus_unused(tmp_path, capsys, monkeypatch):
+    """Ray hides the GPUs from a trial that asks for none: a sweep on a GPU machine without --gpus-per-trial
+    trains on the CPU, and says so (no GPU here: torch is told it has two)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    sweep = ["sweep", "--config", str(ROOT / "configs/tiny.yaml"), "--out", str(tmp_path / "sweep")]
+    main([*sweep, "--grid", "data.phi=[3.0]", f"--data.data_dir={tmp_path / 'data'}", "--dry-run"])
+    assert (
+        "Ray hides this machine's 2 GPU(s) from the trials, which train on the CPU" in capsys.readouterr().out
+    )
+    main(
+        [
+            *sweep,
+            "--grid",
+            "data.phi=[3.0]",
+            f"--data.data_dir={tmp_path / 'data'}",
+            "--dry-run",
+            "--gpus-per-trial",
+            "0.5",
+        ]
+    )
+    assert "GPU" not in capsys.readouterr().out
 
 
 def test_a_grid_reads_scientific_notation_as_numbers(tmp_path, capsys):

@@ -33,6 +33,7 @@ from grokkit.experiments.sweep_plan import (
     build_datasets,
     check_axes,
     check_flags,
+    check_gpus,
     check_points,
     config_cli,
     read_configs,
@@ -197,6 +198,7 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
     else:
         check_points(cli, config, base, trials)
         points = trials
+    check_gpus(base, points, options.gpus_per_trial, local=not options.address)
     earlier = earlier_trials(sweep_dir)
     points = named_as_earlier(earlier, points)
     check_same_points(sweep_dir, earlier, points)
