@@ -86,6 +86,9 @@ def test_a_restarted_sweep_keeps_finished_trials_and_completes(sweep_dir):
     for name, phi in ((FIRST, 3.0), (SECOND, 4.0)):
         marker = json.loads((out / name / "trial.json").read_text())
         assert marker["status"] == "done" and marker["niceness"] == os.nice(0)  # not Ray's worker niceness 15
+        assert (
+            marker["cuda_visible_devices"] == ""
+        )  # no GPU reserved: none visible (Ray would leave them all)
         config = (out / name / "config.yaml").read_text()
         assert f"phi: {phi}" in config and "threads: 1" in config  # --cpus-per-trial defaults to 1
         assert (out / name / "checkpoints" / "last.ckpt").is_file()
@@ -275,7 +278,7 @@ def test_compare_draws_a_png_and_writes_tensorboard(sweep_dir, tmp_path, how):
         ),
         (
             ["--grid", "trainer.accelerator=[cpu,gpu]", "--dry-run"],
-            "trainer.accelerator=gpu (trial accelerator=gpu) with --gpus-per-trial 0: Ray hides every GPU",
+            "trainer.accelerator=gpu (trial accelerator=gpu) with --gpus-per-trial 0: a trial that reserves no GPU",
         ),
     ],
 )
@@ -289,15 +292,13 @@ def test_bad_grids_are_refused_before_any_trial(tmp_path, capsys, bad, expected)
 
 
 def test_a_sweep_says_when_its_trials_leave_this_machines_gpus_unused(tmp_path, capsys, monkeypatch):
-    """Ray hides the GPUs from a trial that asks for none: a sweep on a GPU machine without --gpus-per-trial
-    trains on the CPU, and says so (no GPU here: torch is told it has two)."""
+    """A trial that reserves no GPU sees none: a sweep on a GPU machine without --gpus-per-trial trains on the
+    CPU, and says so (no GPU here: torch is told it has two)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     sweep = ["sweep", "--config", str(ROOT / "configs/tiny.yaml"), "--out", str(tmp_path / "sweep")]
     main([*sweep, "--grid", "data.phi=[3.0]", f"--data.data_dir={tmp_path / 'data'}", "--dry-run"])
-    assert (
-        "Ray hides this machine's 2 GPU(s) from the trials, which train on the CPU" in capsys.readouterr().out
-    )
+    assert "the trials see none of this machine's 2 GPU(s) and train on the CPU" in capsys.readouterr().out
     main(
         [
             *sweep,

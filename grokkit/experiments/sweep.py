@@ -211,7 +211,7 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
     write_plan(sweep_dir, base, {**earlier, **points})
     root = sweep_dir.resolve()  # a Ray worker runs in a directory of its own: trials need absolute paths
     trials = [
-        Trial(name, point, root, root / BASE, options.cpus_per_trial, os.getcwd())
+        Trial(name, point, root, root / BASE, options.cpus_per_trial, os.getcwd(), options.gpus_per_trial)
         for name, point in points.items()
     ]
     pending = [trial for trial in trials if not is_done(trial.run_dir)]

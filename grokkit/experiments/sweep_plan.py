@@ -176,21 +176,21 @@ def build_datasets(base: dict[str, Any], points: dict[str, dict[str, Any]], writ
 def check_gpus(
     base: dict[str, Any], points: dict[str, dict[str, Any]], gpus_per_trial: float, local: bool
 ) -> None:
-    """Ray hides every GPU from a trial that asks for none (``CUDA_VISIBLE_DEVICES=""``): refuse a trial on a GPU
-    accelerator without ``--gpus-per-trial`` (its fit would find no GPU after the sweep started), and say so
-    where this machine (``local``: no ``--address``) has GPUs that ``accelerator: auto`` trials would not use."""
+    """A trial that reserves no GPU runs with none visible (:class:`~grokkit.experiments.trial.Trial`): refuse
+    one on a GPU accelerator without ``--gpus-per-trial`` (its fit would find no GPU after the sweep started),
+    and say so where this machine (``local``: no ``--address``) has GPUs that ``auto`` trials would not use."""
     if gpus_per_trial > 0:
         return
     for name, point in points.items():
         accelerator = point.get("trainer.accelerator", base["trainer"].get("accelerator"))
         if accelerator in ("gpu", "cuda"):
             raise ConfigError(
-                f"trainer.accelerator={accelerator} (trial {name}) with --gpus-per-trial 0: Ray hides every GPU "
-                "from a trial that asks for none; give --gpus-per-trial 1 (or a fraction, e.g. 0.25)",
+                f"trainer.accelerator={accelerator} (trial {name}) with --gpus-per-trial 0: a trial that reserves "
+                "no GPU sees none; give --gpus-per-trial 1 (or a fraction, e.g. 0.25)",
                 "trainer.accelerator",
             )
     if local and torch.cuda.is_available():
         print(
-            f"grokkit sweep: --gpus-per-trial 0: Ray hides this machine's {torch.cuda.device_count()} GPU(s) from "
-            "the trials, which train on the CPU; give --gpus-per-trial 1 (or a fraction) to train them on the GPUs"
+            f"grokkit sweep: --gpus-per-trial 0: the trials see none of this machine's {torch.cuda.device_count()} "
+            "GPU(s) and train on the CPU; give --gpus-per-trial 1 (or a fraction) to train them on the GPUs"
         )

@@ -71,6 +71,7 @@ class Trial:
     base: Path
     threads: int
     cwd: str  # where the sweep was started: relative paths of the config resolve as for `grokkit fit`
+    gpus: float = 0  # the GPUs Ray reserves for it: with none, none are visible to its fit
 
     @property
     def run_dir(self) -> Path:
@@ -97,6 +98,10 @@ class Trial:
         command = [sys.executable, "-m", "grokkit", "fit", *self.fit_args()]
         threads = str(self.threads)
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        if (
+            not self.gpus
+        ):  # Ray leaves a trial that reserved no GPU every GPU of its node, shared with the others
+            env["CUDA_VISIBLE_DEVICES"] = ""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         with open(self.run_dir / LOG, "a") as log:
@@ -110,6 +115,7 @@ class Trial:
             "returncode": returncode,
             "seconds": round(time.monotonic() - start, 1),
             "niceness": os.nice(0),  # the fit's scheduling priority (it inherits this worker's)
+            "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),  # Ray's choice for a trial with GPUs
         }
         atomic_write(self.run_dir / TRIAL_MARKER, lambda f: f.write(json.dumps(marker, indent=1).encode()))
         if returncode != 0:
