@@ -127,6 +127,21 @@ def gelu_alone(loop: PlainLoop, batch: int) -> tuple[list[int], Callable[[], tor
     return shape, lambda: F.gelu(activations, approximate=mlp.approximate)
 
 
+def saved_for_backward(loop: PlainLoop) -> int:
+    """Bytes of the tensors one step keeps for its backward (each storage once, the weights excluded): what
+    the step's elementwise ops stream through the caches."""
+    storages: dict[int, int] = {}
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        loop.run(1)
+    weights = {p.untyped_storage().data_ptr() for p in loop.model.parameters()}
+    return sum(size for pointer, size in storages.items() if pointer not in weights)
+
+
 def group_times(events: list[FunctionEvent], wall: float, steps: int) -> dict[str, float]:
     """Seconds per step by group: the ops' own times, and the rest of the wall time. Each op's self time
     excludes its children, so every profiled microsecond lands in one group; the rest is negative only if
@@ -168,6 +183,7 @@ def measure(name: str, shape: tuple[int, int, int], sizes: Sizes, data_args: lis
         "matmul_flops_per_s": ceiling,
         "groups_s": group_times(events, wall, sizes.steps),
         "gelu": gelu_timing,
+        "saved_for_backward_bytes": saved_for_backward(loop),
     }
 
 
@@ -200,6 +216,11 @@ def report(result: dict[str, Any]) -> str:
         f"- The MLP's GELU forward on {' x '.join(map(str, gelu['shape']))}: {gelu['in_step_s'] * 1e6:.0f} us a "
         f"call inside the step, {gelu['alone_s'] * 1e6:.0f} us alone ({gelu['in_step_s'] / gelu['alone_s']:.1f}x)."
     )
+    if "saved_for_backward_bytes" in result:  # profiles saved before it was measured lack it
+        lines.append(
+            f"- Kept for the backward: {result['saved_for_backward_bytes'] / 2**20:.0f} MiB a step (each storage "
+            "once, the weights excluded)."
+        )
     return "\n".join(lines)
 
 

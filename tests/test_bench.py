@@ -85,6 +85,7 @@ def test_step_profile_splits_the_step_into_groups_that_add_up_and_times_gelu_alo
     assert groups["outside any op (Python, the profiler's bookkeeping)"] > 0
     gelu = result["gelu"]
     assert gelu["shape"] == [32, 4, 64] and gelu["in_step_s"] > 0 and gelu["alone_s"] > 0
+    assert result["saved_for_backward_bytes"] >= 32 * 4 * 64 * 4  # at least one block's GELU input, in fp32
     shown = subprocess.run(
         [sys.executable, "bench/step_profile.py", "--show", str(out)],
         cwd=ROOT,
@@ -92,6 +93,7 @@ def test_step_profile_splits_the_step_into_groups_that_add_up_and_times_gelu_alo
         text=True,
     ).stdout
     assert "| GEMMs (mm, addmm) |" in shown and "GELU forward on 32 x 4 x 64" in shown
+    assert "- Kept for the backward: " in shown
 
 
 def test_time_to_grok_trains_the_default_with_an_accelerator_and_compares_it(tmp_path, monkeypatch):
