@@ -613,6 +613,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         lambda w: ["analyze", str(w / RUN), "--name", ".."],
         "--name '..': give the name of a new folder of the run",
     ),
+    (  # "" is the run directory itself: the finished analysis moved the run aside
+        "analyze into the run directory itself",
+        lambda w: ["analyze", str(w / RUN), "--name", ""],
+        "--name '': give the name of a new folder of the run",
+    ),
     (
         "analyze a directory that is not a run",
         lambda w: ["analyze", str(w / "data")],
