@@ -482,6 +482,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         lambda w: ["export", str(w / RUN), f"--out={w / 'data'}"],
         "data: is a directory; give a file name inside it",
     ),
+    (  # the run's training state, replaced by a HookedTransformer file: no longer resumable
+        "export over the run's last checkpoint",
+        lambda w: ["export", str(w / RUN), f"--out={w / LAST}"],
+        "last.ckpt: is a checkpoint or another file grokkit keeps for a run or sweep; writing over it",
+    ),
     (
         "plot to a text file",
         lambda w: ["plot", str(w / RUN), f"--out={w / 'acc.txt'}"],
