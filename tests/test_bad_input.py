@@ -244,6 +244,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "my.yaml, line 3: key 'model' repeats line 1, and YAML would keep only the second; merge the two",
     ),
     ("config file holding a list", config_file("- 1\n- 2\n"), "my.yaml holds a list at the top"),
+    (  # its keys commented out: a TypeError from deep inside jsonargparse
+        "a section left empty in an overlay",
+        overlay("model:\n  lr: 0.01\ndata:\n#  phi: 4.0\n"),
+        "over.yaml, line 3: section 'data' is empty; a section is a mapping of its keys",
+    ),
     ("config without a model", config_file("data:\n  phi: 3.0\n"), "the config lacks model.network"),
     (
         "network without a class",
