@@ -276,6 +276,22 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "summary.json, TensorBoard and checkpoints); keep one, and run another setting of it with `grokkit "
         "analyze RUN --probes-config` (it replaces the run's LogitLens) (set in",
     ),
+    (  # found by Lightning at the first checkpoint after a validation: after training, and no last.ckpt
+        "checkpoints ranked by a misspelt metric",
+        new("--checkpoint.monitor=val/test_inferred_idd/acc", "--checkpoint.save_top_k=2"),
+        "checkpoint.monitor='val/test_inferred_idd/acc' is not a metric a validation logs; name val/train/acc",
+    ),
+    (
+        "a switch on a misspelt metric",
+        overlay(
+            "trainer:\n  callbacks:\n    - class_path: grokkit.train.schedule.SwitchHyperparameters\n"
+            "      init_args: {monitor: val/train/accuracy, weight_decay: 1.0}\n"
+        ),
+        [
+            "trainer.callbacks[0].init_args.monitor='val/train/accuracy' (SwitchHyperparameters) is not a",
+            "over.yaml, line 4)",
+        ],
+    ),
     (
         "negative weight decay",
         new("--model.weight_decay=-0.1"),
