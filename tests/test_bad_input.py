@@ -197,6 +197,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("every fact OOD", new("--data.ood_fraction=1"), "data.ood_fraction=1.0 makes all"),
     ("no ID test", new("--data.test_iid_probability=0"), "test_inferred_iid, the ID test, would be empty"),
     ("ratio above 1", new("--data.hop1_ratio=1.5"), "data.hop1_ratio=1.5 must lie in [0, 1]"),
+    (  # the natural data, trained and reported as the regime asked for
+        "a data regime without its k",
+        overlay("data:\n  hop2_ratio: 0.5\n"),
+        ["data.hop2_ratio=0.5 with data.hop2_k=0 adds no compositions", "(set in ", "over.yaml, line 2)"],
+    ),
     ("ratio below 0", new("--data.ood_fraction=-0.1"), "data.ood_fraction=-0.1 must lie in [0, 1]"),
     (
         "heads do not divide d_model",
