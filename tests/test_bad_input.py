@@ -166,6 +166,13 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         lambda w: fit(w, "--data.phi=500", f"--data.data_dir={w / 'new' / 'data'}"),
         "data.phi=500.0 asks for",
     ),
+    (  # jsonargparse reads a config file from its own directory, where a relative path to it is wrong
+        "a wrong type in a config file given by a relative path",
+        lambda w: fit(
+            w, "--config", os.path.relpath(written(w / "over.yaml", "data:\n  n_entities: 40.5\n"))
+        ),
+        ["Parser key \"data.n_entities\": Expected a <class 'int'>", "over.yaml, line 2)"],
+    ),
     (
         "a data error located in the config file that set it",
         overlay("data:\n  out_degree: 50\n"),
