@@ -329,6 +329,12 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         new("--trainer.callbacks+=grokkit.probes.LogitLens", "--trainer.callbacks.sample_size=0"),
         "trainer.callbacks[0].init_args.sample_size=0 (LogitLens) must lie in [1, 10000000]",
     ),
+    (  # training accuracy the minimum of no splits: NaN, so every run was classified as never memorized
+        "a classifier of no training splits",
+        new("--trainer.callbacks+=grokkit.probes.RunClassifier", "--trainer.callbacks.memorized_splits=[]"),
+        "trainer.callbacks[0].init_args.memorized_splits=[] (RunClassifier) names no split; name at least one of "
+        "id_atomic, ood_atomic,",
+    ),
     (
         "log every 0 steps",
         new("--trainer.log_every_n_steps=0"),
