@@ -27,10 +27,24 @@ def check_directory(path: Path, flag: str, given: Path | None = None) -> Path:
     return path
 
 
+# What grokkit keeps to read, resume or extend a run, a sweep or a dataset: not to be written over by an output
+KEPT_FILES = ("config.yaml", "hparams.yaml", "summary.json", "manifest.json", "finished.json")
+KEPT_FILES += ("sweep.json", "trial.json", "study.json", "transfer.json")
+
+
 def check_file(path: Path, flag: str) -> Path:
-    """Refuse an output file that is a directory, or whose directory cannot be made or written."""
+    """Refuse an output file that is a directory, a checkpoint or another file grokkit keeps (``export --out
+    RUN/checkpoints/last.ckpt`` would leave a run that cannot be resumed), or whose directory cannot be made or
+    written."""
     if path.is_dir():
         raise ConfigError(f"{flag} {path}: is a directory; give a file name inside it")
+    if path.is_file() and (
+        path.suffix == ".ckpt" or path.name in KEPT_FILES or path.name.startswith("events.out.tfevents")
+    ):
+        raise ConfigError(
+            f"{flag} {path}: is a checkpoint or another file grokkit keeps for a run or sweep; writing over it "
+            "would lose it: give a new file name"
+        )
     check_directory(path.parent, flag, given=path)
     return path
 

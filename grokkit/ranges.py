@@ -205,10 +205,14 @@ def _check_object(path: str, cls: type, values: Namespace) -> None:
     for key, allowed in ranges_of(cls).items():
         value = values.get(key)
         items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+        owner = f" ({cls.__name__})" if "[" in path else ""  # a callback: name its class
+        if isinstance(allowed, Choice) and isinstance(value, (list, tuple)) and not value:  # measures nothing
+            raise ConfigError(
+                f"{prefix}{key}=[]{owner} names no split; name at least {allowed}", prefix + key
+            )
         for index, item in items:
             if refused(item, allowed):
                 at = "" if index is None else f"[{index}]"
-                owner = f" ({cls.__name__})" if "[" in path else ""  # a callback: name its class
                 shown, verb = (repr(item), "be") if isinstance(allowed, Choice) else (item, "lie in")
                 raise ConfigError(
                     f"{prefix}{key}{at}={shown}{owner} must {verb} {allowed}", f"{prefix}{key}{at}"

@@ -166,6 +166,13 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         lambda w: fit(w, "--data.phi=500", f"--data.data_dir={w / 'new' / 'data'}"),
         "data.phi=500.0 asks for",
     ),
+    (  # jsonargparse reads a config file from its own directory, where a relative path to it is wrong
+        "a wrong type in a config file given by a relative path",
+        lambda w: fit(
+            w, "--config", os.path.relpath(written(w / "over.yaml", "data:\n  n_entities: 40.5\n"))
+        ),
+        ["Parser key \"data.n_entities\": Expected a <class 'int'>", "over.yaml, line 2)"],
+    ),
     (
         "a data error located in the config file that set it",
         overlay("data:\n  out_degree: 50\n"),
@@ -197,6 +204,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("every fact OOD", new("--data.ood_fraction=1"), "data.ood_fraction=1.0 makes all"),
     ("no ID test", new("--data.test_iid_probability=0"), "test_inferred_iid, the ID test, would be empty"),
     ("ratio above 1", new("--data.hop1_ratio=1.5"), "data.hop1_ratio=1.5 must lie in [0, 1]"),
+    (  # the natural data, trained and reported as the regime asked for
+        "a data regime without its k",
+        overlay("data:\n  hop2_ratio: 0.5\n"),
+        ["data.hop2_ratio=0.5 with data.hop2_k=0 adds no compositions", "(set in ", "over.yaml, line 2)"],
+    ),
     ("ratio below 0", new("--data.ood_fraction=-0.1"), "data.ood_fraction=-0.1 must lie in [0, 1]"),
     (
         "heads do not divide d_model",
@@ -244,6 +256,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "my.yaml, line 3: key 'model' repeats line 1, and YAML would keep only the second; merge the two",
     ),
     ("config file holding a list", config_file("- 1\n- 2\n"), "my.yaml holds a list at the top"),
+    (  # its keys commented out: a TypeError from deep inside jsonargparse
+        "a section left empty in an overlay",
+        overlay("model:\n  lr: 0.01\ndata:\n#  phi: 4.0\n"),
+        "over.yaml, line 3: section 'data' is empty; a section is a mapping of its keys",
+    ),
     ("config without a model", config_file("data:\n  phi: 3.0\n"), "the config lacks model.network"),
     (
         "network without a class",
@@ -271,6 +288,22 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "summary.json, TensorBoard and checkpoints); keep one, and run another setting of it with `grokkit "
         "analyze RUN --probes-config` (it replaces the run's LogitLens) (set in",
     ),
+    (  # found by Lightning at the first checkpoint after a validation: after training, and no last.ckpt
+        "checkpoints ranked by a misspelt metric",
+        new("--checkpoint.monitor=val/test_inferred_idd/acc", "--checkpoint.save_top_k=2"),
+        "checkpoint.monitor='val/test_inferred_idd/acc' is not a metric a validation logs; name val/train/acc",
+    ),
+    (
+        "a switch on a misspelt metric",
+        overlay(
+            "trainer:\n  callbacks:\n    - class_path: grokkit.train.schedule.SwitchHyperparameters\n"
+            "      init_args: {monitor: val/train/accuracy, weight_decay: 1.0}\n"
+        ),
+        [
+            "trainer.callbacks[0].init_args.monitor='val/train/accuracy' (SwitchHyperparameters) is not a",
+            "over.yaml, line 4)",
+        ],
+    ),
     (
         "negative weight decay",
         new("--model.weight_decay=-0.1"),
@@ -295,6 +328,12 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "probe sample size 0",
         new("--trainer.callbacks+=grokkit.probes.LogitLens", "--trainer.callbacks.sample_size=0"),
         "trainer.callbacks[0].init_args.sample_size=0 (LogitLens) must lie in [1, 10000000]",
+    ),
+    (  # training accuracy the minimum of no splits: NaN, so every run was classified as never memorized
+        "a classifier of no training splits",
+        new("--trainer.callbacks+=grokkit.probes.RunClassifier", "--trainer.callbacks.memorized_splits=[]"),
+        "trainer.callbacks[0].init_args.memorized_splits=[] (RunClassifier) names no split; name at least one of "
+        "id_atomic, ood_atomic,",
     ),
     (
         "log every 0 steps",
@@ -482,6 +521,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         lambda w: ["export", str(w / RUN), f"--out={w / 'data'}"],
         "data: is a directory; give a file name inside it",
     ),
+    (  # the run's training state, replaced by a HookedTransformer file: no longer resumable
+        "export over the run's last checkpoint",
+        lambda w: ["export", str(w / RUN), f"--out={w / LAST}"],
+        "last.ckpt: is a checkpoint or another file grokkit keeps for a run or sweep; writing over it",
+    ),
     (
         "plot to a text file",
         lambda w: ["plot", str(w / RUN), f"--out={w / 'acc.txt'}"],
@@ -612,6 +656,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "analyze into the run's parent",
         lambda w: ["analyze", str(w / RUN), "--name", ".."],
         "--name '..': give the name of a new folder of the run",
+    ),
+    (  # "" is the run directory itself: the finished analysis moved the run aside
+        "analyze into the run directory itself",
+        lambda w: ["analyze", str(w / RUN), "--name", ""],
+        "--name '': give the name of a new folder of the run",
     ),
     (
         "analyze a directory that is not a run",

@@ -14,6 +14,8 @@ import yaml
 from grokkit.errors import ConfigError
 
 EXAMPLE = "a mapping of sections (model, data, trainer, ...), e.g. configs/tiny.yaml"
+# the sections holding a class's arguments: anything but a mapping (or a file's name) fails deep in the build
+CLASS_SECTIONS = ("model", "data", "trainer", "checkpoint", "trajectory")
 
 
 def read_config_file(path: Path) -> dict:
@@ -42,7 +44,8 @@ def read_config_file(path: Path) -> dict:
         ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path}: invalid YAML ({' '.join(str(error).split())})") from None
-    if (repeated := _repeated_key(yaml.compose(text), set())) is not None:
+    document = yaml.compose(text)
+    if (repeated := _repeated_key(document, set())) is not None:
         key, first, line = repeated
         raise ConfigError(
             f"config file {path}, line {line}: key {key!r} repeats line {first}, and YAML would keep only the "
@@ -54,6 +57,14 @@ def read_config_file(path: Path) -> dict:
         raise ConfigError(
             f"config file {path} holds a {type(content).__name__} at the top; a config is {EXAMPLE}"
         )
+    for name, _ in document.value:  # a string is a section's own YAML file, which jsonargparse reads
+        if name.value in CLASS_SECTIONS and not isinstance(content[name.value], (dict, str)):
+            what = "is empty" if content[name.value] is None else f"holds {content[name.value]!r}"
+            raise ConfigError(
+                f"config file {path}, line {name.start_mark.line + 1}: section {name.value!r} {what}; a section "
+                f"is a mapping of its keys (e.g. data: {{phi: 9.0}}, or its keys indented below it); give them, "
+                "or delete the line"
+            )
     return content
 
 

@@ -40,7 +40,7 @@ def main(args: ArgsType = None) -> None:
         with scope():
             run_command(args)
     finally:
-        invocation.debug, invocation.argv = False, []
+        invocation.debug, invocation.argv, invocation.cwd = False, [], ""
 
 
 def run_command(args: ArgsType) -> None:
@@ -56,6 +56,7 @@ def run_command(args: ArgsType) -> None:
         if args is None:
             sys.argv[1:] = argv  # LightningCLI reads sys.argv itself when given no args
     invocation.argv = [str(arg) for arg in argv] if isinstance(argv, list) else []
+    invocation.cwd = os.getcwd()
     if isinstance(argv, list) and argv[:1] in (["-h"], ["--help"], ["--version"]):
         return print(f"grokkit {version('grokkit')}" if argv[0] == "--version" else overview())
     known = [*TRAINER_COMMANDS, *TOOLS]

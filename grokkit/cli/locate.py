@@ -69,8 +69,8 @@ def where_set(key: str, argv: list[str]) -> str | None:
     for flag, value in reversed(config_args(argv)):
         if is_inline(value) or (flag == "--probes-config" and not key.startswith(PROBES_SECTION)):
             continue
-        try:
-            node = node_of(document(Path(value).read_text(encoding="utf-8")), key)
+        try:  # from the invocation's directory: jsonargparse parses a config file from within its own
+            node = node_of(document(Path(invocation.cwd, value).read_text(encoding="utf-8")), key)
         except (OSError, UnicodeDecodeError):
             continue
         if node is not None:

@@ -7,6 +7,8 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
 from grokkit.cli.configfiles import as_list
+from grokkit.data.injection import INJECTION_SPLITS
+from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.ranges import check_ranges
 from grokkit.train.checkpointing import ResumableCheckpoint, TrajectoryCheckpoint
@@ -27,6 +29,7 @@ def check_settings(config: Namespace, sections: dict[str, type]) -> None:
     model, trainer = config.get("model") or Namespace(), config.get("trainer") or Namespace()
     refuse_epoch_bounds(trainer)
     refuse_two_filters(as_list(trainer.get("callbacks")))
+    refuse_unlogged_monitors(config)
     refuse_accumulation(model.get("compile", "auto"), trainer.get("accumulate_grad_batches") or 1)
     if trainer.get("enable_checkpointing") is False:  # Lightning would refuse grokkit's own checkpoints
         raise ConfigError(
@@ -87,3 +90,24 @@ def refuse_two_filters(callbacks: list) -> None:
             "with the alpha and lamb to train with)",
             "trainer.callbacks",
         )
+
+
+def refuse_unlogged_monitors(config: Namespace) -> None:
+    """A ``val/`` metric that ``checkpoint.monitor`` or a callback's ``monitor`` names must be one every validation
+    logs: Lightning's checkpoint and SwitchHyperparameters find a misspelt one only at the first validation,
+    after training (the checkpoint's error left a run without last.ckpt)."""
+    data = config.get("data") or Namespace()
+    splits = (*EVAL_SPLITS, *(INJECTION_SPLITS if data.get("injection") is not None else ()))
+    logged = {"val/train/acc", *(f"val/{split}/{kind}" for split in splits for kind in ("acc", "loss"))}
+    monitors = {"checkpoint.monitor": ((config.get("checkpoint") or Namespace()).get("monitor"), "")}
+    for i, callback in enumerate(as_list((config.get("trainer") or Namespace()).get("callbacks"))):
+        if isinstance(callback, Namespace) and isinstance(callback.get("init_args"), Namespace):
+            owner = f" ({str(callback.get('class_path')).rpartition('.')[2]})"
+            monitors[f"trainer.callbacks[{i}].init_args.monitor"] = (callback.init_args.get("monitor"), owner)
+    for key, (monitor, owner) in monitors.items():
+        if isinstance(monitor, str) and monitor.startswith("val/") and monitor not in logged:
+            raise ConfigError(
+                f"{key}={monitor!r}{owner} is not a metric a validation logs; name val/train/acc, or "
+                f"val/SPLIT/acc or val/SPLIT/loss with SPLIT one of {', '.join(splits)}",
+                key,
+            )

@@ -35,6 +35,15 @@ class SplitSpec:
         for field in fields(self):
             if field.type == "float":
                 object.__setattr__(self, field.name, float(getattr(self, field.name)))
+        for hop, ratio, k in ((1, self.hop1_ratio, self.hop1_k), (2, self.hop2_ratio, self.hop2_k)):
+            if ratio > 0 and k == 0:  # a regime asked for, the natural data drawn: _inject adds nothing
+                raise ConfigError(
+                    f"data.hop{hop}_ratio={ratio} with data.hop{hop}_k=0 adds no compositions (k is how many "
+                    f"each chosen fact gets); set data.hop{hop}_k (He et al.: 18 full, 9 half), or "
+                    f"data.hop{hop}_ratio 0 for the natural data",
+                    f"data.hop{hop}_ratio",
+                    f"data.hop{hop}_k",
+                )
 
 
 @dataclass

@@ -78,7 +78,8 @@ def analyze(run_dir: Path, probes_config: Path | None = None, name: str = "analy
 
     The results are computed into ``.NAME.partial`` and replace an earlier ``NAME`` only once complete: a probe
     that fails leaves the earlier analysis as it was."""
-    if Path(name).name != name or name in (".", "..", *RUN_FOLDERS) or (run_dir / name).is_file():
+    # "" names the run directory itself, which the finished analysis would replace
+    if Path(name).name != name or name in ("", ".", "..", *RUN_FOLDERS) or (run_dir / name).is_file():
         raise ConfigError(
             f"--name {name!r}: give the name of a new folder of the run, e.g. analysis-answered (not one of "
             f"{', '.join(RUN_FOLDERS)}, nor a path)"
