@@ -179,6 +179,34 @@ def test_compare_groups_by_every_sweeps_grid_keys(sweep_dir, tmp_path):
     assert [list(line.get_xdata()) for line in lines] == [[3.0, 4.0], [3.0, 4.0]]
 
 
+def written_sweep(sweep_dir: Path, points: dict[str, dict]) -> Path:
+    """A sweep directory as ``grokkit sweep`` leaves it for the tables: sweep.json, and each trial done with a
+    summary.json whose ``val.train/acc`` is its index / 10."""
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text(json.dumps({"base": "base.yaml", "trials": points}))
+    for index, name in enumerate(points):
+        (sweep_dir / name).mkdir()
+        (sweep_dir / name / "trial.json").write_text(json.dumps({"trial": name, "status": "done"}))
+        summary = {"val": {"step": 10, "train/acc": index / 10}}
+        (sweep_dir / name / "summary.json").write_text(json.dumps(summary))
+    return sweep_dir
+
+
+def test_compare_draws_a_list_valued_grid_key_on_x(tmp_path):
+    """``--x model.betas``: each list is one point on x, named by its text (matplotlib read it as a row of
+    numbers and raised)."""
+    points = {
+        f"betas={betas},phi={phi}": {"model.betas": betas, "data.phi": phi}
+        for betas in ([0.9, 0.98], [0.9, 0.999])
+        for phi in (3.0, 4.0)
+    }
+    figure = summary_figure([written_sweep(tmp_path / "s", points)], "model.betas", "val.train/acc")
+    lines = figure.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["data.phi=3.0", "data.phi=4.0"]
+    assert [list(line.get_xdata()) for line in lines] == [["[0.9, 0.98]", "[0.9, 0.999]"]] * 2
+    assert [list(line.get_ydata()) for line in lines] == [[0.0, 0.2], [0.1, 0.3]]
+
+
 @pytest.mark.slow
 def test_a_trial_stopped_by_max_time_is_unfinished_and_resumes_under_a_longer_one(tmp_path):
     """Lightning ends a fit that ``trainer.max_time`` stopped with exit code 0: the trial is still unfinished,

@@ -122,7 +122,8 @@ def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
     groups = [key for key in keys if key != x]
     unfinished = int((table["status"] != "done").sum())  # their summaries are a last validation's
     table = table[table["status"] == "done"].copy()
-    table[groups] = table[groups].map(lambda v: str(v) if isinstance(v, list) else v)  # e.g. betas: hashable
+    # a list (e.g. model.betas) as its text: hashable to group by, and one point on x, not a row of numbers
+    table[[x, *groups]] = table[[x, *groups]].map(lambda v: str(v) if isinstance(v, list) else v)
     fig = Figure(figsize=(6, 4), dpi=120)
     ax = fig.add_subplot()
     for values, rows in table.groupby(groups, dropna=False) if groups else [((), table)]:
