@@ -207,6 +207,25 @@ def test_compare_draws_a_list_valued_grid_key_on_x(tmp_path):
     assert [list(line.get_ydata()) for line in lines] == [[0.0, 0.2], [0.1, 0.3]]
 
 
+def test_compare_draws_no_line_per_key_tied_to_x(tmp_path):
+    """``--x data.seed`` of a grid over ``data.phi`` and ``data.seed,seed_everything``: a line per phi over the
+    seeds, not one point per seed_everything (which takes data.seed's value in every trial)."""
+    points = {
+        f"phi={phi},seed={seed}": {"data.phi": phi, "data.seed": seed, "seed_everything": seed}
+        for phi in (3.0, 4.0)
+        for seed in (0, 1)
+    }
+    sweep = written_sweep(tmp_path / "s", points)
+    lines = summary_figure([sweep], "data.seed", "val.train/acc").axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["data.phi=3.0", "data.phi=4.0"]
+    assert [list(line.get_xdata()) for line in lines] == [[0, 1], [0, 1]]
+    lines = summary_figure([sweep], "data.phi", "val.train/acc").axes[0].get_lines()
+    assert [line.get_label() for line in lines] == [
+        "data.seed=0, seed_everything=0",
+        "data.seed=1, seed_everything=1",
+    ]
+
+
 @pytest.mark.slow
 def test_a_trial_stopped_by_max_time_is_unfinished_and_resumes_under_a_longer_one(tmp_path):
     """Lightning ends a fit that ``trainer.max_time`` stopped with exit code 0: the trial is still unfinished,

@@ -118,12 +118,14 @@ def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
             raise ConfigError(
                 f"{flag} {key}: no such column; the sweeps have {', '.join(table.columns[:12])}, ..."
             )
-    keys = dict.fromkeys(key for path in sweeps for key in grid_keys(sweep_trials(path)))
-    groups = [key for key in keys if key != x]
+    keys = [*dict.fromkeys(key for path in sweeps for key in grid_keys(sweep_trials(path)))]
+    # a list (e.g. model.betas) as its text: hashable to group by, and one point on x, not a row of numbers
+    drawn = [*dict.fromkeys([x, *keys])]
+    table[drawn] = table[drawn].map(lambda v: str(v) if isinstance(v, list) else v)
+    # a key tied to x (data.seed,seed_everything=[0,1]) holds x's value in every trial: no line of its own
+    groups = [key for key in keys if key != x and not (table[key] == table[x]).all()]
     unfinished = int((table["status"] != "done").sum())  # their summaries are a last validation's
     table = table[table["status"] == "done"].copy()
-    # a list (e.g. model.betas) as its text: hashable to group by, and one point on x, not a row of numbers
-    table[[x, *groups]] = table[[x, *groups]].map(lambda v: str(v) if isinstance(v, list) else v)
     fig = Figure(figsize=(6, 4), dpi=120)
     ax = fig.add_subplot()
     for values, rows in table.groupby(groups, dropna=False) if groups else [((), table)]:
