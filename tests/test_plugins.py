@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_concurrency import held_by_another_process
 
 import grokkit.probes.registry as registry
 from grokkit.allowed import Range
@@ -214,6 +215,34 @@ def test_a_failing_analysis_leaves_the_earlier_one_as_it_was(tiny_run, tmp_path,
         assert last_error_line(capsys).startswith(f"grokkit: error: {message}")
         assert (tiny_run / "analysis-kept" / "summary.json").read_text() == kept
         assert not [path.name for path in tiny_run.iterdir() if path.name.startswith(".")]  # no partial one
+
+
+@pytest.mark.slow
+def test_an_analysis_of_a_name_another_process_computes_is_refused(tiny_run, capsys):
+    """Two analyses of one name at once: the second would delete the first's files, and each would replace the
+    other's folder with a mixture of both. The second is refused (exit 75), the first's files untouched."""
+    staging = tiny_run / ".analysis-busy.partial"
+    staging.mkdir()
+    (staging / "summary.json").write_text("{}")  # the other process's work so far
+    try:
+        with held_by_another_process(staging), pytest.raises(SystemExit) as refused:
+            main(["analyze", str(tiny_run), "--name", "analysis-busy"])
+        assert refused.value.code == 75
+        assert last_error_line(capsys) == (
+            f"grokkit: error: {tiny_run}: another grokkit analyze --name analysis-busy is computing there (it holds "
+            ".analysis-busy.partial's lock); wait for it to end, or give another --name"
+        )
+        assert (staging / "summary.json").read_text() == "{}" and not (tiny_run / "analysis-busy").exists()
+        main(
+            ["analyze", str(tiny_run), "--name", "analysis-busy"]
+        )  # the other ended: its leftovers are cleared
+        assert (
+            json.loads((tiny_run / "analysis-busy" / "summary.json").read_text())["analysis"]["steps"][-1]
+            == 60
+        )
+        assert not staging.exists()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @pytest.mark.slow

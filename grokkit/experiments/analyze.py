@@ -6,9 +6,9 @@ whole run. This rebuilds the run from its ``config.yaml``, then, checkpoint by c
 loads the weights and runs one validation at that checkpoint's step: the module publishes the accuracies
 and every probe runs, as it would have live. Results go to ``RUN_DIR/analysis/`` (``summary.json`` and
 TensorBoard events; ``--name`` picks another folder, so that analyses sit side by side), replacing an earlier
-analysis of that name once the new one is complete; the run's own files are not touched. Probes in
-``--probes-config EXTRA.yaml`` (a ``trainer.callbacks`` list) are added, or replace the run's probe of the same
-class, e.g. to re-run the onset with other thresholds.
+analysis of that name once the new one is complete (one analysis of a name at a time); the run's own files
+are not touched. Probes in ``--probes-config EXTRA.yaml`` (a ``trainer.callbacks`` list) are added, or
+replace the run's probe of the same class, e.g. to re-run the onset with other thresholds.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from grokkit.cli.configfiles import as_list, class_name, read_config_file
 from grokkit.cli.finished_run import run_config, run_dir_parser
 from grokkit.errors import ConfigError
 from grokkit.lightning_private import set_step
+from grokkit.locking import hold, scope
 from grokkit.probes.base import check_probes
 from grokkit.train.board import ResultsBoard
 from grokkit.train.checkpoint_file import read_checkpoint
@@ -98,14 +99,31 @@ def analyze(run_dir: Path, probes_config: Path | None = None, name: str = "analy
     checkpoints.sort(key=lambda checkpoint: checkpoint["global_step"])  # a killed run's last.ckpt: older
     cli = build_cli(config, prog="grokkit analyze", run=False, save_config=False)  # refuses bad probes first
     check_probes(cli.trainer.callbacks, cli.model)  # and settings the run's model cannot run
-    shutil.rmtree(staging, ignore_errors=True)  # left by a killed analysis
-    try:
-        summary = run_probes(cli, checkpoints, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    replace_directory(staging, run_dir / name)
+    with scope():
+        claim_staging(
+            staging,
+            f"{run_dir}: another grokkit analyze --name {name} is computing there (it holds {staging.name}'s "
+            "lock); wait for it to end, or give another --name",
+        )
+        try:
+            summary = run_probes(cli, checkpoints, run_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        replace_directory(staging, run_dir / name)
     return summary
+
+
+def claim_staging(staging: Path, refusal: str) -> None:
+    """Lock ``staging``, then empty it of what a killed analysis left. Another analysis of the name computing
+    there is refused (:class:`BusyError` with ``refusal``): clearing would delete its files, and each would then
+    replace the other's analysis with a mixture of both."""
+    hold(staging, refusal)
+    for leftover in staging.iterdir():
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
 
 
 def run_probes(cli: GrokkitCLI, checkpoints: list[dict[str, Any]], run_dir: Path) -> dict[str, Any]:
