@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
 from grokkit.errors import ConfigError
@@ -36,8 +37,12 @@ def memorized_at_1000(step):
     return 1.0 if step >= 1000 else 0.5
 
 
-def run_probe(probe: GrokkingOnset, board: ResultsBoard, step: int = 10_000):
-    trainer = SimpleNamespace(global_step=step, should_stop=False, callbacks=[board])
+def run_probe(
+    probe: GrokkingOnset, board: ResultsBoard, step: int = 10_000, fn: TrainerFn = TrainerFn.FITTING
+):
+    trainer = SimpleNamespace(
+        global_step=step, should_stop=False, callbacks=[board], state=SimpleNamespace(fn=fn)
+    )
     return probe.compute(trainer, SimpleNamespace()), trainer
 
 
@@ -92,6 +97,9 @@ def test_stop_after_steps_sets_should_stop():
     assert trainer.should_stop
     _, trainer = run_probe(GrokkingOnset(), board, step=10_000)  # no stop_after_steps: never stops
     assert not trainer.should_stop
+    for offline in (TrainerFn.VALIDATING, TrainerFn.TESTING):  # validate and analyze of a checkpoint: no stop
+        result, trainer = run_probe(probe, board, step=3500, fn=offline)
+        assert result["stop_at"] == 3500 and not trainer.should_stop
 
 
 def test_published_summary_and_onset_table():

@@ -163,5 +163,5 @@ def analyze_command(argv: list[str]) -> None:
     summary = analyze(args.run_dir, args.probes_config, args.name)
     steps = summary["analysis"]["steps"]
     print(
-        f"grokkit analyze: {len(steps)} checkpoints, steps {steps[0]}-{steps[-1]} -> {args.run_dir / args.name}"
+        f"grokkit analyze: {len(steps)} checkpoint{'s' if len(steps) != 1 else ''}, steps {steps[0]}-{steps[-1]} -> {args.run_dir / args.name}"
     )

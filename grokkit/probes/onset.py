@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from grokkit.errors import ConfigError
@@ -160,12 +161,17 @@ class GrokkingOnset(Probe):
         return result
 
     def maybe_stop(self, trainer: L.Trainer, board: ResultsBoard) -> int | None:
-        """Ask the trainer to stop once the run is ``stop_after_steps`` past the trigger onset."""
+        """Ask a fitting trainer to stop once the run is ``stop_after_steps`` past the trigger onset (the step is
+        published outside a fit too: ``validate`` and ``analyze`` of a checkpoint stop nothing)."""
         t_stop = self.onset(board, f"{self.stop_split}/acc", self.stop_threshold)
         if t_stop is None:
             return None
         stop_at = t_stop + self.stop_after_steps
-        if trainer.global_step >= stop_at and not trainer.should_stop:
+        if (
+            trainer.state.fn == TrainerFn.FITTING
+            and trainer.global_step >= stop_at
+            and not trainer.should_stop
+        ):
             rank_zero_info(
                 f"grokking: stopping at step {trainer.global_step}, {trainer.global_step - t_stop} steps after "
                 f"{self.stop_split} accuracy reached {self.stop_threshold:g} (step {t_stop})"
