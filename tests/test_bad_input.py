@@ -188,6 +188,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "data.injection.n_new=0 must lie in [2, 1000000]",
     ),
     (
+        "last.ckpt written outside the run",
+        new("--checkpoint.dirpath=elsewhere"),
+        "checkpoint.dirpath=elsewhere: a run keeps last.ckpt in RUN/checkpoints",
+    ),
+    (
         "best checkpoints with no metric to rank them",
         new("--checkpoint.save_top_k=5"),
         "checkpoint.save_top_k=5 keeps the best 5 checkpoints by checkpoint.monitor, which is null",

@@ -39,6 +39,12 @@ def check_settings(config: Namespace, sections: dict[str, type]) -> None:
             "trainer.enable_checkpointing",
         )
     checkpoint = config.get("checkpoint") or Namespace()
+    if checkpoint.get("dirpath") is not None:  # runs sharing one would overwrite each other's last.ckpt
+        raise ConfigError(
+            f"checkpoint.dirpath={checkpoint.dirpath}: a run keeps last.ckpt in RUN/checkpoints, beside its "
+            "trajectory, where analyze, transfer and the other runs' checks look; leave it null",
+            "checkpoint.dirpath",
+        )
     top_k = checkpoint.get("save_top_k")
     if top_k not in (None, -1, 0, 1) and checkpoint.get("monitor") is None:
         raise ConfigError(
