@@ -2,8 +2,10 @@
 transfer's ``--out``. A second process there would clear, resume or retrain what the first is writing.
 
 The lock is ``flock`` on the directory itself (no lock file: nothing to clean up), which the kernel drops when
-the process ends, ``kill -9`` included. Locks are re-entrant within a process (``grokkit study`` runs its sweep
-in the same ``--out``) and held until the :func:`scope` that took them ends.
+the process ends, ``kill -9`` included. Locks are re-entrant within a process (a sweep locks its ``--out``
+before it reads it and again before its first write, and ``grokkit study`` reports into it after its sweep)
+and held until the :func:`scope` that took them ends: the command's (``grokkit``'s ``main``), or a fit's that
+``build_cli`` runs.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ def hold(directory: Path, refusal: str) -> None:
     """Create ``directory`` if needed and lock it until the enclosing :func:`scope` ends; :class:`BusyError`
     with ``refusal`` if another process holds it."""
     directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        return
     descriptor = os.open(directory, os.O_RDONLY)
     status = os.fstat(descriptor)
     identity = (status.st_dev, status.st_ino)
-    if fcntl is None or identity in _held:
+    if identity in _held:
         os.close(descriptor)
         return
     try:

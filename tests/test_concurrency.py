@@ -152,8 +152,11 @@ def test_a_sweep_into_an_out_another_sweep_runs_in_is_refused_before_anything_is
         "sweep", "--config", str(ROOT / "configs/tiny.yaml"), "--grid", "data.phi=[3.0,4.0]",
         f"--data.data_dir={tmp_path / 'data'}", "--out", str(out),
     ]  # fmt: skip
-    with held_by_another_process(out), pytest.raises(SystemExit) as exit_info:
-        main(sweep)
+    with held_by_another_process(out):
+        main([*sweep, "--dry-run"])  # writes nothing: not refused
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(sweep)
     assert exit_info.value.code == 75
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [

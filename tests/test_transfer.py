@@ -228,18 +228,23 @@ def test_a_start_is_fine_tuned_only_on_the_dataset_its_source_learned(
     assert finished.is_file()
 
 
-def test_a_transfer_into_an_out_another_process_works_in_is_refused_untouched(source_run, tmp_path, capsys):
+@pytest.mark.parametrize("held", ["out", "start"])
+def test_a_transfer_into_an_out_another_process_works_in_is_refused_untouched(
+    source_run, tmp_path, capsys, held
+):
     out = tmp_path / "out"
     (out / "scratch").mkdir(parents=True)
     (out / "scratch" / FINISHED).write_text("{}")
     overlay = str(write_overlay(tmp_path / "overlay.yaml", **INJECTION))
-    with held_by_another_process(out):
-        line = refused(
-            capsys, "--source", str(source_run), "--config", overlay, "--out", str(out), exit_code=75
-        )
+    args = ["--source", str(source_run), "--config", overlay, "--out", str(out), "--starts", "scratch"]
+    with held_by_another_process(out if held == "out" else out / "scratch"):  # e.g. a fit resuming the start
+        line = refused(capsys, *args, exit_code=75)
     assert line == (
         f"grokkit: error: --out {out}: another grokkit process is running in it (it holds the directory's "
         "lock); wait for it to end, or choose another --out"
+        if held == "out"
+        else f"grokkit: error: {out / 'scratch'} is being trained by another process (it holds the run "
+        "directory's lock); wait for it to end, or stop it and resume with --ckpt_path last"
     )
     assert [path.name for path in (out / "scratch").iterdir()] == [FINISHED]
 

@@ -47,7 +47,7 @@ from grokkit.experiments.sweep_record import (
     write_plan,
 )
 from grokkit.experiments.trial import Trial, is_done, not_finished, run_trial
-from grokkit.locking import busy_out, hold, hold_if_present, scope
+from grokkit.locking import busy_out, hold, hold_if_present
 from grokkit.outputs import check_directory
 
 
@@ -166,7 +166,6 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return options, rest
 
 
-@scope()
 def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> Path | None:
     """The command: check everything, build the datasets, run the unfinished trials; returns the sweep dir
     (``None`` for ``--dry-run``, which lists the trials after the checks and writes nothing). ``trials``
@@ -183,7 +182,8 @@ def sweep(argv: list[str], trials: dict[str, dict[str, Any]] | None = None) -> P
     sweep_dir = check_directory(
         Path(options.out or Path("runs", "sweeps", Path(options.config[-1]).stem)), "--out"
     )
-    hold_if_present(sweep_dir, busy_out(sweep_dir))  # before its trials and plan are read
+    if not options.dry_run:  # before its trials and plan are read; a dry run writes nothing
+        hold_if_present(sweep_dir, busy_out(sweep_dir))
     cli = config_cli([*config_args, *fit_flags])
     parser, config = cli.parser, cli.config
     check_flags(fit_flags, options.cpus_per_trial, config.get("threads"))

@@ -28,6 +28,7 @@ from grokkit.cli import GrokkitCLI, build_cli
 from grokkit.cli.configfiles import read_config_file
 from grokkit.cli.finished_run import run_config
 from grokkit.cli.parser import ToolParser
+from grokkit.cli.runlock import hold_run
 from grokkit.data.splits import EVAL_SPLITS
 from grokkit.errors import ConfigError
 from grokkit.experiments.transfer_checks import (
@@ -150,8 +151,10 @@ def transfer(
         )
         cli.datamodule.setup("fit")  # its data refused, if they are, before anything is deleted
         hold(out, busy_out(out))
+        hold_run(cli.trainer, create=False)  # a `grokkit fit` resuming the start: not deleted under it
         # a start trains afresh: no events or checkpoints of an older one stay beside it
         shutil.rmtree(out / start, ignore_errors=True)
+        hold_run(cli.trainer, create=True)  # the start's new directory, as a fit holds its run's
         origin = {
             "source": str(source.resolve()),  # one run, however the command line spelled it
             "init_from": str(init_from) if init_from else None,

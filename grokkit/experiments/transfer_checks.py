@@ -26,7 +26,9 @@ def refuse_what_transfer_sets(overlays: list[dict[str, Any]], extra: tuple[str, 
     """Refuse an overlay or flag that sets what each start sets itself (:data:`SET_BY_TRANSFER`)."""
     for key, what in SET_BY_TRANSFER.items():
         section, _, name = key.partition(".")
-        in_overlay = any(isinstance(o.get(section), dict) and name in o[section] for o in overlays)
+        in_overlay = any(
+            isinstance(o.get(section), dict) and o[section].get(name) is not None for o in overlays
+        )
         flag = f"--{key}"
         if in_overlay or any(
             arg.partition("=")[0] in (flag, f"{flag}+") or arg.startswith(f"{flag}.") for arg in extra
