@@ -118,4 +118,4 @@ def test_plot_refuses_a_directory_without_a_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["plot", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "no validation curves" in capsys.readouterr().err
+    assert f"{tmp_path}: not a run or sweep directory (no TensorBoard events)" in capsys.readouterr().err

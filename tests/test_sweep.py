@@ -416,6 +416,7 @@ def test_the_csv_command_refuses_a_directory_as_out_and_a_directory_without_a_ru
     cases = [
         ((tmp_path, tmp_path), f"OUT {tmp_path}: is a directory; give a file name inside it"),
         ((tmp_path, tmp_path / "x.csv"), f"{tmp_path}: not a run or sweep directory (no TensorBoard events)"),
+        ((ROOT / "README.md", tmp_path / "x.csv"), f"{ROOT / 'README.md'}: a file, not a directory"),
     ]
     for args, message in cases:
         command = [sys.executable, "-m", "grokkit.results", *map(str, args)]

@@ -19,7 +19,7 @@ from grokkit.errors import ConfigError
 from grokkit.outputs import figure_format
 from grokkit.probes.figures import new_figure, png_bytes, save_png
 from grokkit.probes.onset import GrokkingOnset
-from grokkit.results.runs import load_run
+from grokkit.results.runs import check_run_dir, load_run
 
 
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -40,7 +40,7 @@ def memorized_level(run_dir: Path) -> float:
 
 def plot(run_dir: Path, out: Path) -> list[str]:
     """Draw the figure into ``out``; return the legend's labels (what was drawn)."""
-    curves = read_scalars(run_dir)
+    curves = read_scalars(check_run_dir(run_dir))
     if not any(tag.startswith("val/") for tag in curves):
         raise ConfigError(
             f"{run_dir}: no validation curves in its TensorBoard events (a run draws its first at "

@@ -51,7 +51,11 @@ def check_run_dir(path: Path) -> Path:
     """Refuse a directory that holds no run (no TensorBoard events): its table would be empty."""
     if not any(path.glob("events.out.tfevents.*")):
         what = (
-            "not a run or sweep directory (no TensorBoard events)" if path.is_dir() else "no such directory"
+            "not a run or sweep directory (no TensorBoard events)"
+            if path.is_dir()
+            else "a file, not a directory"
+            if path.exists()
+            else "no such directory"
         )
         raise ConfigError(f"{path}: {what}; give a directory that grokkit fit or grokkit sweep wrote")
     return path
