@@ -224,6 +224,10 @@ def test_compare_draws_no_line_per_key_tied_to_x(tmp_path):
         "data.seed=0, seed_everything=0",
         "data.seed=1, seed_everything=1",
     ]
+    with pytest.raises(
+        ConfigError, match=r"--x val.train/acc: not a grid key of the sweeps; choose one of data"
+    ):
+        summary_figure([sweep], "val.train/acc", "val.train/acc")  # a summary column: a line per trial
 
 
 @pytest.mark.slow

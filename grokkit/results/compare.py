@@ -119,6 +119,8 @@ def summary_figure(sweeps: list[Path], x: str, y: str) -> Figure:
                 f"{flag} {key}: no such column; the sweeps have {', '.join(table.columns[:12])}, ..."
             )
     keys = [*dict.fromkeys(key for path in sweeps for key in grid_keys(sweep_trials(path)))]
+    if x not in keys:  # a summary column on x: every trial its own one-point line
+        raise ConfigError(f"--x {x}: not a grid key of the sweeps; choose one of {', '.join(keys)}")
     # a list (e.g. model.betas) as its text: hashable to group by, and one point on x, not a row of numbers
     drawn = [*dict.fromkeys([x, *keys])]
     table[drawn] = table[drawn].map(lambda v: str(v) if isinstance(v, list) else v)
