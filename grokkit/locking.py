@@ -62,9 +62,9 @@ def scope() -> Iterator[None]:
             os.close(_held.pop(identity))
 
 
-def busy_out(directory: Path, flag: str = "--out") -> str:
-    """The refusal of an output directory another grokkit command is writing."""
+def busy_out(directory: Path) -> str:
+    """The refusal of an ``--out`` directory another grokkit command is writing."""
     return (
-        f"{flag} {directory}: another grokkit process is running in it (it holds the directory's lock); "
-        f"wait for it to end, or choose another {flag}"
+        f"--out {directory}: another grokkit process is running in it (it holds the directory's lock); "
+        "wait for it to end, or choose another --out"
     )

@@ -162,6 +162,5 @@ def analyze_command(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     summary = analyze(args.run_dir, args.probes_config, args.name)
     steps = summary["analysis"]["steps"]
-    print(
-        f"grokkit analyze: {len(steps)} checkpoint{'s' if len(steps) != 1 else ''}, steps {steps[0]}-{steps[-1]} -> {args.run_dir / args.name}"
-    )
+    checkpoints = f"{len(steps)} checkpoint{'s' if len(steps) != 1 else ''}"
+    print(f"grokkit analyze: {checkpoints}, steps {steps[0]}-{steps[-1]} -> {args.run_dir / args.name}")

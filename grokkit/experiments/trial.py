@@ -98,9 +98,8 @@ class Trial:
         command = [sys.executable, "-m", "grokkit", "fit", *self.fit_args()]
         threads = str(self.threads)
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-        if (
-            not self.gpus
-        ):  # Ray leaves a trial that reserved no GPU every GPU of its node, shared with the others
+        # Ray leaves a trial that reserved no GPU every GPU of its node, shared with the others
+        if not self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
